@@ -1,0 +1,100 @@
+//! Chat sessions and their messages.
+
+use uuid::Uuid;
+
+use super::{Timestamp, string_enum};
+use crate::ids::{AgentId, GatewayId, MessageId, SessionId, UserId};
+
+string_enum!(
+    /// Whether a session takes new messages.
+    SessionStatus, "session status" {
+        /// Open.
+        Active => "active",
+        /// Closed by the user, an admin or the agent.
+        Closed => "closed",
+    }
+);
+
+/// A conversation between one user and one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSession {
+    /// Its id.
+    pub id: SessionId,
+    /// Who chats.
+    pub user_id: UserId,
+    /// With which agent.
+    pub agent_id: AgentId,
+    /// Through which gateway.
+    pub gateway_id: GatewayId,
+    /// What the gateway calls it: `agent:<agent_key>:mc-<session id>`.
+    pub session_key: String,
+    /// Open or closed.
+    pub status: SessionStatus,
+    /// The seq of its newest message; 0 when empty.
+    pub last_seq: u64,
+    /// When its newest message was stored.
+    pub last_message_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl ChatSession {
+    /// OpenClaw's canonical session key for an agent key and a relay session id.
+    pub fn session_key_for(agent_key: &str, id: SessionId) -> String {
+        format!("agent:{agent_key}:mc-{id}")
+    }
+}
+
+string_enum!(
+    /// Who wrote a message.
+    MessageRole, "message role" {
+        /// The end user.
+        User => "user",
+        /// The agent's reply.
+        Agent => "agent",
+        /// The relay (e.g. a failed run).
+        System => "system",
+    }
+);
+
+/// A stored message. `seq` runs 1, 2, 3… per session with no gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its id.
+    pub id: MessageId,
+    /// The session it belongs to.
+    pub session_id: SessionId,
+    /// Its position in the session.
+    pub seq: u64,
+    /// Who wrote it.
+    pub role: MessageRole,
+    /// The text.
+    pub content: String,
+    /// The id the client gave it; retries with the same id are idempotent.
+    pub client_msg_id: Option<Uuid>,
+    /// The agent run that produced (or was started by) it.
+    pub run_id: Option<String>,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
+/// A message to append; the store assigns `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// The session to append to.
+    pub session_id: SessionId,
+    /// Who wrote it.
+    pub role: MessageRole,
+    /// The text.
+    pub content: String,
+    /// The client's id for it, if any.
+    pub client_msg_id: Option<Uuid>,
+    /// The agent run, if any.
+    pub run_id: Option<String>,
+    /// When it was received.
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,85 @@
+//! Storage of organizations, users, login failures and refresh tokens.
+
+use async_trait::async_trait;
+
+use super::{Page, Paged, StoreResult};
+use crate::ids::{OrgId, RefreshTokenId, TokenFamilyId, UserId};
+use crate::model::{Organization, RefreshToken, SecretHash, Timestamp, User};
+
+/// Organizations.
+#[async_trait]
+pub trait OrgStore: Send + Sync {
+    /// Stores a new organization. `Conflict(OrganizationName)` if the name is taken.
+    async fn create_org(&self, org: &Organization) -> StoreResult<()>;
+    /// The organization with this id.
+    async fn get_org(&self, id: OrgId) -> StoreResult<Option<Organization>>;
+    /// The organization with exactly this name.
+    async fn find_org_by_name(&self, name: &str) -> StoreResult<Option<Organization>>;
+    /// Organizations in id order.
+    async fn list_orgs(&self, page: Page) -> StoreResult<Paged<Organization>>;
+}
+
+/// Users, and the failed sign-ins counted against them.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user. `Conflict(Username)` if the username (ignoring ASCII case) is taken
+    /// in the organization; `NotFound` if the organization does not exist.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// The user with this id.
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// The user of `org` with this username, ignoring ASCII case.
+    async fn find_user_by_username(&self, org: OrgId, username: &str) -> StoreResult<Option<User>>;
+    /// Replaces every field of the stored user with `user`'s (the id and organization stay).
+    /// `NotFound` if it does not exist; `Conflict(Username)` if renamed onto a taken name.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// Users of `org` in id (creation) order.
+    async fn list_users(&self, org: OrgId, page: Page) -> StoreResult<Paged<User>>;
+    /// Deletes the user and everything that is theirs: assignments, sessions, messages,
+    /// refresh tokens, login failures. `NotFound` if it does not exist.
+    async fn delete_user(&self, id: UserId) -> StoreResult<()>;
+
+    /// Records a failed sign-in at `at` and returns how many failures the user has had since
+    /// `window_start` (this one included).
+    async fn record_login_failure(
+        &self,
+        user: UserId,
+        at: Timestamp,
+        window_start: Timestamp,
+    ) -> StoreResult<u32>;
+    /// How many failed sign-ins the user has had since `since`.
+    async fn count_login_failures(&self, user: UserId, since: Timestamp) -> StoreResult<u32>;
+    /// Forgets the user's failed sign-ins (after a successful one).
+    async fn clear_login_failures(&self, user: UserId) -> StoreResult<()>;
+}
+
+/// Refresh tokens and their rotation families.
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// Stores a newly issued token. `Conflict(TokenHash)` if the hash exists;
+    /// `NotFound` if the user does not exist.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// The token with this hash, whatever its state.
+    async fn find_refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
+    /// The token with this id, whatever its state.
+    async fn get_refresh_token(&self, id: RefreshTokenId) -> StoreResult<Option<RefreshToken>>;
+    /// Atomically marks `old` used at `at` (pointing at `successor`) and stores `successor`,
+    /// only if `old` is neither used nor revoked. Returns `false` (and writes nothing) if it
+    /// was; of two concurrent rotations of one token exactly one returns `true`.
+    async fn rotate_refresh_token(
+        &self,
+        old: RefreshTokenId,
+        successor: &RefreshToken,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Revokes every token of the family; returns how many were newly revoked.
+    async fn revoke_refresh_family(&self, family: TokenFamilyId) -> StoreResult<u64>;
+    /// Revokes every token of the user except those of `keep` (the caller's own family);
+    /// returns how many were newly revoked.
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user: UserId,
+        keep: Option<TokenFamilyId>,
+    ) -> StoreResult<u64>;
+    /// Deletes tokens that expired before `before`; returns how many.
+    async fn delete_expired_refresh_tokens(&self, before: Timestamp) -> StoreResult<u64>;
+}

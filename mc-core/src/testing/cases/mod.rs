@@ -1,0 +1,9 @@
+//! The conformance cases. Each takes an empty store and panics on a deviation.
+
+mod chat;
+mod identity;
+mod registry;
+
+pub use chat::*;
+pub use identity::*;
+pub use registry::*;

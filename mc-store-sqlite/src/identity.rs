@@ -1,0 +1,374 @@
+//! Organizations, users, login failures and refresh tokens.
+
+use async_trait::async_trait;
+use mc_core::*;
+use sqlx::sqlite::SqliteRow;
+
+use crate::SqliteStore;
+use crate::codec::{RowExt, opt_ts, ts};
+use crate::error::store_error;
+
+fn org_from_row(row: &SqliteRow) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: OrgId::from_uuid(row.uuid("id")?),
+        name: row.text("name")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: UserId::from_uuid(row.uuid("id")?),
+        organization_id: OrgId::from_uuid(row.uuid("organization_id")?),
+        username: row.text("username")?,
+        email: row.opt_text("email")?,
+        phone: row.opt_text("phone")?,
+        password_hash: row.text("password_hash")?,
+        display_name: row.opt_text("display_name")?,
+        avatar_url: row.opt_text("avatar_url")?,
+        role: row.parsed("role")?,
+        status: row.parsed("status")?,
+        last_login_at: row.opt_time("last_login_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+fn refresh_from_row(row: &SqliteRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        id: RefreshTokenId::from_uuid(row.uuid("id")?),
+        user_id: UserId::from_uuid(row.uuid("user_id")?),
+        family_id: TokenFamilyId::from_uuid(row.uuid("family_id")?),
+        token_hash: row.hash("token_hash")?,
+        expires_at: row.time("expires_at")?,
+        used_at: row.opt_time("used_at")?,
+        revoked: row.flag("revoked")?,
+        replaced_by: row.opt_uuid("replaced_by")?.map(RefreshTokenId::from_uuid),
+        created_at: row.time("created_at")?,
+    })
+}
+
+#[async_trait]
+impl OrgStore for SqliteStore {
+    async fn create_org(&self, org: &Organization) -> StoreResult<()> {
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)")
+            .bind(org.id.as_uuid())
+            .bind(&org.name)
+            .bind(ts(org.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "organization"))?;
+        Ok(())
+    }
+
+    async fn get_org(&self, id: OrgId) -> StoreResult<Option<Organization>> {
+        sqlx::query("SELECT * FROM organizations WHERE id = ?1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "organization"))?
+            .as_ref()
+            .map(org_from_row)
+            .transpose()
+    }
+
+    async fn find_org_by_name(&self, name: &str) -> StoreResult<Option<Organization>> {
+        sqlx::query("SELECT * FROM organizations WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "organization"))?
+            .as_ref()
+            .map(org_from_row)
+            .transpose()
+    }
+
+    async fn list_orgs(&self, page: Page) -> StoreResult<Paged<Organization>> {
+        let rows = sqlx::query(
+            "SELECT * FROM organizations WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+        )
+        .bind(page.cursor)
+        .bind(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| store_error(e, "organization"))?;
+        let items = rows
+            .iter()
+            .map(org_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Paged::from_rows(items, page, |o| o.id.as_uuid()))
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, organization_id, username, email, phone, password_hash,
+                display_name, avatar_url, role, status, last_login_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .bind(u.id.as_uuid())
+        .bind(u.organization_id.as_uuid())
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.phone)
+        .bind(&u.password_hash)
+        .bind(&u.display_name)
+        .bind(&u.avatar_url)
+        .bind(u.role.as_str())
+        .bind(u.status.as_str())
+        .bind(opt_ts(u.last_login_at))
+        .bind(ts(u.created_at))
+        .bind(ts(u.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| store_error(e, "organization"))?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "user"))?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn find_user_by_username(&self, org: OrgId, username: &str) -> StoreResult<Option<User>> {
+        // `username` is declared COLLATE NOCASE, so this compares without ASCII case.
+        sqlx::query("SELECT * FROM users WHERE organization_id = ?1 AND username = ?2")
+            .bind(org.as_uuid())
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "user"))?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET username = ?2, email = ?3, phone = ?4, password_hash = ?5,
+                display_name = ?6, avatar_url = ?7, role = ?8, status = ?9, last_login_at = ?10,
+                created_at = ?11, updated_at = ?12
+             WHERE id = ?1",
+        )
+        .bind(u.id.as_uuid())
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.phone)
+        .bind(&u.password_hash)
+        .bind(&u.display_name)
+        .bind(&u.avatar_url)
+        .bind(u.role.as_str())
+        .bind(u.status.as_str())
+        .bind(opt_ts(u.last_login_at))
+        .bind(ts(u.created_at))
+        .bind(ts(u.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| store_error(e, "user"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self, org: OrgId, page: Page) -> StoreResult<Paged<User>> {
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE organization_id = ?1 AND (?2 IS NULL OR id > ?2)
+             ORDER BY id LIMIT ?3",
+        )
+        .bind(org.as_uuid())
+        .bind(page.cursor)
+        .bind(page.fetch_limit())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| store_error(e, "user"))?;
+        let items = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Paged::from_rows(items, page, |u| u.id.as_uuid()))
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id.as_uuid())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "user"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: UserId,
+        at: Timestamp,
+        window_start: Timestamp,
+    ) -> StoreResult<u32> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO login_failures (user_id, at) VALUES (?1, ?2)")
+            .bind(user.as_uuid())
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store_error(e, "user"))?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_failures WHERE user_id = ?1 AND at >= ?2",
+        )
+        .bind(user.as_uuid())
+        .bind(ts(window_start))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "user"))?;
+        tx.commit().await.map_err(|e| store_error(e, "user"))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn count_login_failures(&self, user: UserId, since: Timestamp) -> StoreResult<u32> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_failures WHERE user_id = ?1 AND at >= ?2",
+        )
+        .bind(user.as_uuid())
+        .bind(ts(since))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(|e| store_error(e, "user"))?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn clear_login_failures(&self, user: UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE user_id = ?1")
+            .bind(user.as_uuid())
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "user"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for SqliteStore {
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        insert_refresh(&self.writer, t).await
+    }
+
+    async fn find_refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?1")
+            .bind(&hash.as_bytes()[..])
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?
+            .as_ref()
+            .map(refresh_from_row)
+            .transpose()
+    }
+
+    async fn get_refresh_token(&self, id: RefreshTokenId) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE id = ?1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?
+            .as_ref()
+            .map(refresh_from_row)
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: RefreshTokenId,
+        successor: &RefreshToken,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let marked = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3
+             WHERE id = ?1 AND used_at IS NULL AND revoked = 0",
+        )
+        .bind(old.as_uuid())
+        .bind(ts(at))
+        .bind(successor.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "refresh token"))?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_refresh(&mut *tx, successor).await?;
+        tx.commit()
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(&self, family: TokenFamilyId) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1 AND revoked = 0",
+        )
+        .bind(family.as_uuid())
+        .execute(&self.writer)
+        .await
+        .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user: UserId,
+        keep: Option<TokenFamilyId>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = 1
+             WHERE user_id = ?1 AND revoked = 0 AND (?2 IS NULL OR family_id <> ?2)",
+        )
+        .bind(user.as_uuid())
+        .bind(keep.map(|f| f.as_uuid()))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_expired_refresh_tokens(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?1")
+            .bind(ts(before))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn insert_refresh<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    t: &RefreshToken,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, used_at,
+            revoked, replaced_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .bind(t.id.as_uuid())
+    .bind(t.user_id.as_uuid())
+    .bind(t.family_id.as_uuid())
+    .bind(&t.token_hash.as_bytes()[..])
+    .bind(ts(t.expires_at))
+    .bind(opt_ts(t.used_at))
+    .bind(t.revoked)
+    .bind(t.replaced_by.map(|r| r.as_uuid()))
+    .bind(ts(t.created_at))
+    .execute(executor)
+    .await
+    .map_err(|e| store_error(e, "user"))?;
+    Ok(())
+}

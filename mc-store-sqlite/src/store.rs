@@ -1,0 +1,165 @@
+//! Opening the database: options, pools, migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mc_core::{StoreHealth, StoreResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{Error, store_error};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteStoreOptions {
+    url: String,
+    readers: u32,
+    busy_timeout: Duration,
+}
+
+impl SqliteStoreOptions {
+    /// Options for `url`: `sqlite://path/to/file.db`, `sqlite:relative.db` or
+    /// `sqlite::memory:`. The file is created if missing.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// How many read-only connections to keep (default 4). Ignored for in-memory databases,
+    /// which use one connection for everything.
+    pub fn readers(mut self, readers: u32) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// How long a statement waits for another process's write lock before failing with
+    /// `StoreError::Unavailable` (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    fn is_memory(&self) -> bool {
+        self.url.contains(":memory:") || self.url.contains("mode=memory")
+    }
+}
+
+/// The SQLite store. Cheap to clone: clones share the connection pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// One connection: every write, and reads that must see the write in progress.
+    pub(crate) writer: SqlitePool,
+    /// Read-only connections (the writer itself for in-memory databases).
+    pub(crate) reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url` with default options.
+    pub async fn open(url: &str) -> Result<Self, Error> {
+        Self::open_with(SqliteStoreOptions::new(url)).await
+    }
+
+    /// Opens a fresh in-memory database, for tests.
+    pub async fn open_in_memory() -> Result<Self, Error> {
+        Self::open("sqlite::memory:").await
+    }
+
+    /// Opens (creating if needed) and migrates the database described by `options`.
+    pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, Error> {
+        let url = options.url.clone();
+        let connect = SqliteConnectOptions::from_str(&url)
+            .map_err(|source| Error::InvalidUrl {
+                url: url.clone(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+
+        let memory = options.is_memory();
+        // An in-memory database lives as long as its one connection: never let it go idle.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(u32::from(memory))
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(connect.clone())
+            .await
+            .map_err(|source| Error::Open {
+                url: url.clone(),
+                source,
+            })?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| Error::Migrate {
+                url: url.clone(),
+                source,
+            })?;
+
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.readers)
+                .connect_with(connect.read_only(true))
+                .await
+                .map_err(|source| Error::Open {
+                    url: url.clone(),
+                    source,
+                })?
+        };
+        tracing::debug!(%url, memory, readers = options.readers, "opened SQLite store");
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`),
+    /// so a read-then-write cannot fail halfway on another process's lock.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| store_error(e, "database"))
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(e, "database"))
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+}
