@@ -37,9 +37,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock stopped at `start` (truncated to microseconds).
     pub fn new(start: Timestamp) -> Self {
-        Self {
-            now: Mutex::new(truncate_to_micros(start)),
-        }
+        Self { now: Mutex::new(truncate_to_micros(start)) }
     }
 
     /// A clock stopped at the current system time.
@@ -49,29 +47,20 @@ impl ManualClock {
 
     /// Moves the clock forward (or backward, with a negative delta).
     pub fn advance(&self, by: TimeDelta) {
-        let mut now = self
-            .now
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *now = truncate_to_micros(*now + by);
     }
 
     /// Sets the clock.
     pub fn set(&self, to: Timestamp) {
-        let mut now = self
-            .now
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *now = truncate_to_micros(to);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self
-            .now
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -11,12 +11,19 @@
 //! - [`store`]: the async storage traits, [`Store`] (all of them, held as `Arc<dyn Store>`),
 //!   [`StoreError`] and cursor paging.
 //! - [`clock`]: [`Clock`], so time-dependent logic is testable.
-//! - `testing` (feature `testing`): the store conformance suite.
+//! - [`auth`]: [`Authenticator`] and [`Principal`]; with `server`, the built-in account service
+//!   (argon2id passwords, HS256 JWTs, rotating refresh tokens, lockout).
+//! - `admin` (feature `server`): user administration and assignments.
+//! - [`events`]: the in-process channel services publish on ([`RelayEvent`]).
+//! - [`validate`]: field checks with messages that name the field.
+//! - [`Relay`] (feature `server`): the services of one instance, built from parts.
+//! - [`Error`]: the one error of the services; `testing` (feature): the store conformance suite.
 //!
 //! ## Features
-//! | feature | what it adds |
-//! |---|---|
-//! | `testing` | `mc_core::testing` and [`store_conformance_tests!`]: the suite every store runs |
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `server` | yes | the server-side engines (`AuthService`, `AdminService`, `Relay`) and their dependencies (argon2, jsonwebtoken); client-only users turn it off |
+//! | `testing` | no | `mc_core::testing` and [`store_conformance_tests!`]: the suite every store runs |
 //!
 //! ## Example
 //! ```no_run
@@ -30,14 +37,29 @@
 //! }
 //! ```
 
+#[cfg(feature = "server")]
+pub mod admin;
+pub mod auth;
 pub mod clock;
+mod error;
+pub mod events;
 pub mod ids;
 pub mod model;
+#[cfg(feature = "server")]
+mod relay;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod validate;
 
+#[cfg(feature = "server")]
+pub use admin::{AdminService, AssignAgent, UserAdminUpdate};
+pub use auth::{Authenticator, Principal};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result, TokenRejection};
+pub use events::{Events, RelayEvent};
 pub use ids::*;
 pub use model::*;
+#[cfg(feature = "server")]
+pub use relay::{Relay, RelayBuilder};
 pub use store::*;

@@ -116,10 +116,7 @@ impl SessionStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "session"))?;
-        let items = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(session_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |s| s.id.as_uuid()))
     }
 
@@ -275,10 +272,7 @@ impl ActivityStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "activity"))?;
-        let items = rows
-            .iter()
-            .map(activity_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(activity_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |e| e.id.as_uuid()))
     }
 }

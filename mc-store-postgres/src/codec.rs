@@ -45,8 +45,7 @@ impl RowExt for PgRow {
     }
     fn opt_small(&self, col: &str) -> StoreResult<Option<u32>> {
         let v: Option<i32> = self.col(col)?;
-        v.map(|v| u32::try_from(v).map_err(|_| negative(col, v.into())))
-            .transpose()
+        v.map(|v| u32::try_from(v).map_err(|_| negative(col, v.into()))).transpose()
     }
     fn hash(&self, col: &str) -> StoreResult<SecretHash> {
         let bytes: Vec<u8> = self.col(col)?;
@@ -58,8 +57,7 @@ impl RowExt for PgRow {
         T::Err: std::fmt::Display,
     {
         let text: String = self.col(col)?;
-        text.parse()
-            .map_err(|e: T::Err| StoreError::corrupt(format!("column '{col}': {e}")))
+        text.parse().map_err(|e: T::Err| StoreError::corrupt(format!("column '{col}': {e}")))
     }
     fn json<T: DeserializeOwned>(&self, col: &str) -> StoreResult<T> {
         let Json(value): Json<T> = self.col(col)?;

@@ -69,14 +69,8 @@ mod tests {
 
     #[test]
     fn constraints_map_to_kinds() {
-        assert_eq!(
-            conflict_kind("users_org_username_key"),
-            ConflictKind::Username
-        );
-        assert_eq!(
-            conflict_kind("refresh_tokens_token_hash_key"),
-            ConflictKind::TokenHash
-        );
+        assert_eq!(conflict_kind("users_org_username_key"), ConflictKind::Username);
+        assert_eq!(conflict_kind("refresh_tokens_token_hash_key"), ConflictKind::TokenHash);
         assert_eq!(conflict_kind("users_pkey"), ConflictKind::DuplicateId);
     }
 

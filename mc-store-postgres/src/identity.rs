@@ -43,9 +43,7 @@ fn refresh_from_row(row: &PgRow) -> StoreResult<RefreshToken> {
         expires_at: row.col("expires_at")?,
         used_at: row.col("used_at")?,
         revoked: row.col("revoked")?,
-        replaced_by: row
-            .col::<Option<uuid::Uuid>>("replaced_by")?
-            .map(RefreshTokenId::from_uuid),
+        replaced_by: row.col::<Option<uuid::Uuid>>("replaced_by")?.map(RefreshTokenId::from_uuid),
         created_at: row.col("created_at")?,
     })
 }
@@ -94,10 +92,7 @@ impl OrgStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "organization"))?;
-        let items = rows
-            .iter()
-            .map(org_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(org_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |o| o.id.as_uuid()))
     }
 }
@@ -193,10 +188,7 @@ impl UserStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "user"))?;
-        let items = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |u| u.id.as_uuid()))
     }
 
@@ -235,16 +227,19 @@ impl UserStore for PgStore {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
-    async fn count_login_failures(&self, user: UserId, since: Timestamp) -> StoreResult<u32> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE user_id = $1 AND at >= $2",
+    async fn recent_login_failures(
+        &self,
+        user: UserId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<Timestamp>> {
+        sqlx::query_scalar(
+            "SELECT at FROM login_failures WHERE user_id = $1 AND at >= $2 ORDER BY at",
         )
         .bind(user.as_uuid())
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(|e| store_error(e, "user"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        .map_err(|e| store_error(e, "user"))
     }
 
     async fn clear_login_failures(&self, user: UserId) -> StoreResult<()> {
@@ -307,9 +302,7 @@ impl RefreshTokenStore for PgStore {
             return Ok(false);
         }
         insert_refresh(&mut *tx, successor).await?;
-        tx.commit()
-            .await
-            .map_err(|e| store_error(e, "refresh token"))?;
+        tx.commit().await.map_err(|e| store_error(e, "refresh token"))?;
         Ok(true)
     }
 

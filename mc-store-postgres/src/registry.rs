@@ -43,10 +43,7 @@ fn gateway_from_row(row: &PgRow) -> StoreResult<Gateway> {
 }
 
 fn change_from_row(row: &PgRow) -> StoreResult<StatusChange> {
-    Ok(StatusChange {
-        previous: row.parsed("previous_status")?,
-        gateway: gateway_from_row(row)?,
-    })
+    Ok(StatusChange { previous: row.parsed("previous_status")?, gateway: gateway_from_row(row)? })
 }
 
 fn agent_from_row(row: &PgRow) -> StoreResult<Agent> {
@@ -66,9 +63,7 @@ fn assignment_from_row(row: &PgRow) -> StoreResult<Assignment> {
         agent_id: AgentId::from_uuid(row.col("agent_id")?),
         role: row.parsed("role")?,
         board_name: row.col("board_name")?,
-        assigned_by: row
-            .col::<Option<uuid::Uuid>>("assigned_by")?
-            .map(UserId::from_uuid),
+        assigned_by: row.col::<Option<uuid::Uuid>>("assigned_by")?.map(UserId::from_uuid),
         assigned_at: row.col("assigned_at")?,
     })
 }
@@ -125,10 +120,7 @@ impl RegistrationTokenStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "registration token"))?;
-        let items = rows
-            .iter()
-            .map(registration_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(registration_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |t| t.id.as_uuid()))
     }
 
@@ -177,10 +169,7 @@ impl RegistrationTokenStore for PgStore {
         .map_err(|e| store_error(e, "registration token"))?;
         match row {
             None => Ok(ConsumeOutcome::Unknown),
-            Some(row) => Ok(ConsumeOutcome::refusal_for(
-                &registration_from_row(&row)?,
-                at,
-            )),
+            Some(row) => Ok(ConsumeOutcome::refusal_for(&registration_from_row(&row)?, at)),
         }
     }
 }
@@ -298,10 +287,7 @@ impl GatewayStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "gateway"))?;
-        let items = rows
-            .iter()
-            .map(gateway_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(gateway_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |g| g.id.as_uuid()))
     }
 
@@ -347,14 +333,10 @@ impl GatewayStore for PgStore {
         at: Timestamp,
     ) -> StoreResult<StatusChange> {
         let mut tx = self.begin().await?;
-        let current = fetch_gateway(&mut *tx, id, true)
-            .await?
-            .ok_or(StoreError::NotFound("gateway"))?;
+        let current =
+            fetch_gateway(&mut *tx, id, true).await?.ok_or(StoreError::NotFound("gateway"))?;
         if current.status == status {
-            return Ok(StatusChange {
-                previous: status,
-                gateway: current,
-            });
+            return Ok(StatusChange { previous: status, gateway: current });
         }
         let row = sqlx::query(
             "UPDATE gateways SET status = $2, updated_at = $3 WHERE id = $1 RETURNING *",
@@ -367,10 +349,7 @@ impl GatewayStore for PgStore {
         .map_err(|e| store_error(e, "gateway"))?;
         let gateway = gateway_from_row(&row)?;
         tx.commit().await.map_err(|e| store_error(e, "gateway"))?;
-        Ok(StatusChange {
-            previous: current.status,
-            gateway,
-        })
+        Ok(StatusChange { previous: current.status, gateway })
     }
 
     async fn mark_stale_gateways_offline(
@@ -469,10 +448,7 @@ impl AgentStore for PgStore {
         }
         let agents = gateway_agents(&mut *tx, gateway).await?;
         tx.commit().await.map_err(|e| store_error(e, "agent"))?;
-        Ok(AgentSync {
-            agents,
-            ..plan.outcome
-        })
+        Ok(AgentSync { agents, ..plan.outcome })
     }
 
     async fn list_gateway_agents(&self, gateway: GatewayId) -> StoreResult<Vec<Agent>> {
@@ -491,10 +467,7 @@ impl AgentStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "agent"))?;
-        let items = rows
-            .iter()
-            .map(agent_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(agent_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |a| a.id.as_uuid()))
     }
 }

@@ -23,18 +23,12 @@ pub struct PgStoreOptions {
 impl PgStoreOptions {
     /// Options from already-parsed connect options (to set a schema search path, TLS, …).
     pub fn new(connect: PgConnectOptions) -> Self {
-        Self {
-            connect,
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        Self { connect, max_connections: 10, acquire_timeout: Duration::from_secs(5) }
     }
 
     /// Options from a `postgres://user:password@host:port/database` URL.
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        PgConnectOptions::from_str(url)
-            .map(Self::new)
-            .map_err(Error::InvalidUrl)
+        PgConnectOptions::from_str(url).map(Self::new).map_err(Error::InvalidUrl)
     }
 
     /// The most connections the pool opens (default 10).
@@ -72,10 +66,7 @@ impl PgStore {
             .await
             .map_err(Error::Connect)?;
         MIGRATOR.run(&pool).await.map_err(Error::Migrate)?;
-        tracing::debug!(
-            max_connections = options.max_connections,
-            "connected PostgreSQL store"
-        );
+        tracing::debug!(max_connections = options.max_connections, "connected PostgreSQL store");
         Ok(Self { pool })
     }
 
@@ -85,10 +76,7 @@ impl PgStore {
     }
 
     pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.pool
-            .begin()
-            .await
-            .map_err(|e| store_error(e, "database"))
+        self.pool.begin().await.map_err(|e| store_error(e, "database"))
     }
 }
 

@@ -38,9 +38,7 @@ fn postgres_url() -> Option<String> {
 async fn store() -> Option<TestStore> {
     let url = postgres_url()?;
     let schema = format!("mc_test_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect(&url)
-        .await
-        .expect("connect to MC_TEST_POSTGRES_URL");
+    let mut admin = PgConnection::connect(&url).await.expect("connect to MC_TEST_POSTGRES_URL");
     sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut admin)
         .await

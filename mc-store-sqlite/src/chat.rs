@@ -99,10 +99,7 @@ impl SessionStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "session"))?;
-        let items = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(session_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |s| s.id.as_uuid()))
     }
 
@@ -263,10 +260,7 @@ impl ActivityStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "activity"))?;
-        let items = rows
-            .iter()
-            .map(activity_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(activity_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |e| e.id.as_uuid()))
     }
 }

@@ -106,8 +106,7 @@ impl RowExt for SqliteRow {
         T::Err: std::fmt::Display,
     {
         let text: String = self.try_get(col).map_err(|e| decode(col, e))?;
-        text.parse()
-            .map_err(|e: T::Err| StoreError::corrupt(format!("column '{col}': {e}")))
+        text.parse().map_err(|e: T::Err| StoreError::corrupt(format!("column '{col}': {e}")))
     }
     fn json<T: DeserializeOwned>(&self, col: &str) -> StoreResult<T> {
         let text: String = self.try_get(col).map_err(|e| decode(col, e))?;

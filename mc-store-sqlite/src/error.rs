@@ -59,8 +59,7 @@ pub(crate) fn store_error(err: sqlx::Error, missing: &'static str) -> StoreError
 
 /// SQLITE_BUSY (5) and SQLITE_LOCKED (6), including their extended codes.
 fn is_busy(code: Option<&str>) -> bool {
-    code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    code.and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// SQLite names the columns of the broken constraint: `UNIQUE constraint failed: users.organization_id, users.username`.

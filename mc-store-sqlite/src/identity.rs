@@ -92,10 +92,7 @@ impl OrgStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "organization"))?;
-        let items = rows
-            .iter()
-            .map(org_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(org_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |o| o.id.as_uuid()))
     }
 }
@@ -190,10 +187,7 @@ impl UserStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "user"))?;
-        let items = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |u| u.id.as_uuid()))
     }
 
@@ -234,16 +228,20 @@ impl UserStore for SqliteStore {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
-    async fn count_login_failures(&self, user: UserId, since: Timestamp) -> StoreResult<u32> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE user_id = ?1 AND at >= ?2",
+    async fn recent_login_failures(
+        &self,
+        user: UserId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<Timestamp>> {
+        let rows = sqlx::query(
+            "SELECT at FROM login_failures WHERE user_id = ?1 AND at >= ?2 ORDER BY at",
         )
         .bind(user.as_uuid())
         .bind(ts(since))
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "user"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        rows.iter().map(|row| row.time("at")).collect()
     }
 
     async fn clear_login_failures(&self, user: UserId) -> StoreResult<()> {
@@ -305,9 +303,7 @@ impl RefreshTokenStore for SqliteStore {
             return Ok(false);
         }
         insert_refresh(&mut *tx, successor).await?;
-        tx.commit()
-            .await
-            .map_err(|e| store_error(e, "refresh token"))?;
+        tx.commit().await.map_err(|e| store_error(e, "refresh token"))?;
         Ok(true)
     }
 

@@ -17,10 +17,7 @@ fn registration_from_row(row: &SqliteRow) -> StoreResult<RegistrationToken> {
         token_hash: row.hash("token_hash")?,
         label: row.text("label")?,
         expires_at: row.opt_time("expires_at")?,
-        max_uses: row
-            .opt_count("max_uses")?
-            .map(|n| small("max_uses", n))
-            .transpose()?,
+        max_uses: row.opt_count("max_uses")?.map(|n| small("max_uses", n)).transpose()?,
         uses: small("uses", row.count("uses")?)?,
         revoked: row.flag("revoked")?,
         created_at: row.time("created_at")?,
@@ -120,10 +117,7 @@ impl RegistrationTokenStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "registration token"))?;
-        let items = rows
-            .iter()
-            .map(registration_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(registration_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |t| t.id.as_uuid()))
     }
 
@@ -161,9 +155,7 @@ impl RegistrationTokenStore for SqliteStore {
         .map_err(|e| store_error(e, "registration token"))?;
         if let Some(row) = consumed {
             let token = registration_from_row(&row)?;
-            tx.commit()
-                .await
-                .map_err(|e| store_error(e, "registration token"))?;
+            tx.commit().await.map_err(|e| store_error(e, "registration token"))?;
             return Ok(ConsumeOutcome::Consumed(token));
         }
         let row = sqlx::query(
@@ -177,10 +169,7 @@ impl RegistrationTokenStore for SqliteStore {
         let Some(row) = row else {
             return Ok(ConsumeOutcome::Unknown);
         };
-        Ok(ConsumeOutcome::refusal_for(
-            &registration_from_row(&row)?,
-            at,
-        ))
+        Ok(ConsumeOutcome::refusal_for(&registration_from_row(&row)?, at))
     }
 }
 
@@ -291,10 +280,7 @@ impl GatewayStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "gateway"))?;
-        let items = rows
-            .iter()
-            .map(gateway_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(gateway_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |g| g.id.as_uuid()))
     }
 
@@ -341,14 +327,9 @@ impl GatewayStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<StatusChange> {
         let mut tx = self.begin_write().await?;
-        let current = fetch_gateway(&mut *tx, id)
-            .await?
-            .ok_or(StoreError::NotFound("gateway"))?;
+        let current = fetch_gateway(&mut *tx, id).await?.ok_or(StoreError::NotFound("gateway"))?;
         if current.status == status {
-            return Ok(StatusChange {
-                previous: status,
-                gateway: current,
-            });
+            return Ok(StatusChange { previous: status, gateway: current });
         }
         let row = sqlx::query(
             "UPDATE gateways SET status = ?2, updated_at = ?3 WHERE id = ?1 RETURNING *",
@@ -361,10 +342,7 @@ impl GatewayStore for SqliteStore {
         .map_err(|e| store_error(e, "gateway"))?;
         let gateway = gateway_from_row(&row)?;
         tx.commit().await.map_err(|e| store_error(e, "gateway"))?;
-        Ok(StatusChange {
-            previous: current.status,
-            gateway,
-        })
+        Ok(StatusChange { previous: current.status, gateway })
     }
 
     async fn mark_stale_gateways_offline(
@@ -402,10 +380,8 @@ impl GatewayStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 let gateway = gateway_from_row(row)?;
-                let previous = previous
-                    .get(&gateway.id.as_uuid())
-                    .copied()
-                    .unwrap_or(GatewayStatus::Online);
+                let previous =
+                    previous.get(&gateway.id.as_uuid()).copied().unwrap_or(GatewayStatus::Online);
                 Ok(StatusChange { previous, gateway })
             })
             .collect()
@@ -484,10 +460,7 @@ impl AgentStore for SqliteStore {
         }
         let agents = gateway_agents(&mut *tx, gateway).await?;
         tx.commit().await.map_err(|e| store_error(e, "agent"))?;
-        Ok(AgentSync {
-            agents,
-            ..plan.outcome
-        })
+        Ok(AgentSync { agents, ..plan.outcome })
     }
 
     async fn list_gateway_agents(&self, gateway: GatewayId) -> StoreResult<Vec<Agent>> {
@@ -506,10 +479,7 @@ impl AgentStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(|e| store_error(e, "agent"))?;
-        let items = rows
-            .iter()
-            .map(agent_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = rows.iter().map(agent_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |a| a.id.as_uuid()))
     }
 }

@@ -25,11 +25,7 @@ impl SqliteStoreOptions {
     /// Options for `url`: `sqlite://path/to/file.db`, `sqlite:relative.db` or
     /// `sqlite::memory:`. The file is created if missing.
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            readers: 4,
-            busy_timeout: Duration::from_secs(5),
-        }
+        Self { url: url.into(), readers: 4, busy_timeout: Duration::from_secs(5) }
     }
 
     /// How many read-only connections to keep (default 4). Ignored for in-memory databases,
@@ -75,10 +71,7 @@ impl SqliteStore {
     pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, Error> {
         let url = options.url.clone();
         let connect = SqliteConnectOptions::from_str(&url)
-            .map_err(|source| Error::InvalidUrl {
-                url: url.clone(),
-                source,
-            })?
+            .map_err(|source| Error::InvalidUrl { url: url.clone(), source })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -91,29 +84,15 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(u32::from(memory))
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
+            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
             .connect_with(connect.clone())
             .await
-            .map_err(|source| Error::Open {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Open { url: url.clone(), source })?;
         MIGRATOR
             .run(&writer)
             .await
-            .map_err(|source| Error::Migrate {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Migrate { url: url.clone(), source })?;
 
         let reader = if memory {
             writer.clone()
@@ -122,10 +101,7 @@ impl SqliteStore {
                 .max_connections(options.readers)
                 .connect_with(connect.read_only(true))
                 .await
-                .map_err(|source| Error::Open {
-                    url: url.clone(),
-                    source,
-                })?
+                .map_err(|source| Error::Open { url: url.clone(), source })?
         };
         tracing::debug!(%url, memory, readers = options.readers, "opened SQLite store");
         Ok(Self { writer, reader })
@@ -142,10 +118,7 @@ impl SqliteStore {
     pub(crate) async fn begin_write(
         &self,
     ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| store_error(e, "database"))
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| store_error(e, "database"))
     }
 }
 

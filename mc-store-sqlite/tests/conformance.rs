@@ -12,9 +12,7 @@ mod memory {
     use super::*;
 
     async fn store() -> Option<TestStore> {
-        let store = SqliteStore::open_in_memory()
-            .await
-            .expect("open in-memory SQLite");
+        let store = SqliteStore::open_in_memory().await.expect("open in-memory SQLite");
         Some(TestStore::new(Arc::new(store)))
     }
 

@@ -46,8 +46,7 @@ pub fn plan_agent_sync(
                     plan.outcome.returned.push(agent.id);
                 }
                 if agent.status != AgentStatus::Active || agent.name != name {
-                    plan.update
-                        .push((agent.id, name.to_owned(), AgentStatus::Active));
+                    plan.update.push((agent.id, name.to_owned(), AgentStatus::Active));
                 }
             }
             None => {
@@ -67,8 +66,7 @@ pub fn plan_agent_sync(
     for agent in existing {
         if agent.status == AgentStatus::Active && !names.contains_key(agent.agent_key.as_str()) {
             plan.outcome.gone.push(agent.id);
-            plan.update
-                .push((agent.id, agent.name.clone(), AgentStatus::Gone));
+            plan.update.push((agent.id, agent.name.clone(), AgentStatus::Gone));
         }
     }
     plan.outcome.added.sort();
@@ -83,10 +81,7 @@ mod tests {
     use crate::clock::{Clock, SystemClock};
 
     fn report(key: &str, name: &str) -> AgentReport {
-        AgentReport {
-            agent_key: key.into(),
-            name: name.into(),
-        }
+        AgentReport { agent_key: key.into(), name: name.into() }
     }
 
     #[test]
@@ -108,11 +103,8 @@ mod tests {
             &[report("a", "A1"), report("b", "B"), report("a", "A2")],
             SystemClock.now(),
         );
-        let inserted: Vec<_> = plan
-            .insert
-            .iter()
-            .map(|a| (a.agent_key.as_str(), a.name.as_str()))
-            .collect();
+        let inserted: Vec<_> =
+            plan.insert.iter().map(|a| (a.agent_key.as_str(), a.name.as_str())).collect();
         assert_eq!(inserted, vec![("a", "A2"), ("b", "B")]);
     }
 }

@@ -79,26 +79,17 @@ pub enum StoreError {
 impl StoreError {
     /// An [`Unavailable`](Self::Unavailable) error wrapping a driver error.
     pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Unavailable {
-            message: message.into(),
-            source: Some(source.into()),
-        }
+        Self::Unavailable { message: message.into(), source: Some(source.into()) }
     }
 
     /// A [`Backend`](Self::Backend) error wrapping a driver error.
     pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            message: message.into(),
-            source: Some(source.into()),
-        }
+        Self::Backend { message: message.into(), source: Some(source.into()) }
     }
 
     /// A [`Backend`](Self::Backend) error for data that cannot be decoded (e.g. an unknown status).
     pub fn corrupt(message: impl Into<String>) -> Self {
-        Self::Backend {
-            message: message.into(),
-            source: None,
-        }
+        Self::Backend { message: message.into(), source: None }
     }
 
     /// Whether retrying the same call later may succeed.

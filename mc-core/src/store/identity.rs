@@ -46,8 +46,12 @@ pub trait UserStore: Send + Sync {
         at: Timestamp,
         window_start: Timestamp,
     ) -> StoreResult<u32>;
-    /// How many failed sign-ins the user has had since `since`.
-    async fn count_login_failures(&self, user: UserId, since: Timestamp) -> StoreResult<u32>;
+    /// The times of the user's failed sign-ins since `since`, oldest first.
+    async fn recent_login_failures(
+        &self,
+        user: UserId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<Timestamp>>;
     /// Forgets the user's failed sign-ins (after a successful one).
     async fn clear_login_failures(&self, user: UserId) -> StoreResult<()>;
 }

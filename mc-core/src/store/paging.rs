@@ -20,18 +20,12 @@ pub struct Page {
 impl Page {
     /// The first page of `limit` items.
     pub const fn first(limit: u32) -> Self {
-        Self {
-            cursor: None,
-            limit,
-        }
+        Self { cursor: None, limit }
     }
 
     /// The page of `limit` items after `cursor`.
     pub fn after(cursor: impl Into<Uuid>, limit: u32) -> Self {
-        Self {
-            cursor: Some(cursor.into()),
-            limit,
-        }
+        Self { cursor: Some(cursor.into()), limit }
     }
 
     /// The limit, clamped to what a store will return.
@@ -62,15 +56,8 @@ impl<T> Paged<T> {
         let limit = page.effective_limit() as usize;
         let has_more = rows.len() > limit;
         rows.truncate(limit);
-        let next_cursor = if has_more {
-            rows.last().map(id_of)
-        } else {
-            None
-        };
-        Self {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if has_more { rows.last().map(id_of) } else { None };
+        Self { items: rows, next_cursor }
     }
 }
 

@@ -22,11 +22,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn org() -> Organization {
-    Organization {
-        id: OrgId::new(),
-        name: unique("org"),
-        created_at: now(),
-    }
+    Organization { id: OrgId::new(), name: unique("org"), created_at: now() }
 }
 
 pub fn user(org: OrgId) -> User {
@@ -185,18 +181,9 @@ impl ChatWorld {
         store.create_gateway(&gateway).await.unwrap();
         let agent = agent(gateway.id);
         store.create_agent(&agent).await.unwrap();
-        store
-            .create_assignment(&assignment(user.id, agent.id))
-            .await
-            .unwrap();
+        store.create_assignment(&assignment(user.id, agent.id)).await.unwrap();
         let session = session(user.id, &agent);
         store.create_session(&session).await.unwrap();
-        Self {
-            org,
-            user,
-            gateway,
-            agent,
-            session,
-        }
+        Self { org, user, gateway, agent, session }
     }
 }

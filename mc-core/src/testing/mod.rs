@@ -37,10 +37,7 @@ pub struct TestStore {
 impl TestStore {
     /// A store that needs no cleanup.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            cleanup: None,
-        }
+        Self { store, cleanup: None }
     }
 
     /// Runs `cleanup` after the case, whether it passed or failed (e.g. drop a schema).

@@ -13,42 +13,25 @@ use crate::testing::fixtures::{self, ChatWorld, now};
 pub async fn session_lifecycle(store: Arc<dyn Store>) {
     let world = ChatWorld::create(&store).await;
     let session = world.session.clone();
-    assert_eq!(
-        store.get_session(session.id).await.unwrap(),
-        Some(session.clone())
-    );
+    assert_eq!(store.get_session(session.id).await.unwrap(), Some(session.clone()));
     assert_eq!(store.get_session(SessionId::new()).await.unwrap(), None);
-    assert!(
-        session
-            .session_key
-            .starts_with(&format!("agent:{}:mc-", world.agent.agent_key))
-    );
+    assert!(session.session_key.starts_with(&format!("agent:{}:mc-", world.agent.agent_key)));
 
     let orphan = fixtures::session(UserId::new(), &world.agent);
     let err = store.create_session(&orphan).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let ghost_agent = fixtures::agent(world.gateway.id);
-    let err = store
-        .create_session(&fixtures::session(world.user.id, &ghost_agent))
-        .await;
+    let err = store.create_session(&fixtures::session(world.user.id, &ghost_agent)).await;
     assert!(matches!(err.unwrap_err(), StoreError::NotFound(_)));
     let err = store.create_session(&session).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "same id twice: {err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict(_)), "same id twice: {err:?}");
 
     let at = now() + TimeDelta::seconds(3);
-    let closed = store
-        .set_session_status(session.id, SessionStatus::Closed, at)
-        .await
-        .unwrap();
+    let closed = store.set_session_status(session.id, SessionStatus::Closed, at).await.unwrap();
     assert_eq!(closed.status, SessionStatus::Closed);
     assert_eq!(closed.updated_at, at);
     assert_eq!(store.get_session(session.id).await.unwrap(), Some(closed));
-    let err = store
-        .set_session_status(SessionId::new(), SessionStatus::Closed, at)
-        .await;
+    let err = store.set_session_status(SessionId::new(), SessionStatus::Closed, at).await;
     assert!(matches!(err.unwrap_err(), StoreError::NotFound(_)));
 }
 
@@ -63,16 +46,10 @@ pub async fn session_list_pages_newest_first(store: Arc<dyn Store>) {
     // Another user's session is not listed.
     let other = fixtures::user(world.org.id);
     store.create_user(&other).await.unwrap();
-    store
-        .create_session(&fixtures::session(other.id, &world.agent))
-        .await
-        .unwrap();
+    store.create_session(&fixtures::session(other.id, &world.agent)).await.unwrap();
     ids.reverse();
 
-    let first = store
-        .list_user_sessions(world.user.id, Page::first(2))
-        .await
-        .unwrap();
+    let first = store.list_user_sessions(world.user.id, Page::first(2)).await.unwrap();
     let second = store
         .list_user_sessions(world.user.id, Page::after(first.next_cursor.unwrap(), 2))
         .await
@@ -82,11 +59,8 @@ pub async fn session_list_pages_newest_first(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(third.next_cursor, None);
-    let listed: Vec<_> = [first.items, second.items, third.items]
-        .concat()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let listed: Vec<_> =
+        [first.items, second.items, third.items].concat().iter().map(|s| s.id).collect();
     assert_eq!(listed, ids);
 }
 
@@ -94,9 +68,7 @@ pub async fn append_assigns_sequential_seqs(store: Arc<dyn Store>) {
     let world = ChatWorld::create(&store).await;
     let sid = world.session.id;
     let mut stored = vec![];
-    for (i, role) in [MessageRole::User, MessageRole::Agent, MessageRole::System]
-        .iter()
-        .enumerate()
+    for (i, role) in [MessageRole::User, MessageRole::Agent, MessageRole::System].iter().enumerate()
     {
         let mut msg = fixtures::user_message(sid, &format!("message {i} — ünïcödé ✓"));
         msg.role = *role;
@@ -109,24 +81,8 @@ pub async fn append_assigns_sequential_seqs(store: Arc<dyn Store>) {
         };
         assert_eq!(m.seq, i as u64 + 1);
         assert_eq!(
-            (
-                m.id,
-                m.session_id,
-                m.role,
-                &m.content,
-                m.client_msg_id,
-                &m.run_id,
-                m.created_at
-            ),
-            (
-                msg.id,
-                sid,
-                msg.role,
-                &msg.content,
-                msg.client_msg_id,
-                &msg.run_id,
-                msg.created_at
-            )
+            (m.id, m.session_id, m.role, &m.content, m.client_msg_id, &m.run_id, m.created_at),
+            (msg.id, sid, msg.role, &msg.content, msg.client_msg_id, &msg.run_id, msg.created_at)
         );
         stored.push(m);
     }
@@ -140,15 +96,10 @@ pub async fn append_assigns_sequential_seqs(store: Arc<dyn Store>) {
     // Another session of the same user counts from 1.
     let other = fixtures::session(world.user.id, &world.agent);
     store.create_session(&other).await.unwrap();
-    let m = store
-        .append_message(&fixtures::user_message(other.id, "x"))
-        .await
-        .unwrap();
+    let m = store.append_message(&fixtures::user_message(other.id, "x")).await.unwrap();
     assert_eq!(m.message().seq, 1);
 
-    let err = store
-        .append_message(&fixtures::user_message(SessionId::new(), "x"))
-        .await;
+    let err = store.append_message(&fixtures::user_message(SessionId::new(), "x")).await;
     assert!(matches!(err.unwrap_err(), StoreError::NotFound(_)));
 }
 
@@ -171,11 +122,7 @@ pub async fn append_concurrent_50_is_gapless(store: Arc<dyn Store>) {
         seqs.push(result.unwrap().seq);
     }
     seqs.sort_unstable();
-    assert_eq!(
-        seqs,
-        (1..=50).collect::<Vec<u64>>(),
-        "seq 1..50, no gap, no duplicate"
-    );
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>(), "seq 1..50, no gap, no duplicate");
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 50);
     let stored = store.messages_after(sid, 0, 100).await.unwrap();
     assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs);
@@ -198,28 +145,19 @@ pub async fn append_is_idempotent_by_client_msg_id(store: Arc<dyn Store>) {
     let session = store.get_session(sid).await.unwrap().unwrap();
     assert_eq!(session.last_seq, 1, "a retry does not consume a seq");
     // The next distinct message gets seq 2, with no gap.
-    let next = store
-        .append_message(&fixtures::user_message(sid, "next"))
-        .await
-        .unwrap();
+    let next = store.append_message(&fixtures::user_message(sid, "next")).await.unwrap();
     assert_eq!(next.message().seq, 2);
     // The same client id in another session is a different message.
     let other = fixtures::session(world.user.id, &world.agent);
     store.create_session(&other).await.unwrap();
     let mut elsewhere = fixtures::user_message(other.id, "hello");
     elsewhere.client_msg_id = first.client_msg_id;
-    assert!(matches!(
-        store.append_message(&elsewhere).await.unwrap(),
-        Appended::New(_)
-    ));
+    assert!(matches!(store.append_message(&elsewhere).await.unwrap(), Appended::New(_)));
     // Messages without a client id are never deduplicated.
     for _ in 0..2 {
         let mut reply = fixtures::user_message(sid, "reply");
         reply.client_msg_id = None;
-        assert!(matches!(
-            store.append_message(&reply).await.unwrap(),
-            Appended::New(_)
-        ));
+        assert!(matches!(store.append_message(&reply).await.unwrap(), Appended::New(_)));
     }
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 4);
 }
@@ -245,11 +183,7 @@ pub async fn append_concurrent_duplicates_store_one(store: Arc<dyn Store>) {
             Appended::Existing(m) => existing.push(m),
         }
     }
-    assert_eq!(
-        new.len(),
-        1,
-        "exactly one of ten concurrent retries is stored"
-    );
+    assert_eq!(new.len(), 1, "exactly one of ten concurrent retries is stored");
     assert!(existing.iter().all(|m| *m == new[0]));
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 1);
 }
@@ -258,10 +192,7 @@ pub async fn history_pages_backwards_and_resume_forwards(store: Arc<dyn Store>) 
     let world = ChatWorld::create(&store).await;
     let sid = world.session.id;
     for i in 1..=25 {
-        store
-            .append_message(&fixtures::user_message(sid, &format!("m{i}")))
-            .await
-            .unwrap();
+        store.append_message(&fixtures::user_message(sid, &format!("m{i}"))).await.unwrap();
     }
     let seqs = |messages: &[Message]| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     let newest = store.list_messages(sid, None, 10).await.unwrap();
@@ -277,50 +208,17 @@ pub async fn history_pages_backwards_and_resume_forwards(store: Arc<dyn Store>) 
     let exact = store.list_messages(sid, Some(11), 10).await.unwrap();
     assert_eq!(seqs(&exact.messages), (1..=10).collect::<Vec<_>>());
     assert!(!exact.has_more);
-    assert!(
-        store
-            .list_messages(sid, Some(1), 10)
-            .await
-            .unwrap()
-            .messages
-            .is_empty()
-    );
+    assert!(store.list_messages(sid, Some(1), 10).await.unwrap().messages.is_empty());
     let clamped = store.list_messages(sid, None, 0).await.unwrap();
     assert_eq!(seqs(&clamped.messages), vec![25]);
 
-    assert_eq!(
-        seqs(&store.messages_after(sid, 20, 100).await.unwrap()),
-        vec![21, 22, 23, 24, 25]
-    );
-    assert_eq!(
-        seqs(&store.messages_after(sid, 0, 3).await.unwrap()),
-        vec![1, 2, 3]
-    );
+    assert_eq!(seqs(&store.messages_after(sid, 20, 100).await.unwrap()), vec![21, 22, 23, 24, 25]);
+    assert_eq!(seqs(&store.messages_after(sid, 0, 3).await.unwrap()), vec![1, 2, 3]);
     assert!(store.messages_after(sid, 25, 10).await.unwrap().is_empty());
-    assert!(
-        store
-            .messages_after(SessionId::new(), 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.messages_after(SessionId::new(), 0, 10).await.unwrap().is_empty());
     // A seq beyond what SQL integers hold is simply past the end.
-    assert!(
-        store
-            .messages_after(sid, u64::MAX, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .list_messages(sid, Some(u64::MAX), 2)
-            .await
-            .unwrap()
-            .messages
-            .len(),
-        2
-    );
+    assert!(store.messages_after(sid, u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_messages(sid, Some(u64::MAX), 2).await.unwrap().messages.len(), 2);
 }
 
 pub async fn activity_record_and_list(store: Arc<dyn Store>) {
@@ -329,32 +227,19 @@ pub async fn activity_record_and_list(store: Arc<dyn Store>) {
     store.create_org(&org).await.unwrap();
     store.create_org(&other).await.unwrap();
     let mut events = vec![];
-    for kind in [
-        "gateway.online",
-        "user.login",
-        "session.created",
-        "gateway.offline",
-    ] {
+    for kind in ["gateway.online", "user.login", "session.created", "gateway.offline"] {
         let event = fixtures::activity(org.id, kind);
         store.record_activity(&event).await.unwrap();
         events.push(event);
-        store
-            .record_activity(&fixtures::activity(other.id, kind))
-            .await
-            .unwrap();
+        store.record_activity(&fixtures::activity(other.id, kind)).await.unwrap();
     }
     events.reverse();
     let first = store.list_activity(org.id, Page::first(3)).await.unwrap();
     assert_eq!(first.items, events[..3], "newest first, metadata intact");
-    let rest = store
-        .list_activity(org.id, Page::after(first.next_cursor.unwrap(), 3))
-        .await;
+    let rest = store.list_activity(org.id, Page::after(first.next_cursor.unwrap(), 3)).await;
     let rest = rest.unwrap();
     assert_eq!(rest.items, events[3..]);
     assert_eq!(rest.next_cursor, None);
-    let err = store
-        .record_activity(&fixtures::activity(OrgId::new(), "x"))
-        .await
-        .unwrap_err();
+    let err = store.record_activity(&fixtures::activity(OrgId::new(), "x")).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }

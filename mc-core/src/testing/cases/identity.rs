@@ -23,32 +23,20 @@ pub async fn org_create_read_list(store: Arc<dyn Store>) {
         store.create_org(org).await.unwrap();
     }
     assert_eq!(store.get_org(a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(
-        store.find_org_by_name(&b.name).await.unwrap(),
-        Some(b.clone())
-    );
+    assert_eq!(store.find_org_by_name(&b.name).await.unwrap(), Some(b.clone()));
     assert_eq!(store.get_org(OrgId::new()).await.unwrap(), None);
     assert_eq!(store.find_org_by_name("no such org").await.unwrap(), None);
 
     let mut dup = fixtures::org();
     dup.name = a.name.clone();
     let err = store.create_org(&dup).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ConflictKind::OrganizationName)),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict(ConflictKind::OrganizationName)), "{err:?}");
     let err = store.create_org(&a).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "same id twice: {err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict(_)), "same id twice: {err:?}");
 
     let first = store.list_orgs(Page::first(2)).await.unwrap();
     assert_eq!(first.items, vec![a.clone(), b.clone()]);
-    let second = store
-        .list_orgs(Page::after(first.next_cursor.unwrap(), 2))
-        .await
-        .unwrap();
+    let second = store.list_orgs(Page::after(first.next_cursor.unwrap(), 2)).await.unwrap();
     assert_eq!(second.items, vec![c]);
     assert_eq!(second.next_cursor, None);
 }
@@ -63,17 +51,8 @@ pub async fn user_create_read_update(store: Arc<dyn Store>) {
 
     assert_eq!(store.get_user(user.id).await.unwrap(), Some(user.clone()));
     let lower = user.username.to_ascii_lowercase();
-    assert_eq!(
-        store.find_user_by_username(org.id, &lower).await.unwrap(),
-        Some(user.clone())
-    );
-    assert_eq!(
-        store
-            .find_user_by_username(OrgId::new(), &user.username)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.find_user_by_username(org.id, &lower).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.find_user_by_username(OrgId::new(), &user.username).await.unwrap(), None);
     assert_eq!(store.get_user(UserId::new()).await.unwrap(), None);
 
     let mut changed = user.clone();
@@ -88,20 +67,14 @@ pub async fn user_create_read_update(store: Arc<dyn Store>) {
     changed.updated_at = now() + TimeDelta::seconds(1);
     changed.username = fixtures::unique("renamed");
     store.update_user(&changed).await.unwrap();
-    assert_eq!(
-        store.get_user(user.id).await.unwrap(),
-        Some(changed.clone())
-    );
+    assert_eq!(store.get_user(user.id).await.unwrap(), Some(changed.clone()));
 
     let ghost = fixtures::user(org.id);
     let err = store.update_user(&ghost).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let orphan = fixtures::user(OrgId::new());
     let err = store.create_user(&orphan).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::NotFound(_)),
-        "user in a missing org: {err:?}"
-    );
+    assert!(matches!(err, StoreError::NotFound(_)), "user in a missing org: {err:?}");
     assert_eq!(store.get_user(orphan.id).await.unwrap(), None);
 }
 
@@ -116,15 +89,8 @@ pub async fn username_unique_per_org_ignoring_case(store: Arc<dyn Store>) {
     let mut dup = fixtures::user(org.id);
     dup.username = alice.username.to_ascii_uppercase();
     let err = store.create_user(&dup).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ConflictKind::Username)),
-        "{err:?}"
-    );
-    assert_eq!(
-        store.get_user(dup.id).await.unwrap(),
-        None,
-        "nothing written on conflict"
-    );
+    assert!(matches!(err, StoreError::Conflict(ConflictKind::Username)), "{err:?}");
+    assert_eq!(store.get_user(dup.id).await.unwrap(), None, "nothing written on conflict");
 
     let mut elsewhere = fixtures::user(other_org.id);
     elsewhere.username = alice.username.clone();
@@ -134,14 +100,8 @@ pub async fn username_unique_per_org_ignoring_case(store: Arc<dyn Store>) {
     store.create_user(&bob).await.unwrap();
     bob.username = alice.username.clone();
     let err = store.update_user(&bob).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ConflictKind::Username)),
-        "{err:?}"
-    );
-    assert_ne!(
-        store.get_user(bob.id).await.unwrap().unwrap().username,
-        alice.username
-    );
+    assert!(matches!(err, StoreError::Conflict(ConflictKind::Username)), "{err:?}");
+    assert_ne!(store.get_user(bob.id).await.unwrap().unwrap().username, alice.username);
 }
 
 pub async fn users_list_in_pages_per_org(store: Arc<dyn Store>) {
@@ -171,68 +131,34 @@ pub async fn users_list_in_pages_per_org(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(sizes, vec![3, 3, 1]);
-    assert_eq!(
-        seen, ids,
-        "every user once, in creation order, none of the other org"
-    );
-    let empty = store
-        .list_users(OrgId::new(), Page::first(10))
-        .await
-        .unwrap();
+    assert_eq!(seen, ids, "every user once, in creation order, none of the other org");
+    let empty = store.list_users(OrgId::new(), Page::first(10)).await.unwrap();
     assert!(empty.items.is_empty() && empty.next_cursor.is_none());
 }
 
 pub async fn delete_user_cascades(store: Arc<dyn Store>) {
     let world = ChatWorld::create(&store).await;
     let user = world.user.id;
-    store
-        .append_message(&fixtures::user_message(world.session.id, "hi"))
-        .await
-        .unwrap();
+    store.append_message(&fixtures::user_message(world.session.id, "hi")).await.unwrap();
     let token = fixtures::refresh_token(user, TokenFamilyId::new());
     store.insert_refresh_token(&token).await.unwrap();
-    store
-        .record_login_failure(user, now(), now() - TimeDelta::minutes(15))
-        .await
-        .unwrap();
+    store.record_login_failure(user, now(), now() - TimeDelta::minutes(15)).await.unwrap();
     // A second user keeps their data.
     let bystander = fixtures::user(world.org.id);
     store.create_user(&bystander).await.unwrap();
-    store
-        .create_assignment(&fixtures::assignment(bystander.id, world.agent.id))
-        .await
-        .unwrap();
+    store.create_assignment(&fixtures::assignment(bystander.id, world.agent.id)).await.unwrap();
 
     store.delete_user(user).await.unwrap();
     assert_eq!(store.get_user(user).await.unwrap(), None);
-    assert_eq!(
-        store.get_assignment(user, world.agent.id).await.unwrap(),
-        None
-    );
+    assert_eq!(store.get_assignment(user, world.agent.id).await.unwrap(), None);
     assert_eq!(store.get_session(world.session.id).await.unwrap(), None);
     let err = store.list_messages(world.session.id, None, 10).await;
+    assert!(matches!(err, Ok(ref page) if page.messages.is_empty()), "{err:?}");
+    assert_eq!(store.find_refresh_token(&token.token_hash).await.unwrap(), None);
     assert!(
-        matches!(err, Ok(ref page) if page.messages.is_empty()),
-        "{err:?}"
+        store.recent_login_failures(user, now() - TimeDelta::hours(1)).await.unwrap().is_empty()
     );
-    assert_eq!(
-        store.find_refresh_token(&token.token_hash).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .count_login_failures(user, now() - TimeDelta::hours(1))
-            .await
-            .unwrap(),
-        0
-    );
-    assert!(
-        store
-            .get_assignment(bystander.id, world.agent.id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(store.get_assignment(bystander.id, world.agent.id).await.unwrap().is_some());
     assert!(store.get_agent(world.agent.id).await.unwrap().is_some());
 
     let err = store.delete_user(user).await.unwrap_err();
@@ -250,58 +176,20 @@ pub async fn login_failures_are_counted_in_a_window(store: Arc<dyn Store>) {
     let window = TimeDelta::minutes(15);
     for (i, minutes) in [0, 5, 10].into_iter().enumerate() {
         let at = t0 + TimeDelta::minutes(minutes);
-        let count = store
-            .record_login_failure(user.id, at, at - window)
-            .await
-            .unwrap();
+        let count = store.record_login_failure(user.id, at, at - window).await.unwrap();
         assert_eq!(count, i as u32 + 1);
     }
-    store
-        .record_login_failure(other.id, t0, t0 - window)
-        .await
-        .unwrap();
+    store.record_login_failure(other.id, t0, t0 - window).await.unwrap();
     // At t0+20 min the failure at t0 has left the 15-minute window.
     let at = t0 + TimeDelta::minutes(20);
-    assert_eq!(
-        store
-            .count_login_failures(user.id, at - window)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .record_login_failure(user.id, at, at - window)
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        store
-            .count_login_failures(user.id, t0 - window)
-            .await
-            .unwrap(),
-        4
-    );
+    let recent = store.recent_login_failures(user.id, at - window).await.unwrap();
+    assert_eq!(recent, vec![t0 + TimeDelta::minutes(5), t0 + TimeDelta::minutes(10)]);
+    assert_eq!(store.record_login_failure(user.id, at, at - window).await.unwrap(), 3);
+    assert_eq!(store.recent_login_failures(user.id, t0 - window).await.unwrap().len(), 4);
     store.clear_login_failures(user.id).await.unwrap();
-    assert_eq!(
-        store
-            .count_login_failures(user.id, t0 - window)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .count_login_failures(other.id, t0 - window)
-            .await
-            .unwrap(),
-        1
-    );
-    let err = store
-        .record_login_failure(UserId::new(), t0, t0 - window)
-        .await
-        .unwrap_err();
+    assert!(store.recent_login_failures(user.id, t0 - window).await.unwrap().is_empty());
+    assert_eq!(store.recent_login_failures(other.id, t0 - window).await.unwrap(), vec![t0]);
+    let err = store.record_login_failure(UserId::new(), t0, t0 - window).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
@@ -318,64 +206,29 @@ pub async fn refresh_token_rotation(store: Arc<dyn Store>) {
     let family = TokenFamilyId::new();
     let first = fixtures::refresh_token(user.id, family);
     store.insert_refresh_token(&first).await.unwrap();
-    assert_eq!(
-        store.find_refresh_token(&first.token_hash).await.unwrap(),
-        Some(first.clone())
-    );
-    assert_eq!(
-        store.get_refresh_token(first.id).await.unwrap(),
-        Some(first.clone())
-    );
-    assert_eq!(
-        store
-            .find_refresh_token(&SecretHash::of("nope"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.find_refresh_token(&first.token_hash).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_refresh_token(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.find_refresh_token(&SecretHash::of("nope")).await.unwrap(), None);
 
     let second = fixtures::refresh_token(user.id, family);
     let at = now();
-    assert!(
-        store
-            .rotate_refresh_token(first.id, &second, at)
-            .await
-            .unwrap()
-    );
+    assert!(store.rotate_refresh_token(first.id, &second, at).await.unwrap());
     let used = store.get_refresh_token(first.id).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(at));
     assert_eq!(used.replaced_by, Some(second.id));
     assert!(!used.revoked);
-    assert_eq!(
-        store.find_refresh_token(&second.token_hash).await.unwrap(),
-        Some(second.clone())
-    );
+    assert_eq!(store.find_refresh_token(&second.token_hash).await.unwrap(), Some(second.clone()));
 
     // The used token cannot be rotated again; its would-be successor is not stored.
     let third = fixtures::refresh_token(user.id, family);
-    assert!(
-        !store
-            .rotate_refresh_token(first.id, &third, now())
-            .await
-            .unwrap()
-    );
+    assert!(!store.rotate_refresh_token(first.id, &third, now()).await.unwrap());
     assert_eq!(store.get_refresh_token(third.id).await.unwrap(), None);
     // Nor can a revoked one.
     store.revoke_refresh_family(family).await.unwrap();
-    assert!(
-        !store
-            .rotate_refresh_token(second.id, &third, now())
-            .await
-            .unwrap()
-    );
+    assert!(!store.rotate_refresh_token(second.id, &third, now()).await.unwrap());
     assert_eq!(store.get_refresh_token(third.id).await.unwrap(), None);
     // Rotating a token that does not exist is not an error, just not a rotation.
-    assert!(
-        !store
-            .rotate_refresh_token(RefreshTokenId::new(), &third, now())
-            .await
-            .unwrap()
-    );
+    assert!(!store.rotate_refresh_token(RefreshTokenId::new(), &third, now()).await.unwrap());
 }
 
 pub async fn refresh_token_rotation_race_has_one_winner(store: Arc<dyn Store>) {
@@ -388,10 +241,7 @@ pub async fn refresh_token_rotation_race_has_one_winner(store: Arc<dyn Store>) {
         let store = store.clone();
         let successor = fixtures::refresh_token(user.id, family);
         tasks.spawn(async move {
-            let won = store
-                .rotate_refresh_token(token.id, &successor, now())
-                .await
-                .unwrap();
+            let won = store.rotate_refresh_token(token.id, &successor, now()).await.unwrap();
             (won, successor.id)
         });
     }
@@ -399,11 +249,7 @@ pub async fn refresh_token_rotation_race_has_one_winner(store: Arc<dyn Store>) {
     let mut losers = vec![];
     while let Some(result) = tasks.join_next().await {
         let (won, id) = result.unwrap();
-        if won {
-            winners.push(id)
-        } else {
-            losers.push(id)
-        }
+        if won { winners.push(id) } else { losers.push(id) }
     }
     assert_eq!(winners.len(), 1, "exactly one concurrent rotation wins");
     let used = store.get_refresh_token(token.id).await.unwrap().unwrap();
@@ -431,84 +277,23 @@ pub async fn refresh_token_revocation_and_expiry(store: Arc<dyn Store>) {
     let mut dup = fixtures::refresh_token(user.id, fam_a);
     dup.token_hash = b1.token_hash;
     let err = store.insert_refresh_token(&dup).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ConflictKind::TokenHash)),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict(ConflictKind::TokenHash)), "{err:?}");
     let orphan = fixtures::refresh_token(UserId::new(), TokenFamilyId::new());
     let err = store.insert_refresh_token(&orphan).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 
     assert_eq!(store.revoke_refresh_family(fam_a).await.unwrap(), 2);
-    assert_eq!(
-        store.revoke_refresh_family(fam_a).await.unwrap(),
-        0,
-        "already revoked"
-    );
-    assert!(
-        store
-            .get_refresh_token(a2.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
-    assert!(
-        !store
-            .get_refresh_token(b1.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert_eq!(store.revoke_refresh_family(fam_a).await.unwrap(), 0, "already revoked");
+    assert!(store.get_refresh_token(a2.id).await.unwrap().unwrap().revoked);
+    assert!(!store.get_refresh_token(b1.id).await.unwrap().unwrap().revoked);
 
     // Revoke all of the user's tokens but family B's; the other user is untouched.
-    assert_eq!(
-        store
-            .revoke_user_refresh_tokens(user.id, Some(fam_b))
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(
-        !store
-            .get_refresh_token(b1.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
-    assert!(
-        store
-            .get_refresh_token(expired.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
-    assert!(
-        !store
-            .get_refresh_token(theirs.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
-    assert_eq!(
-        store
-            .revoke_user_refresh_tokens(user.id, None)
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(
-        store
-            .get_refresh_token(b1.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert_eq!(store.revoke_user_refresh_tokens(user.id, Some(fam_b)).await.unwrap(), 1);
+    assert!(!store.get_refresh_token(b1.id).await.unwrap().unwrap().revoked);
+    assert!(store.get_refresh_token(expired.id).await.unwrap().unwrap().revoked);
+    assert!(!store.get_refresh_token(theirs.id).await.unwrap().unwrap().revoked);
+    assert_eq!(store.revoke_user_refresh_tokens(user.id, None).await.unwrap(), 1);
+    assert!(store.get_refresh_token(b1.id).await.unwrap().unwrap().revoked);
 
     assert_eq!(store.delete_expired_refresh_tokens(now()).await.unwrap(), 1);
     assert_eq!(store.get_refresh_token(expired.id).await.unwrap(), None);

@@ -1,0 +1,87 @@
+//! Embedding the relay in your own axum app.
+//!
+//! ```sh
+//! cargo run -p examples --bin embed -- 127.0.0.1:8080
+//! ```
+//!
+//! Your app keeps its own routes; the relay's routes (`/api/v1/…`, `/healthz`, `/readyz`) are
+//! merged in. The relay keeps its data in `embed.db` (SQLite). On first start it creates an
+//! organization `demo` with an admin `admin` and prints the admin's password. Set
+//! `MC_JWT_SECRET` (at least 32 bytes) so tokens survive a restart; without it a random secret
+//! is used for this run only.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use mc_core::auth::{AuthConfig, JwtKey, NewAccount};
+use mc_core::{OrgId, Organization, Relay, Role, Store};
+use mc_store_sqlite::SqliteStore;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+
+    // 1. A store, and a relay built on it.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite://embed.db").await?);
+    let secret = match std::env::var("MC_JWT_SECRET") {
+        Ok(secret) => secret.into_bytes(),
+        Err(_) => {
+            let mut bytes = vec![0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+            tracing::warn!("MC_JWT_SECRET not set: tokens are valid for this run only");
+            bytes
+        }
+    };
+    let auth = AuthConfig::new(JwtKey::new(secret).context("MC_JWT_SECRET")?);
+    let relay = Relay::builder(store, auth).build()?;
+    seed(&relay).await?;
+
+    // 2. Your app, with the relay's routes merged in.
+    let app = Router::new()
+        .route("/", get(|| async { "my app, with a relay inside: try /healthz" }))
+        .merge(mc_transport_ws::server::router(relay));
+
+    // 3. Serve until Ctrl-C.
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("bind {listen}"))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Creates the `demo` organization and its `admin` once.
+async fn seed(relay: &Relay) -> anyhow::Result<()> {
+    if relay.store().find_org_by_name("demo").await?.is_some() {
+        return Ok(());
+    }
+    let org =
+        Organization { id: OrgId::new(), name: "demo".into(), created_at: relay.clock().now() };
+    relay.store().create_org(&org).await?;
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let account = NewAccount {
+        username: "admin".into(),
+        password: password.clone(),
+        role: Some(Role::Admin),
+        ..NewAccount::default()
+    };
+    let admin = relay.auth().create_account(org.id, account, "embed-example").await?;
+    println!(
+        "created organization 'demo' ({}) and admin 'admin' ({}) with password {password}",
+        org.id, admin.id
+    );
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Things that happened inside the relay that other parts must react to (close a suspended
+//! user's sockets, refresh a cached assignment list…), on an in-process broadcast channel.
+
+use tokio::sync::broadcast;
+
+use crate::ids::{AgentId, UserId};
+
+/// An event published by a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// The user was suspended or deleted: their tokens no longer work; close their sockets.
+    UserBlocked {
+        /// Who.
+        user_id: UserId,
+    },
+    /// The user logged out: their refresh family is revoked; close their sockets.
+    LoggedOut {
+        /// Who.
+        user_id: UserId,
+    },
+    /// The user's password changed: other sessions were signed out.
+    PasswordChanged {
+        /// Who.
+        user_id: UserId,
+    },
+    /// An agent was assigned to or unassigned from the user.
+    AssignmentsChanged {
+        /// Whose assignments.
+        user_id: UserId,
+        /// Which agent.
+        agent_id: AgentId,
+    },
+}
+
+/// The sending side of the relay's event channel. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    sender: broadcast::Sender<RelayEvent>,
+}
+
+impl Events {
+    /// A channel keeping up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity.max(1)).0 }
+    }
+
+    /// Publishes an event; with no subscriber it is dropped.
+    pub fn publish(&self, event: RelayEvent) {
+        tracing::debug!(?event, "relay event");
+        let _ = self.sender.send(event);
+    }
+
+    /// A new subscription, receiving events published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
+        self.sender.subscribe()
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

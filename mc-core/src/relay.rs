@@ -1,0 +1,125 @@
+//! [`Relay`]: the services of one relay instance, built from parts, shared by every transport.
+
+use std::sync::Arc;
+
+use crate::admin::AdminService;
+use crate::auth::{AuthConfig, AuthService, Authenticator, Principal};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::events::Events;
+use crate::ids::TokenFamilyId;
+use crate::store::Store;
+
+/// Builds a [`Relay`].
+#[derive(Debug)]
+pub struct RelayBuilder {
+    store: Arc<dyn Store>,
+    auth: AuthConfig,
+    clock: Arc<dyn Clock>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl RelayBuilder {
+    /// Where time comes from (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Authenticates sockets and API calls with `authenticator` instead of the relay's own
+    /// JWTs (for example, your existing identity provider's tokens). Its principals must name
+    /// users that exist in the store.
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Builds the relay. Fails on invalid configuration.
+    pub fn build(self) -> Result<Relay> {
+        let events = Events::default();
+        let auth =
+            AuthService::new(self.store.clone(), self.clock.clone(), events.clone(), self.auth)?;
+        let custom_authenticator = self.authenticator.is_some();
+        let authenticator = match self.authenticator {
+            Some(custom) => custom,
+            None => Arc::new(auth.clone()),
+        };
+        let admin = AdminService::new(self.store.clone(), self.clock.clone(), events.clone());
+        Ok(Relay {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                events,
+                auth,
+                admin,
+                authenticator,
+                custom_authenticator,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    events: Events,
+    auth: AuthService,
+    admin: AdminService,
+    authenticator: Arc<dyn Authenticator>,
+    custom_authenticator: bool,
+}
+
+/// One relay instance's services. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+impl Relay {
+    /// Starts building a relay over `store` with the built-in authentication configured by
+    /// `auth`.
+    pub fn builder(store: Arc<dyn Store>, auth: AuthConfig) -> RelayBuilder {
+        RelayBuilder { store, auth, clock: Arc::new(SystemClock), authenticator: None }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The event channel.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// Accounts and sessions.
+    pub fn auth(&self) -> &AuthService {
+        &self.inner.auth
+    }
+
+    /// User administration.
+    pub fn admin(&self) -> &AdminService {
+        &self.inner.admin
+    }
+
+    /// How bearer tokens are checked.
+    pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.inner.authenticator
+    }
+
+    /// Checks a bearer token: who presented it and, for the relay's own tokens, the refresh
+    /// family it was issued with.
+    pub async fn authenticate(&self, token: &str) -> Result<(Principal, Option<TokenFamilyId>)> {
+        if self.inner.custom_authenticator {
+            Ok((self.inner.authenticator.authenticate(token).await?, None))
+        } else {
+            self.inner.auth.verify_access(token).await
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `/api/v1/users/*`: admin handlers over [`mc_core::AdminService`].
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mc_core::{
+    AgentId, AssignAgent, AssignmentRole, Relay, Role, UserAdminUpdate, UserId, UserStatus,
+};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{Admin, ApiJson, PageQuery, path_id};
+use super::views::{AssignmentView, UserPage, UserView};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateUserBody {
+    status: Option<UserStatus>,
+    role: Option<Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignBody {
+    agent_id: String,
+    role: Option<AssignmentRole>,
+    board_name: Option<String>,
+}
+
+pub(crate) async fn list_users(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    PageQuery(page): PageQuery,
+) -> Result<Json<UserPage>, ApiError> {
+    Ok(Json(relay.admin().list_users(&admin, page).await?.into()))
+}
+
+pub(crate) async fn get_user(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = path_id("user id", &id)?;
+    Ok(Json(relay.admin().user(&admin, id).await?.into()))
+}
+
+pub(crate) async fn update_user(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUserBody>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = path_id("user id", &id)?;
+    let update = UserAdminUpdate { status: body.status, role: body.role };
+    Ok(Json(relay.admin().update_user(&admin, id, update).await?.into()))
+}
+
+pub(crate) async fn assign(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<(StatusCode, Json<AssignmentView>), ApiError> {
+    let user: UserId = path_id("user id", &id)?;
+    let agent_id: AgentId =
+        body.agent_id.parse().map_err(|_| ApiError::bad_field("agent_id", "is not a valid id"))?;
+    let request = AssignAgent {
+        agent_id,
+        role: body.role.unwrap_or(AssignmentRole::User),
+        board_name: body.board_name,
+    };
+    let assignment = relay.admin().assign(&admin, user, request).await?;
+    Ok((StatusCode::CREATED, Json(assignment.into())))
+}
+
+pub(crate) async fn unassign(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    Path((id, agent)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let user: UserId = path_id("user id", &id)?;
+    let agent: AgentId = path_id("agent id", &agent)?;
+    relay.admin().unassign(&admin, user, agent).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,184 @@
+//! `/api/v1/auth/*`: thin handlers over [`mc_core::auth::AuthService`].
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mc_core::auth::{NewAccount, OrgSelector, PasswordChange, ProfileUpdate, Registered, SignedIn};
+use mc_core::{Relay, Role};
+use serde::{Deserialize, Deserializer};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Caller, MaybeCaller};
+use super::views::{TokenView, UserView};
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterBody {
+    organization: Option<String>,
+    username: String,
+    password: String,
+    email: Option<String>,
+    phone: Option<String>,
+    display_name: Option<String>,
+    role: Option<Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginBody {
+    organization: Option<String>,
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateMeBody {
+    #[serde(default, deserialize_with = "double_option")]
+    display_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    avatar_url: Option<Option<String>>,
+    password: Option<String>,
+    current_password: Option<String>,
+}
+
+fn signed_in(s: SignedIn) -> TokenView {
+    TokenView {
+        user: Some(s.user.into()),
+        access_token: s.access_token,
+        refresh_token: s.refresh_token,
+        token_type: "Bearer",
+        expires_in: s.expires_in,
+    }
+}
+
+fn selector(text: Option<&str>) -> Result<Option<OrgSelector>, ApiError> {
+    match text {
+        None => Ok(None),
+        Some(t) if t.trim().is_empty() || t.len() > 128 => Err(ApiError::bad_field(
+            "organization",
+            "must be an organization id or name of 1–128 characters",
+        )),
+        Some(t) => Ok(Some(OrgSelector::parse(t))),
+    }
+}
+
+pub(crate) async fn register(
+    State(relay): State<Relay>,
+    MaybeCaller(caller): MaybeCaller,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, ApiError> {
+    let account = NewAccount {
+        organization: selector(body.organization.as_deref())?,
+        username: body.username,
+        password: body.password,
+        email: body.email,
+        phone: body.phone,
+        display_name: body.display_name,
+        role: body.role,
+    };
+    Ok(match relay.auth().register(account, caller.as_ref()).await? {
+        Registered::Created(user) => {
+            (StatusCode::CREATED, Json(UserView::from(user))).into_response()
+        }
+        Registered::SignedIn(s) => (StatusCode::CREATED, Json(signed_in(s))).into_response(),
+    })
+}
+
+pub(crate) async fn login(
+    State(relay): State<Relay>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<TokenView>, ApiError> {
+    let org = selector(body.organization.as_deref())?;
+    let session = relay.auth().login(org.as_ref(), &body.username, &body.password).await?;
+    Ok(Json(signed_in(session)))
+}
+
+pub(crate) async fn refresh(
+    State(relay): State<Relay>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<TokenView>, ApiError> {
+    let r = relay.auth().refresh(&body.refresh_token).await?;
+    Ok(Json(TokenView {
+        user: None,
+        access_token: r.access_token,
+        refresh_token: r.refresh_token,
+        token_type: "Bearer",
+        expires_in: r.expires_in,
+    }))
+}
+
+pub(crate) async fn logout(
+    State(relay): State<Relay>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<StatusCode, ApiError> {
+    relay.auth().logout(&body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn me(
+    State(relay): State<Relay>,
+    caller: Caller,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(relay.auth().me(&caller.principal).await?.into()))
+}
+
+pub(crate) async fn update_me(
+    State(relay): State<Relay>,
+    caller: Caller,
+    ApiJson(body): ApiJson<UpdateMeBody>,
+) -> Result<Json<UserView>, ApiError> {
+    let password = match (body.password, body.current_password) {
+        (Some(new), Some(current)) => Some(PasswordChange { current, new }),
+        (Some(_), None) => {
+            return Err(ApiError::bad_field(
+                "current_password",
+                "is required to change the password",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_field("password", "is required with current_password"));
+        }
+        (None, None) => None,
+    };
+    let update = ProfileUpdate {
+        display_name: body.display_name,
+        email: body.email,
+        phone: body.phone,
+        avatar_url: body.avatar_url,
+        password,
+    };
+    let nothing = update.display_name.is_none()
+        && update.email.is_none()
+        && update.phone.is_none()
+        && update.avatar_url.is_none()
+        && update.password.is_none();
+    if nothing {
+        return Err(ApiError::bad_field(
+            "body",
+            "give at least one of display_name, email, phone, avatar_url, password",
+        ));
+    }
+    let user = relay.auth().update_me(&caller.principal, caller.family, update).await?;
+    Ok(Json(user.into()))
+}

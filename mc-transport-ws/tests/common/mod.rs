@@ -1,0 +1,235 @@
+//! A real relay HTTP server on 127.0.0.1:0 over an in-memory SQLite store, with a manual
+//! clock, and a small JSON client for it.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use mc_core::auth::{AuthConfig, JwtKey, PasswordParams};
+use mc_core::*;
+use mc_store_sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Cheap Argon2 parameters so most tests run fast; timing tests use the OWASP defaults.
+pub fn cheap_passwords() -> PasswordParams {
+    PasswordParams { memory_kib: 1024, iterations: 1, parallelism: 1 }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub relay: Relay,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub org: Organization,
+    pub admin: User,
+    pub admin_token: String,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|c| c.password_params(cheap_passwords())).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(AuthConfig) -> AuthConfig) -> Self {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let clock = Arc::new(ManualClock::starting_now());
+        let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
+        let relay = Relay::builder(store, auth).clock(clock.clone()).build().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = mc_transport_ws::server::router(relay.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: clock.now() };
+        relay.store().create_org(&org).await.unwrap();
+        let mut server = Self {
+            base,
+            relay,
+            clock,
+            http: reqwest::Client::new(),
+            org,
+            admin: dummy_user(),
+            admin_token: String::new(),
+        };
+        let admin = server.create_user(server.org.id, "admin", Role::Admin).await;
+        server.admin_token =
+            server.login_ok("admin", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+        server.admin = admin;
+        server
+    }
+
+    /// A user created straight in the store, with password [`PASSWORD`].
+    pub async fn create_user(&self, org: OrgId, username: &str, role: Role) -> User {
+        let now = self.clock.now();
+        let user = User {
+            id: UserId::new(),
+            organization_id: org,
+            username: username.into(),
+            email: None,
+            phone: None,
+            password_hash: self.relay.auth().passwords().hash(PASSWORD).await.unwrap(),
+            display_name: None,
+            avatar_url: None,
+            role,
+            status: UserStatus::Active,
+            last_login_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.relay.store().create_user(&user).await.unwrap();
+        user
+    }
+
+    /// A gateway with one agent in `org`, created straight in the store.
+    pub async fn create_agent(&self, org: OrgId) -> Agent {
+        let now = self.clock.now();
+        let gateway = Gateway {
+            id: GatewayId::new(),
+            organization_id: org,
+            name: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            url: None,
+            workspace_root: None,
+            version: None,
+            capabilities: vec![],
+            status: GatewayStatus::Online,
+            relay_token_hash: SecretHash::of("relay"),
+            last_heartbeat_at: None,
+            connection_info: ConnectionInfo::default(),
+            auto_registered: true,
+            created_at: now,
+            updated_at: now,
+        };
+        self.relay.store().create_gateway(&gateway).await.unwrap();
+        let agent = Agent {
+            id: AgentId::new(),
+            gateway_id: gateway.id,
+            agent_key: "main".into(),
+            name: "Main".into(),
+            status: AgentStatus::Active,
+            created_at: now,
+        };
+        self.relay.store().create_agent(&agent).await.unwrap();
+        agent
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(TimeDelta::seconds(seconds));
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_response(request.send().await.unwrap()).await
+    }
+
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Response {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .bearer_auth(&self.admin_token)
+            .body(body);
+        into_response(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        let body = json!({ "organization": "acme", "username": username, "password": password });
+        self.post("/api/v1/auth/login", None, body).await
+    }
+
+    pub async fn login_ok(&self, username: &str, password: &str) -> Value {
+        let r = self.login(username, password).await;
+        assert_eq!(r.status, StatusCode::OK, "login {username}: {}", r.body);
+        r.body
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post("/api/v1/auth/refresh", None, json!({ "refresh_token": refresh_token })).await
+    }
+}
+
+async fn into_response(response: reqwest::Response) -> Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Response { status, headers, body }
+}
+
+fn dummy_user() -> User {
+    let now = SystemClock.now();
+    User {
+        id: UserId::new(),
+        organization_id: OrgId::new(),
+        username: String::new(),
+        email: None,
+        phone: None,
+        password_hash: String::new(),
+        display_name: None,
+        avatar_url: None,
+        role: Role::Member,
+        status: UserStatus::Active,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Median of durations in milliseconds.
+pub fn median_ms(samples: &mut [std::time::Duration]) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1000.0
+}
