@@ -40,7 +40,7 @@ pub struct AdminService {
     events: Events,
 }
 
-fn require_admin(principal: &Principal) -> Result<()> {
+pub(crate) fn require_admin(principal: &Principal) -> Result<()> {
     if principal.is_admin() {
         Ok(())
     } else {

@@ -37,6 +37,12 @@ pub enum Error {
         TokenRejection::Expired => "token expired",
     })]
     Token(TokenRejection),
+    /// A gateway's registration token was not accepted; the string says why.
+    #[error("registration token refused: {0}")]
+    RegistrationRefused(&'static str),
+    /// A gateway's id and relay token do not match a registered gateway.
+    #[error("unknown gateway or wrong relay token")]
+    GatewayUnauthorized,
     /// The account is suspended or deleted.
     #[error("this account is suspended")]
     Suspended,

@@ -3,7 +3,8 @@
 
 use tokio::sync::broadcast;
 
-use crate::ids::{AgentId, UserId};
+use crate::ids::{AgentId, GatewayId, OrgId, UserId};
+use crate::model::GatewayStatus;
 
 /// An event published by a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,36 @@ pub enum RelayEvent {
         user_id: UserId,
         /// Which agent.
         agent_id: AgentId,
+    },
+    /// A gateway's status changed (and an activity event was written).
+    GatewayStatusChanged {
+        /// Its organization.
+        organization_id: OrgId,
+        /// Which gateway.
+        gateway_id: GatewayId,
+        /// The status before.
+        previous: GatewayStatus,
+        /// The status now.
+        current: GatewayStatus,
+    },
+    /// A gateway's relay token was replaced (re-registration) or revoked (deregistration, or
+    /// the gateway was deleted): close any socket it authenticated with the old one.
+    GatewayCredentialsRevoked {
+        /// Which gateway.
+        gateway_id: GatewayId,
+    },
+    /// A gateway's agents changed at a registration or heartbeat.
+    AgentsChanged {
+        /// Its organization.
+        organization_id: OrgId,
+        /// Which gateway.
+        gateway_id: GatewayId,
+        /// Agents seen for the first time.
+        added: Vec<AgentId>,
+        /// Agents reported again after being gone.
+        returned: Vec<AgentId>,
+        /// Agents no longer reported.
+        gone: Vec<AgentId>,
     },
 }
 

@@ -14,6 +14,7 @@
 //! - [`auth`]: [`Authenticator`] and [`Principal`]; with `server`, the built-in account service
 //!   (argon2id passwords, HS256 JWTs, rotating refresh tokens, lockout).
 //! - `admin` (feature `server`): user administration and assignments.
+//! - `registry` (feature `server`): gateway registration, heartbeats and the liveness sweeper.
 //! - [`events`]: the in-process channel services publish on ([`RelayEvent`]).
 //! - [`validate`]: field checks with messages that name the field.
 //! - [`Relay`] (feature `server`): the services of one instance, built from parts.
@@ -46,6 +47,8 @@ pub mod events;
 pub mod ids;
 pub mod model;
 #[cfg(feature = "server")]
+pub mod registry;
+#[cfg(feature = "server")]
 mod relay;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -60,6 +63,8 @@ pub use error::{Error, Result, TokenRejection};
 pub use events::{Events, RelayEvent};
 pub use ids::*;
 pub use model::*;
+#[cfg(feature = "server")]
+pub use registry::{RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
 pub use relay::{Relay, RelayBuilder};
 pub use store::*;

@@ -8,6 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::events::Events;
 use crate::ids::TokenFamilyId;
+use crate::registry::{RegistryConfig, RegistryService};
 use crate::store::Store;
 
 /// Builds a [`Relay`].
@@ -17,9 +18,16 @@ pub struct RelayBuilder {
     auth: AuthConfig,
     clock: Arc<dyn Clock>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    registry: RegistryConfig,
 }
 
 impl RelayBuilder {
+    /// Gateway registry settings (heartbeat interval, liveness).
+    pub fn registry(mut self, config: RegistryConfig) -> Self {
+        self.registry = config;
+        self
+    }
+
     /// Where time comes from (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -45,6 +53,12 @@ impl RelayBuilder {
             None => Arc::new(auth.clone()),
         };
         let admin = AdminService::new(self.store.clone(), self.clock.clone(), events.clone());
+        let registry = RegistryService::new(
+            self.store.clone(),
+            self.clock.clone(),
+            events.clone(),
+            self.registry,
+        );
         Ok(Relay {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -52,6 +66,7 @@ impl RelayBuilder {
                 events,
                 auth,
                 admin,
+                registry,
                 authenticator,
                 custom_authenticator,
             }),
@@ -66,6 +81,7 @@ struct Inner {
     events: Events,
     auth: AuthService,
     admin: AdminService,
+    registry: RegistryService,
     authenticator: Arc<dyn Authenticator>,
     custom_authenticator: bool,
 }
@@ -80,7 +96,13 @@ impl Relay {
     /// Starts building a relay over `store` with the built-in authentication configured by
     /// `auth`.
     pub fn builder(store: Arc<dyn Store>, auth: AuthConfig) -> RelayBuilder {
-        RelayBuilder { store, auth, clock: Arc::new(SystemClock), authenticator: None }
+        RelayBuilder {
+            store,
+            auth,
+            clock: Arc::new(SystemClock),
+            authenticator: None,
+            registry: RegistryConfig::default(),
+        }
     }
 
     /// The store.
@@ -106,6 +128,11 @@ impl Relay {
     /// User administration.
     pub fn admin(&self) -> &AdminService {
         &self.inner.admin
+    }
+
+    /// The gateway registry.
+    pub fn registry(&self) -> &RegistryService {
+        &self.inner.registry
     }
 
     /// How bearer tokens are checked.

@@ -102,6 +102,50 @@ pub fn http_url(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// An identifier: 1–`max` of `[A-Za-z0-9_.-]` (also `:` when `colon` is set).
+pub fn identifier(field: &str, value: &str, max: usize, colon: bool) -> Result<()> {
+    if value.is_empty() || value.len() > max {
+        return Err(Error::invalid(field, format!("must be 1–{max} characters long")));
+    }
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (colon && c == ':');
+    if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
+        let extra = if colon { ", '-' and ':'" } else { " and '-'" };
+        return Err(Error::invalid(
+            field,
+            format!("may only contain letters, digits, '_', '.'{extra} (found {bad:?})"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `ws://`, `wss://`, `http://` or `https://` URL of at most 2048 bytes without spaces.
+pub fn endpoint_url(field: &str, value: &str) -> Result<()> {
+    let rest =
+        ["wss://", "ws://", "https://", "http://"].iter().find_map(|p| value.strip_prefix(p));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && value.len() <= 2048
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(Error::invalid(
+            field,
+            "must be a ws://, wss://, http:// or https:// URL of at most 2048 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Free text of at most `max` characters with no control characters (may be empty).
+pub fn plain_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if chars(value) > max {
+        return Err(Error::invalid(field, format!("must be at most {max} characters long")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +180,18 @@ mod tests {
         for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b.co.", "a@b..co"] {
             assert!(!ok(email("e", bad)), "{bad}");
         }
+    }
+
+    #[test]
+    fn identifiers_and_endpoints() {
+        assert!(ok(identifier("n", "office-gw.1", 64, false)));
+        assert!(!ok(identifier("n", "", 64, false)));
+        assert!(!ok(identifier("n", "a:b", 64, false)));
+        assert!(ok(identifier("n", "a:b", 64, true)));
+        assert!(ok(endpoint_url("u", "ws://127.0.0.1:18789")));
+        assert!(!ok(endpoint_url("u", "ftp://x")));
+        assert!(ok(plain_text("t", "", 10)));
+        assert!(!ok(plain_text("t", "a\nb", 10)));
     }
 
     #[test]

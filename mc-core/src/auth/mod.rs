@@ -15,7 +15,7 @@ mod config;
 #[cfg(feature = "server")]
 mod password;
 #[cfg(feature = "server")]
-mod refresh;
+pub(crate) mod refresh;
 #[cfg(feature = "server")]
 mod service;
 #[cfg(feature = "server")]

@@ -9,7 +9,7 @@ use mc_core::{
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Admin, ApiJson, PageQuery, path_id};
+use super::extract::{Admin, ApiJson, ListQuery, path_id};
 use super::views::{AssignmentView, UserPage, UserView};
 
 #[derive(Debug, Deserialize)]
@@ -30,8 +30,9 @@ pub(crate) struct AssignBody {
 pub(crate) async fn list_users(
     State(relay): State<Relay>,
     Admin(admin): Admin,
-    PageQuery(page): PageQuery,
+    query: ListQuery,
 ) -> Result<Json<UserPage>, ApiError> {
+    let page = query.page(&[])?;
     Ok(Json(relay.admin().list_users(&admin, page).await?.into()))
 }
 

@@ -70,6 +70,14 @@ impl From<Error> for ApiError {
                 "the token has expired; refresh it",
             ),
             Error::Token(_) => Self::unauthenticated("invalid token"),
+            Error::RegistrationRefused(why) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "REGISTRATION_REFUSED",
+                format!("registration token refused: {why}"),
+            ),
+            Error::GatewayUnauthorized => {
+                Self::unauthenticated("unknown gateway or wrong relay token")
+            }
             Error::Suspended => {
                 Self::new(StatusCode::FORBIDDEN, "SUSPENDED", "this account is suspended")
             }

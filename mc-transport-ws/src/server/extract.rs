@@ -1,11 +1,12 @@
 //! Request extractors whose rejections are [`ApiError`]s that say what is wrong.
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use mc_core::{Principal, Relay, TokenFamilyId};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -150,33 +151,42 @@ impl FromRequestParts<Relay> for MaybeCaller {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPage {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-/// `?limit=&cursor=` of a paged listing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PageQuery(pub(crate) mc_core::Page);
+/// The query string of a listing: `limit`, `cursor` and any filters the route allows.
+#[derive(Debug, Clone)]
+pub(crate) struct ListQuery(HashMap<String, String>);
 
 /// Default and largest page size of HTTP listings.
 pub(crate) const PAGE_LIMITS: (u32, u32) = (50, 200);
 
-impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(raw) = Query::<RawPage>::from_request_parts(parts, state).await.map_err(|e| {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 format!("bad query string: {}", e.body_text()),
             )
         })?;
+        Ok(ListQuery(map))
+    }
+}
+
+impl ListQuery {
+    /// The page asked for; any parameter other than `limit`, `cursor` and `filters` is an error.
+    pub(crate) fn page(&self, filters: &[&str]) -> Result<mc_core::Page, ApiError> {
+        if let Some(unknown) = self
+            .0
+            .keys()
+            .find(|k| !matches!(k.as_str(), "limit" | "cursor") && !filters.contains(&k.as_str()))
+        {
+            return Err(ApiError::bad_field(unknown.clone(), "is not a parameter of this listing"));
+        }
         let (default, max) = PAGE_LIMITS;
-        let limit = match raw.limit.as_deref() {
+        let limit = match self.0.get("limit") {
             None => default,
             Some(text) => {
                 text.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
@@ -185,13 +195,24 @@ impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
             }
         };
         let cursor =
-            match raw.cursor.as_deref() {
+            match self.0.get("cursor").map(String::as_str) {
                 None | Some("") => None,
                 Some(text) => Some(text.parse::<uuid::Uuid>().map_err(|_| {
                     ApiError::bad_field("cursor", "is not a cursor this API returned")
                 })?),
             };
-        Ok(PageQuery(mc_core::Page { cursor, limit }))
+        Ok(mc_core::Page { cursor, limit })
+    }
+
+    /// A filter parameter parsed as `T`, if present.
+    pub(crate) fn filter<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.0
+            .get(name)
+            .map(|v| v.parse::<T>().map_err(|e| ApiError::bad_field(name, e.to_string())))
+            .transpose()
     }
 }
 

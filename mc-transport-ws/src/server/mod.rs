@@ -11,11 +11,19 @@
 //! | `GET /api/v1/auth/me`, `PATCH /api/v1/auth/me` | the caller's profile |
 //! | `GET /api/v1/users`, `GET/PATCH /api/v1/users/{id}` | admin: users of the organization |
 //! | `POST /api/v1/users/{id}/assign`, `DELETE /api/v1/users/{id}/assign/{agent_id}` | admin: assignments |
+//! | `POST/GET /api/v1/registration-tokens`, `DELETE /api/v1/registration-tokens/{id}` | admin: registration tokens |
+//! | `GET /api/v1/gateways[?status=]`, `GET/DELETE /api/v1/gateways/{id}`, `GET …/{id}/metrics` | admin: gateways |
+//! | `GET /api/v1/agents`, `GET /api/v1/activity` | admin: agents, activity feed |
+//! | `POST /api/v1/gateway-registry/register`, `…/heartbeat`, `DELETE …/deregister` | gateways |
+//!
+//! Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so gateways' IPs are
+//! recorded.
 
 mod admin_routes;
 mod auth_routes;
 mod error;
 mod extract;
+mod registry_routes;
 mod views;
 
 use axum::Router;
@@ -31,15 +39,31 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     max_body_bytes: usize,
+    public_url: Option<String>,
+    trust_forwarded_for: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024 }
+        Self { max_body_bytes: 64 * 1024, public_url: None, trust_forwarded_for: false }
     }
 }
 
 impl HttpConfig {
+    /// The URL clients reach this relay at (e.g. `https://relay.example.com`), used to tell
+    /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `ws://`.
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy you run;
+    /// default off, which uses the socket peer when served with connect info).
+    pub fn trust_forwarded_for(mut self, trust: bool) -> Self {
+        self.trust_forwarded_for = trust;
+        self
+    }
+
     /// The largest request body accepted (default 64 KiB); larger ones get 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
@@ -63,7 +87,24 @@ pub fn router_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/users", get(admin_routes::list_users))
         .route("/users/{id}", get(admin_routes::get_user).patch(admin_routes::update_user))
         .route("/users/{id}/assign", post(admin_routes::assign))
-        .route("/users/{id}/assign/{agent_id}", delete(admin_routes::unassign));
+        .route("/users/{id}/assign/{agent_id}", delete(admin_routes::unassign))
+        .route(
+            "/registration-tokens",
+            post(registry_routes::create_registration_token)
+                .get(registry_routes::list_registration_tokens),
+        )
+        .route("/registration-tokens/{id}", delete(registry_routes::revoke_registration_token))
+        .route("/gateways", get(registry_routes::list_gateways))
+        .route(
+            "/gateways/{id}",
+            get(registry_routes::get_gateway).delete(registry_routes::delete_gateway),
+        )
+        .route("/gateways/{id}/metrics", get(registry_routes::gateway_metrics))
+        .route("/agents", get(registry_routes::list_agents))
+        .route("/activity", get(registry_routes::list_activity))
+        .route("/gateway-registry/register", post(registry_routes::register))
+        .route("/gateway-registry/heartbeat", post(registry_routes::heartbeat))
+        .route("/gateway-registry/deregister", delete(registry_routes::deregister));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -71,6 +112,7 @@ pub fn router_with(relay: Relay, config: HttpConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::Extension(config))
         .with_state(relay)
 }
 

@@ -89,3 +89,133 @@ impl From<Assignment> for AssignmentView {
         }
     }
 }
+
+/// A registration token as admins see it; `token` only in the answer that creates it.
+#[derive(Debug, Serialize)]
+pub(crate) struct RegistrationTokenView {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    label: String,
+    expires_at: Option<Timestamp>,
+    max_uses: Option<u32>,
+    uses: u32,
+    revoked: bool,
+    created_at: Timestamp,
+}
+
+impl RegistrationTokenView {
+    pub(crate) fn new(t: mc_core::RegistrationToken, secret: Option<String>) -> Self {
+        Self {
+            id: t.id.to_string(),
+            token: secret,
+            label: t.label,
+            expires_at: t.expires_at,
+            max_uses: t.max_uses,
+            uses: t.uses,
+            revoked: t.revoked,
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// A gateway as admins see it (never its relay token hash).
+#[derive(Debug, Serialize)]
+pub(crate) struct GatewayView {
+    id: String,
+    organization_id: String,
+    name: String,
+    url: Option<String>,
+    workspace_root: Option<String>,
+    version: Option<String>,
+    capabilities: Vec<String>,
+    status: mc_core::GatewayStatus,
+    last_heartbeat_at: Option<Timestamp>,
+    connection_info: mc_core::ConnectionInfo,
+    auto_registered: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agents: Option<Vec<AgentView>>,
+}
+
+impl GatewayView {
+    pub(crate) fn new(g: mc_core::Gateway, agents: Option<Vec<mc_core::Agent>>) -> Self {
+        Self {
+            id: g.id.to_string(),
+            organization_id: g.organization_id.to_string(),
+            name: g.name,
+            url: g.url,
+            workspace_root: g.workspace_root,
+            version: g.version,
+            capabilities: g.capabilities,
+            status: g.status,
+            last_heartbeat_at: g.last_heartbeat_at,
+            connection_info: g.connection_info,
+            auto_registered: g.auto_registered,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+            agents: agents.map(|a| a.into_iter().map(AgentView::from).collect()),
+        }
+    }
+}
+
+/// An agent.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentView {
+    id: String,
+    gateway_id: String,
+    agent_key: String,
+    name: String,
+    status: mc_core::AgentStatus,
+    created_at: Timestamp,
+}
+
+impl From<mc_core::Agent> for AgentView {
+    fn from(a: mc_core::Agent) -> Self {
+        Self {
+            id: a.id.to_string(),
+            gateway_id: a.gateway_id.to_string(),
+            agent_key: a.agent_key,
+            name: a.name,
+            status: a.status,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// An activity event.
+#[derive(Debug, Serialize)]
+pub(crate) struct ActivityView {
+    id: String,
+    kind: String,
+    actor: String,
+    target_type: String,
+    target_id: String,
+    metadata: serde_json::Value,
+    created_at: Timestamp,
+}
+
+impl From<mc_core::ActivityEvent> for ActivityView {
+    fn from(e: mc_core::ActivityEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            kind: e.kind,
+            actor: e.actor,
+            target_type: e.target_type,
+            target_id: e.target_id,
+            metadata: e.metadata,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A page of any listing: `{"<name>": [...], "next_cursor": …}`.
+pub(crate) fn page_json<T, V: Serialize>(
+    name: &str,
+    page: Paged<T>,
+    view: impl Fn(T) -> V,
+) -> serde_json::Value {
+    let items: Vec<V> = page.items.into_iter().map(view).collect();
+    serde_json::json!({ name: items, "next_cursor": page.next_cursor.map(|c| c.to_string()) })
+}

@@ -51,14 +51,23 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(AuthConfig) -> AuthConfig) -> Self {
+        Self::start_full(configure, RegistryConfig::default()).await
+    }
+
+    pub async fn start_full(
+        configure: impl FnOnce(AuthConfig) -> AuthConfig,
+        registry: RegistryConfig,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
         let clock = Arc::new(ManualClock::starting_now());
         let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
-        let relay = Relay::builder(store, auth).clock(clock.clone()).build().unwrap();
+        let relay =
+            Relay::builder(store, auth).clock(clock.clone()).registry(registry).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = mc_transport_ws::server::router(relay.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
 
         let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: clock.now() };
         relay.store().create_org(&org).await.unwrap();
@@ -167,6 +176,26 @@ impl TestServer {
             .bearer_auth(&self.admin_token)
             .body(body);
         into_response(request.send().await.unwrap()).await
+    }
+
+    /// A registration token issued through the API; returns its secret.
+    pub async fn registration_token(&self, body: Value) -> String {
+        let r = self.post("/api/v1/registration-tokens", Some(&self.admin_token), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a gateway through the API; returns the answer's body.
+    pub async fn register_gateway(&self, token: &str, name: &str, agents: Value) -> Response {
+        let body = json!({
+            "organization_id": self.org.id,
+            "registration_token": token,
+            "name": name,
+            "version": "2026.9.6",
+            "capabilities": ["chat"],
+            "agents": agents,
+        });
+        self.post("/api/v1/gateway-registry/register", None, body).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {

@@ -1,0 +1,48 @@
+//! Settings of the registry.
+
+use std::time::Duration;
+
+/// Settings of [`RegistryService`](super::RegistryService). Defaults are SPEC §5's.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) missed_heartbeats: u32,
+    pub(crate) sweep_every: Duration,
+    pub(crate) max_registration_token_ttl: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            missed_heartbeats: 3,
+            sweep_every: Duration::from_secs(10),
+            max_registration_token_ttl: Duration::from_secs(366 * 24 * 3600),
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// How often gateways must heartbeat (default 30 s, at least 1 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Missed intervals after which a gateway is `offline` (default 3).
+    pub fn missed_heartbeats(mut self, n: u32) -> Self {
+        self.missed_heartbeats = n.max(1);
+        self
+    }
+
+    /// How often the liveness sweeper runs (default 10 s).
+    pub fn sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The heartbeat interval.
+    pub fn interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+}

@@ -1,0 +1,344 @@
+//! The gateway registry (SPEC §5): registration tokens, register / heartbeat / deregister, and
+//! liveness.
+//!
+//! Gateways register with a token an admin handed out and get a relay token back; they prove
+//! themselves with it on every heartbeat (HTTP or socket). A single sweeper per process marks
+//! gateways `offline` after three missed heartbeat intervals with one store statement, however
+//! many gateways there are.
+
+mod admin;
+mod config;
+mod liveness;
+mod validate_input;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+pub use config::RegistryConfig;
+pub use validate_input::{
+    GatewayRegistration, Heartbeat, MAX_AGENTS, MAX_CAPABILITIES, ReportedStatus,
+};
+
+use crate::auth::refresh::random_secret;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::events::{Events, RelayEvent};
+use crate::ids::{ActivityId, GatewayId, OrgId, RegistrationTokenId};
+use crate::model::{
+    ActivityEvent, AgentReport, ConnectionInfo, Gateway, GatewayStatus, RegistrationToken,
+    SecretHash, Timestamp,
+};
+use crate::store::{ConsumeOutcome, StatusChange, Store, StoreError};
+
+/// Prefix of registration tokens (SPEC §5).
+pub const REGISTRATION_TOKEN_PREFIX: &str = "gw_reg_";
+/// Prefix of relay tokens.
+pub const RELAY_TOKEN_PREFIX: &str = "gw_relay_";
+
+/// A newly created registration token and its secret, which is shown this once.
+#[derive(Debug, Clone)]
+pub struct IssuedRegistrationToken {
+    /// The stored token (hash only).
+    pub token: RegistrationToken,
+    /// The `gw_reg_…` secret to hand to the gateway operator.
+    pub secret: String,
+}
+
+/// What a gateway gets back from registering.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Its id (kept across re-registration under the same name).
+    pub gateway_id: GatewayId,
+    /// The secret to authenticate heartbeats and its relay socket with.
+    pub relay_token: String,
+    /// How often it must heartbeat.
+    pub heartbeat_interval_seconds: u64,
+    /// Whether an existing gateway of that name was re-registered.
+    pub reregistered: bool,
+}
+
+/// The gateway registry.
+#[derive(Debug, Clone)]
+pub struct RegistryService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    events: Events,
+    config: RegistryConfig,
+}
+
+impl RegistryService {
+    /// The registry over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        events: Events,
+        config: RegistryConfig,
+    ) -> Self {
+        Self { store, clock, events, config }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub(crate) async fn record(
+        &self,
+        org: OrgId,
+        kind: &str,
+        actor: String,
+        gateway: GatewayId,
+        metadata: serde_json::Value,
+    ) -> Result<()> {
+        let event = ActivityEvent {
+            id: ActivityId::new(),
+            organization_id: org,
+            kind: kind.into(),
+            actor,
+            target_type: "gateway".into(),
+            target_id: gateway.to_string(),
+            metadata,
+            created_at: self.clock.now(),
+        };
+        self.store.record_activity(&event).await?;
+        Ok(())
+    }
+
+    /// Writes the activity event of a status change and publishes it.
+    pub(crate) async fn announce(&self, change: &StatusChange, actor: String) -> Result<()> {
+        let gateway = &change.gateway;
+        if change.previous == gateway.status {
+            return Ok(());
+        }
+        let kind = format!("gateway.{}", gateway.status);
+        let metadata =
+            serde_json::json!({ "previous": change.previous.as_str(), "name": gateway.name });
+        self.record(gateway.organization_id, &kind, actor, gateway.id, metadata).await?;
+        self.events.publish(RelayEvent::GatewayStatusChanged {
+            organization_id: gateway.organization_id,
+            gateway_id: gateway.id,
+            previous: change.previous,
+            current: gateway.status,
+        });
+        Ok(())
+    }
+
+    async fn sync_agents(
+        &self,
+        gateway: &Gateway,
+        reports: &[AgentReport],
+        at: Timestamp,
+    ) -> Result<()> {
+        let sync = self.store.sync_agents(gateway.id, reports, at).await?;
+        if !(sync.added.is_empty() && sync.returned.is_empty() && sync.gone.is_empty()) {
+            self.events.publish(RelayEvent::AgentsChanged {
+                organization_id: gateway.organization_id,
+                gateway_id: gateway.id,
+                added: sync.added,
+                returned: sync.returned,
+                gone: sync.gone,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers a gateway with a registration token (SPEC §5). A gateway whose name exists in
+    /// the organization is re-registered: same id, a new relay token, the old one revoked.
+    /// Every field is checked before the token is used, so a bad request costs no use.
+    pub async fn register(
+        &self,
+        request: GatewayRegistration,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Registration> {
+        request.validate()?;
+        let now = self.clock.now();
+        let org = request.organization_id;
+        if !request.registration_token.starts_with(REGISTRATION_TOKEN_PREFIX) {
+            return Err(Error::RegistrationRefused("not a registration token"));
+        }
+        let hash = SecretHash::of(&request.registration_token);
+        let used = match self.store.consume_registration_token(org, &hash, now).await? {
+            ConsumeOutcome::Consumed(token) => token,
+            ConsumeOutcome::Unknown => {
+                return Err(Error::RegistrationRefused("unknown token for this organization"));
+            }
+            ConsumeOutcome::Revoked => {
+                return Err(Error::RegistrationRefused("the token was revoked"));
+            }
+            ConsumeOutcome::Expired => {
+                return Err(Error::RegistrationRefused("the token has expired"));
+            }
+            ConsumeOutcome::UsedUp => {
+                return Err(Error::RegistrationRefused("the token has no uses left"));
+            }
+        };
+        let relay_token = random_secret(RELAY_TOKEN_PREFIX)?;
+        let info = ConnectionInfo {
+            ip: client_ip.map(|ip| ip.to_string()),
+            version: request.version.clone(),
+            capabilities: request.capabilities.clone(),
+            metrics: None,
+            metrics_at: None,
+        };
+        let mut fresh = Gateway {
+            id: GatewayId::new(),
+            organization_id: org,
+            name: request.name.clone(),
+            url: request.url.clone(),
+            workspace_root: request.workspace_root.clone(),
+            version: request.version.clone(),
+            capabilities: request.capabilities.clone(),
+            status: GatewayStatus::Pending,
+            relay_token_hash: SecretHash::of(&relay_token),
+            last_heartbeat_at: None,
+            connection_info: info,
+            auto_registered: true,
+            created_at: now,
+            updated_at: now,
+        };
+        // Create, or re-register the gateway of that name (also when one appears concurrently).
+        let mut existing = self.store.find_gateway_by_name(org, &request.name).await?;
+        if existing.is_none() {
+            match self.store.create_gateway(&fresh).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => {
+                    existing = self.store.find_gateway_by_name(org, &request.name).await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let reregistered = existing.is_some();
+        let mut previous_status = GatewayStatus::Pending;
+        if let Some(old) = existing {
+            previous_status = old.status;
+            fresh.id = old.id;
+            fresh.created_at = old.created_at;
+            fresh.last_heartbeat_at = old.last_heartbeat_at;
+            fresh.connection_info.metrics = old.connection_info.metrics;
+            fresh.connection_info.metrics_at = old.connection_info.metrics_at;
+            self.store.update_gateway(&fresh).await?;
+            self.events.publish(RelayEvent::GatewayCredentialsRevoked { gateway_id: fresh.id });
+        }
+        if let Some(agents) = &request.agents {
+            self.sync_agents(&fresh, agents, now).await?;
+        }
+        let kind = if reregistered { "gateway.reregistered" } else { "gateway.registered" };
+        let metadata = serde_json::json!({
+            "name": fresh.name,
+            "registration_token_id": used.id,
+            "ip": fresh.connection_info.ip,
+        });
+        self.record(org, kind, format!("gateway:{}", fresh.id), fresh.id, metadata).await?;
+        if previous_status != GatewayStatus::Pending {
+            let change = StatusChange { previous: previous_status, gateway: fresh.clone() };
+            self.announce(&change, format!("gateway:{}", fresh.id)).await?;
+        }
+        Ok(Registration {
+            gateway_id: fresh.id,
+            relay_token,
+            heartbeat_interval_seconds: self.config.heartbeat_interval.as_secs(),
+            reregistered,
+        })
+    }
+
+    /// The gateway with this id if `relay_token` is its current token; the same error
+    /// otherwise, whether the gateway exists or not.
+    pub async fn authenticate_gateway(&self, id: GatewayId, relay_token: &str) -> Result<Gateway> {
+        if relay_token.len() > 256 {
+            return Err(Error::GatewayUnauthorized);
+        }
+        let gateway = self.store.get_gateway(id).await?.ok_or(Error::GatewayUnauthorized)?;
+        if gateway.relay_token_hash != SecretHash::of(relay_token) {
+            return Err(Error::GatewayUnauthorized);
+        }
+        Ok(gateway)
+    }
+
+    /// Records a heartbeat (SPEC §5): last seen, IP, metrics, agents; `online` unless the
+    /// gateway reports an error. Returns the gateway after the heartbeat.
+    pub async fn heartbeat(&self, beat: Heartbeat, client_ip: Option<IpAddr>) -> Result<Gateway> {
+        beat.validate()?;
+        let gateway = self.authenticate_gateway(beat.gateway_id, &beat.relay_token).await?;
+        let now = self.clock.now();
+        let mut info = gateway.connection_info.clone();
+        if let Some(ip) = client_ip {
+            info.ip = Some(ip.to_string());
+        }
+        if let Some(metrics) = beat.metrics {
+            info.metrics = Some(metrics);
+            info.metrics_at = Some(now);
+        }
+        let mut gateway = self.store.touch_gateway(gateway.id, now, Some(&info)).await?;
+        if let Some(agents) = &beat.agents {
+            self.sync_agents(&gateway, agents, now).await?;
+        }
+        let wanted = match beat.status {
+            ReportedStatus::Online => GatewayStatus::Online,
+            ReportedStatus::Error => GatewayStatus::Error,
+        };
+        if gateway.status != wanted {
+            let change = self.store.set_gateway_status(gateway.id, wanted, now).await?;
+            self.announce(&change, format!("gateway:{}", gateway.id)).await?;
+            gateway = change.gateway;
+        }
+        Ok(gateway)
+    }
+
+    /// A gateway signs off: its relay token is revoked, its socket closed, its status set to
+    /// `offline`. Its agents, their assignments and chat history stay; registering again under
+    /// the same name brings it back with the same id.
+    pub async fn deregister(&self, id: GatewayId, relay_token: &str) -> Result<()> {
+        let mut gateway = self.authenticate_gateway(id, relay_token).await?;
+        let now = self.clock.now();
+        let previous = gateway.status;
+        gateway.relay_token_hash = SecretHash::of(&random_secret(RELAY_TOKEN_PREFIX)?);
+        gateway.status = GatewayStatus::Offline;
+        gateway.updated_at = now;
+        self.store.update_gateway(&gateway).await?;
+        self.events.publish(RelayEvent::GatewayCredentialsRevoked { gateway_id: id });
+        let actor = format!("gateway:{id}");
+        self.record(
+            gateway.organization_id,
+            "gateway.deregistered",
+            actor.clone(),
+            id,
+            serde_json::json!({}),
+        )
+        .await?;
+        self.announce(&StatusChange { previous, gateway }, actor).await
+    }
+
+    /// Marks `online`/`error` gateways with no heartbeat for `missed_heartbeats` intervals as
+    /// `offline`; writes an activity event and publishes a status change for each.
+    pub async fn sweep(&self) -> Result<Vec<StatusChange>> {
+        let now = self.clock.now();
+        let silence = self.config.heartbeat_interval * self.config.missed_heartbeats;
+        let cutoff = now - TimeDelta::from_std(silence).unwrap_or(TimeDelta::MAX);
+        let changes = self.store.mark_stale_gateways_offline(cutoff, now).await?;
+        for change in &changes {
+            self.announce(change, "system".into()).await?;
+        }
+        if !changes.is_empty() {
+            tracing::info!(
+                count = changes.len(),
+                "gateways marked offline after missed heartbeats"
+            );
+        }
+        Ok(changes)
+    }
+
+    /// The registration token, if it belongs to `org`.
+    pub(crate) async fn org_registration_token(
+        &self,
+        org: OrgId,
+        id: RegistrationTokenId,
+    ) -> Result<RegistrationToken> {
+        self.store
+            .get_registration_token(id)
+            .await?
+            .filter(|t| t.organization_id == org)
+            .ok_or(Error::NotFound("registration token"))
+    }
+}
