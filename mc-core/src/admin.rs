@@ -72,8 +72,7 @@ impl AdminService {
             metadata,
             created_at: self.clock.now(),
         };
-        self.store.record_activity(&event).await?;
-        Ok(())
+        crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 
     /// A user of the admin's organization.

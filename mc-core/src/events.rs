@@ -4,10 +4,10 @@
 use tokio::sync::broadcast;
 
 use crate::ids::{AgentId, GatewayId, OrgId, UserId};
-use crate::model::GatewayStatus;
+use crate::model::{ActivityEvent, GatewayStatus};
 
 /// An event published by a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RelayEvent {
     /// The user was suspended or deleted: their tokens no longer work; close their sockets.
@@ -49,6 +49,21 @@ pub enum RelayEvent {
         /// Which gateway.
         gateway_id: GatewayId,
     },
+    /// An activity-feed entry was written.
+    Activity(ActivityEvent),
+    /// A chat session was created.
+    SessionCreated {
+        /// Its organization.
+        organization_id: OrgId,
+        /// The session.
+        session_id: crate::ids::SessionId,
+        /// Its user.
+        user_id: UserId,
+        /// Its agent.
+        agent_id: AgentId,
+        /// Its gateway.
+        gateway_id: GatewayId,
+    },
     /// A gateway's agents changed at a registration or heartbeat.
     AgentsChanged {
         /// Its organization.
@@ -86,6 +101,18 @@ impl Events {
     pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.sender.subscribe()
     }
+}
+
+/// Writes an activity-feed entry and publishes it (for admins' `activity` topic).
+#[cfg(feature = "server")]
+pub(crate) async fn record_activity(
+    store: &dyn crate::store::Store,
+    events: &Events,
+    event: ActivityEvent,
+) -> crate::error::Result<()> {
+    store.record_activity(&event).await?;
+    events.publish(RelayEvent::Activity(event));
+    Ok(())
 }
 
 impl Default for Events {

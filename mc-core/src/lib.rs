@@ -17,7 +17,12 @@
 //! - `registry` (feature `server`): gateway registration, heartbeats and the liveness sweeper.
 //! - [`events`]: the in-process channel services publish on ([`RelayEvent`]).
 //! - [`validate`]: field checks with messages that name the field.
+//! - [`protocol`]: the socket protocols as data (users' frames; the gateway link's OpenClaw
+//!   frames), with decoders that say what is wrong.
 //! - [`Relay`] (feature `server`): the services of one instance, built from parts.
+//! - `router`, `bus`, `link` (feature `server`): the relay itself: the [`Router`] deciding what
+//!   to store and whom to send what, the [`Bus`] every delivery crosses ([`InProcessBus`] by
+//!   default), and the [`GatewayLink`] any gateway transport implements ([`FrameLink`]).
 //! - [`Error`]: the one error of the services; `testing` (feature): the store conformance suite.
 //!
 //! ## Features
@@ -41,15 +46,22 @@
 #[cfg(feature = "server")]
 pub mod admin;
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod bus;
 pub mod clock;
 mod error;
 pub mod events;
 pub mod ids;
+#[cfg(feature = "server")]
+pub mod link;
 pub mod model;
+pub mod protocol;
 #[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]
 mod relay;
+#[cfg(feature = "server")]
+pub mod router;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -58,13 +70,19 @@ pub mod validate;
 #[cfg(feature = "server")]
 pub use admin::{AdminService, AssignAgent, UserAdminUpdate};
 pub use auth::{Authenticator, Principal};
+#[cfg(feature = "server")]
+pub use bus::{Bus, InProcessBus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, TokenRejection};
 pub use events::{Events, RelayEvent};
 pub use ids::*;
+#[cfg(feature = "server")]
+pub use link::{FrameLink, GatewayLink, LinkError};
 pub use model::*;
 #[cfg(feature = "server")]
 pub use registry::{RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
 pub use relay::{Relay, RelayBuilder};
+#[cfg(feature = "server")]
+pub use router::{RelayLimits, Router, UserSession};
 pub use store::*;

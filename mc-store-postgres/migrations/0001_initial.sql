@@ -131,6 +131,8 @@ CREATE TABLE messages (
     CONSTRAINT messages_session_client_msg_key UNIQUE (session_id, client_msg_id)
 );
 
+CREATE INDEX messages_client_msg ON messages (client_msg_id) WHERE client_msg_id IS NOT NULL;
+
 CREATE TABLE activity_events (
     id              UUID PRIMARY KEY,
     organization_id UUID NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,

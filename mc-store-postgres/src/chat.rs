@@ -219,6 +219,25 @@ impl MessageStore for PgStore {
         Ok(MessagePage { messages, has_more })
     }
 
+    async fn find_user_message(
+        &self,
+        user: UserId,
+        client_msg_id: uuid::Uuid,
+    ) -> StoreResult<Option<Message>> {
+        sqlx::query(
+            "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
+             WHERE m.client_msg_id = $1 AND s.user_id = $2 ORDER BY m.id LIMIT 1",
+        )
+        .bind(client_msg_id)
+        .bind(user.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "message"))?
+        .as_ref()
+        .map(message_from_row)
+        .transpose()
+    }
+
     async fn messages_after(
         &self,
         session: SessionId,

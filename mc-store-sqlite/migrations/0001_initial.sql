@@ -131,6 +131,8 @@ CREATE TABLE messages (
     UNIQUE (session_id, client_msg_id)
 ) STRICT;
 
+CREATE INDEX messages_client_msg ON messages (client_msg_id) WHERE client_msg_id IS NOT NULL;
+
 CREATE TABLE activity_events (
     id              BLOB PRIMARY KEY NOT NULL,
     organization_id BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,

@@ -16,7 +16,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount};
-use mc_core::{OrgId, Organization, Relay, Role, Store};
+use mc_core::{InProcessBus, OrgId, Organization, Relay, RelayLimits, Role, Store};
 use mc_store_sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -44,20 +44,37 @@ async fn main() -> anyhow::Result<()> {
     let relay = Relay::builder(store, auth).build()?;
     seed(&relay).await?;
 
-    // 2. Your app, with the relay's routes merged in.
+    // 2. The router (in-process bus, default limits), and your app with the relay's routes.
+    let router =
+        mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), RelayLimits::default());
     let app = Router::new()
         .route("/", get(|| async { "my app, with a relay inside: try /healthz" }))
-        .merge(mc_transport_ws::server::router(relay));
+        .merge(mc_transport_ws::server::app(router.clone()));
 
-    // 3. Serve until Ctrl-C.
+    // 3. One liveness sweeper per process, stopped with the server.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let registry = relay.registry().clone();
+    let sweeper = tokio::spawn(async move {
+        let mut stopped = stopped;
+        registry
+            .run_liveness(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+
+    // 4. Serve until Ctrl-C (recording client IPs); then close sockets with 1012.
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("bind {listen}"))?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            router.close_all(mc_core::router::close_code::RESTARTING);
         })
         .await?;
+    let _ = stop.send(true);
+    sweeper.await?;
     Ok(())
 }
 

@@ -198,8 +198,7 @@ impl AuthService {
             metadata: serde_json::json!({}),
             created_at: self.clock.now(),
         };
-        self.store.record_activity(&event).await?;
-        Ok(())
+        crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 
     /// The user's failed sign-ins within the lockout window, or [`Error::LockedOut`] when they

@@ -65,7 +65,7 @@ impl RegistryService {
             metadata: serde_json::json!({ "label": token.label, "max_uses": max_uses }),
             created_at: now,
         };
-        self.store.record_activity(&event).await?;
+        crate::events::record_activity(self.store.as_ref(), &self.events, event).await?;
         Ok(IssuedRegistrationToken { token, secret })
     }
 

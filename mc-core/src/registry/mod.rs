@@ -102,8 +102,7 @@ impl RegistryService {
             metadata,
             created_at: self.clock.now(),
         };
-        self.store.record_activity(&event).await?;
-        Ok(())
+        crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 
     /// Writes the activity event of a status change and publishes it.
@@ -284,6 +283,73 @@ impl RegistryService {
             gateway = change.gateway;
         }
         Ok(gateway)
+    }
+
+    /// Its relay socket authenticated (`up`) or ended without coming back (`!up`): `online`
+    /// with a heartbeat now, or `offline`. Announced like every status change.
+    pub async fn set_link_status(&self, id: GatewayId, up: bool) -> Result<()> {
+        let now = self.clock.now();
+        if up {
+            self.store.touch_gateway(id, now, None).await?;
+        }
+        let wanted = if up { GatewayStatus::Online } else { GatewayStatus::Offline };
+        let change = self.store.set_gateway_status(id, wanted, now).await?;
+        self.announce(&change, format!("gateway:{id}")).await
+    }
+
+    /// A heartbeat sent on the gateway's authenticated socket: like [`heartbeat`]
+    /// (metrics, agents, status) without the relay token.
+    ///
+    /// [`heartbeat`]: Self::heartbeat
+    pub async fn link_heartbeat(
+        &self,
+        id: GatewayId,
+        beat: crate::protocol::gateway::SocketHeartbeat,
+    ) -> Result<Gateway> {
+        if let Some(metrics) = &beat.metrics {
+            validate_input::validate_metrics(metrics)?;
+        }
+        if let Some(agents) = &beat.agents {
+            validate_input::validate_agents("agents", agents)?;
+        }
+        let status = match beat.status.as_deref() {
+            None | Some("online") => ReportedStatus::Online,
+            Some("error") => ReportedStatus::Error,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "status",
+                    format!("must be online or error, not {other:?}"),
+                ));
+            }
+        };
+        let gateway = self.store.get_gateway(id).await?.ok_or(Error::NotFound("gateway"))?;
+        let now = self.clock.now();
+        let mut info = gateway.connection_info.clone();
+        if let Some(metrics) = beat.metrics {
+            info.metrics = Some(metrics);
+            info.metrics_at = Some(now);
+        }
+        let mut gateway = self.store.touch_gateway(id, now, Some(&info)).await?;
+        if let Some(agents) = &beat.agents {
+            self.sync_agents(&gateway, agents, now).await?;
+        }
+        let wanted = if status == ReportedStatus::Error {
+            GatewayStatus::Error
+        } else {
+            GatewayStatus::Online
+        };
+        if gateway.status != wanted {
+            let change = self.store.set_gateway_status(id, wanted, now).await?;
+            self.announce(&change, format!("gateway:{id}")).await?;
+            gateway = change.gateway;
+        }
+        Ok(gateway)
+    }
+
+    /// Records that the gateway's socket is alive (frames arrived) without other changes.
+    pub async fn touch(&self, id: GatewayId) -> Result<()> {
+        self.store.touch_gateway(id, self.clock.now(), None).await?;
+        Ok(())
     }
 
     /// A gateway signs off: its relay token is revoked, its socket closed, its status set to

@@ -76,6 +76,13 @@ pub trait MessageStore: Send + Sync {
         before_seq: Option<u64>,
         limit: u32,
     ) -> StoreResult<MessagePage>;
+    /// The message with this client message id in any session of `user` (so a retried
+    /// message that started a new session finds that session again).
+    async fn find_user_message(
+        &self,
+        user: UserId,
+        client_msg_id: uuid::Uuid,
+    ) -> StoreResult<Option<Message>>;
     /// Up to `limit` messages with seq above `after_seq`, ascending (for `resume`).
     /// `limit` is clamped to `1..=MAX_PAGE_LIMIT`.
     async fn messages_after(

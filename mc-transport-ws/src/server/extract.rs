@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use mc_core::{Principal, Relay, TokenFamilyId};
@@ -106,10 +106,14 @@ pub(crate) struct Caller {
     pub(crate) family: Option<TokenFamilyId>,
 }
 
-impl FromRequestParts<Relay> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Relay: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let relay = Relay::from_ref(state);
         let token = bearer(parts)?;
         let (principal, family) = relay.authenticate(token).await?;
         Ok(Caller { principal, family })
@@ -120,11 +124,14 @@ impl FromRequestParts<Relay> for Caller {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admin(pub(crate) Principal);
 
-impl FromRequestParts<Relay> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    Relay: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, relay).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.principal.is_admin() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -140,14 +147,17 @@ impl FromRequestParts<Relay> for Admin {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaybeCaller(pub(crate) Option<Principal>);
 
-impl FromRequestParts<Relay> for MaybeCaller {
+impl<S: Send + Sync> FromRequestParts<S> for MaybeCaller
+where
+    Relay: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, relay: &Relay) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Ok(MaybeCaller(None));
         }
-        Ok(MaybeCaller(Some(Caller::from_request_parts(parts, relay).await?.principal)))
+        Ok(MaybeCaller(Some(Caller::from_request_parts(parts, state).await?.principal)))
     }
 }
 

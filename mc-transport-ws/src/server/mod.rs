@@ -1,7 +1,9 @@
-//! The axum HTTP API over a [`Relay`].
+//! The axum HTTP API and WebSocket endpoints over a [`mc_core::Router`].
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (SPEC §6) |
+//! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |
 //! | `GET /readyz` | readiness: 200 when the store answers, else 503 |
 //! | `POST /api/v1/auth/register` | create an account (admin, or open registration) |
@@ -25,15 +27,35 @@ mod error;
 mod extract;
 mod registry_routes;
 mod views;
+mod ws_gateway;
+mod ws_user;
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use mc_core::Relay;
+use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) relay: Relay,
+    pub(crate) router: mc_core::Router,
+    /// One permit per socket this instance may hold.
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl FromRef<AppState> for Relay {
+    fn from_ref(state: &AppState) -> Relay {
+        state.relay.clone()
+    }
+}
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]
@@ -71,13 +93,15 @@ impl HttpConfig {
     }
 }
 
-/// The HTTP API with default settings.
-pub fn router(relay: Relay) -> Router {
-    router_with(relay, HttpConfig::default())
+/// The relay's HTTP API and sockets over `router`, with default settings.
+pub fn app(router: mc_core::Router) -> Router {
+    app_with(router, HttpConfig::default())
 }
 
-/// The HTTP API with `config`.
-pub fn router_with(relay: Relay, config: HttpConfig) -> Router {
+/// The relay's HTTP API and sockets over `router`, with `config`.
+pub fn app_with(router: mc_core::Router, config: HttpConfig) -> Router {
+    let slots = Arc::new(Semaphore::new(router.limits().connection_cap()));
+    let state = AppState { relay: router.relay().clone(), router, slots };
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
@@ -108,12 +132,15 @@ pub fn router_with(relay: Relay, config: HttpConfig) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/ws/chat", get(ws_user::upgrade))
+        .route("/ws/h5/chat", get(ws_user::upgrade))
+        .route("/ws/gateway/{id}/relay", get(ws_gateway::upgrade))
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(config))
-        .with_state(relay)
+        .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -23,6 +23,7 @@ pub fn cheap_passwords() -> PasswordParams {
 pub struct TestServer {
     pub base: String,
     pub relay: Relay,
+    pub router: mc_core::Router,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
     pub org: Organization,
@@ -58,6 +59,14 @@ impl TestServer {
         configure: impl FnOnce(AuthConfig) -> AuthConfig,
         registry: RegistryConfig,
     ) -> Self {
+        Self::start_relay(configure, registry, RelayLimits::default()).await
+    }
+
+    pub async fn start_relay(
+        configure: impl FnOnce(AuthConfig) -> AuthConfig,
+        registry: RegistryConfig,
+        limits: RelayLimits,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
         let clock = Arc::new(ManualClock::starting_now());
         let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
@@ -65,7 +74,8 @@ impl TestServer {
             Relay::builder(store, auth).clock(clock.clone()).registry(registry).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = mc_transport_ws::server::router(relay.clone());
+        let router = mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), limits);
+        let app = mc_transport_ws::server::app(router.clone());
         let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await });
 
@@ -74,6 +84,7 @@ impl TestServer {
         let mut server = Self {
             base,
             relay,
+            router,
             clock,
             http: reqwest::Client::new(),
             org,
@@ -139,6 +150,19 @@ impl TestServer {
         };
         self.relay.store().create_agent(&agent).await.unwrap();
         agent
+    }
+
+    /// Assigns an agent to a user, straight in the store.
+    pub async fn assign(&self, user: UserId, agent: AgentId) {
+        let assignment = Assignment {
+            user_id: user,
+            agent_id: agent,
+            role: AssignmentRole::User,
+            board_name: None,
+            assigned_by: None,
+            assigned_at: self.clock.now(),
+        };
+        self.relay.store().create_assignment(&assignment).await.unwrap();
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -261,4 +285,77 @@ fn dummy_user() -> User {
 pub fn median_ms(samples: &mut [std::time::Duration]) -> f64 {
     samples.sort();
     samples[samples.len() / 2].as_secs_f64() * 1000.0
+}
+
+pub mod ws;
+
+/// A relay with one registered gateway (agent `main`) and a user `alice` assigned to it.
+pub struct ChatFixture {
+    pub s: TestServer,
+    pub gateway_id: String,
+    pub relay_token: String,
+    pub agent_id: String,
+    pub user: User,
+    pub token: String,
+}
+
+impl ChatFixture {
+    pub async fn new() -> Self {
+        Self::with_limits(RelayLimits::default()).await
+    }
+
+    pub async fn with_limits(limits: RelayLimits) -> Self {
+        let s = TestServer::start_relay(
+            |c| c.password_params(cheap_passwords()),
+            RegistryConfig::default(),
+            limits,
+        )
+        .await;
+        let reg = s.registration_token(json!({})).await;
+        let r =
+            s.register_gateway(&reg, "gw", json!([{ "agent_key": "main", "name": "Main" }])).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let gateway_id = r.body["gateway_id"].as_str().unwrap().to_owned();
+        let relay_token = r.body["relay_token"].as_str().unwrap().to_owned();
+        let gw: GatewayId = gateway_id.parse().unwrap();
+        let agent = s.relay.store().list_gateway_agents(gw).await.unwrap().remove(0);
+        let user = s.create_user(s.org.id, "alice", Role::Member).await;
+        s.assign(user.id, agent.id).await;
+        let token =
+            s.login_ok("alice", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+        Self { s, gateway_id, relay_token, agent_id: agent.id.to_string(), user, token }
+    }
+
+    pub async fn gateway(&self, mode: ws::Mode) -> ws::TestGateway {
+        let gw =
+            ws::TestGateway::connect(&self.s.base, &self.gateway_id, &self.relay_token, mode).await;
+        // Linked once the relay marks it online.
+        for _ in 0..200 {
+            if self.s.router.gateway_count() > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        gw
+    }
+
+    pub async fn client(&self) -> (ws::Client, Value) {
+        ws::Client::authed(&self.s.base, &self.token).await
+    }
+
+    /// Another user of the organization, assigned to the agent; returns their token.
+    pub async fn another_user(&self, name: &str) -> (User, String) {
+        let user = self.s.create_user(self.s.org.id, name, Role::Member).await;
+        self.s.assign(user.id, self.agent_id.parse().unwrap()).await;
+        let token =
+            self.s.login_ok(name, PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+        (user, token)
+    }
+
+    /// Stored messages of a session, in order: (seq, role, content).
+    pub async fn history(&self, session: &str) -> Vec<(u64, String, String)> {
+        let page =
+            self.s.relay.store().list_messages(session.parse().unwrap(), None, 500).await.unwrap();
+        page.messages.into_iter().map(|m| (m.seq, m.role.to_string(), m.content)).collect()
+    }
 }

@@ -160,6 +160,13 @@ pub async fn append_is_idempotent_by_client_msg_id(store: Arc<dyn Store>) {
         assert!(matches!(store.append_message(&reply).await.unwrap(), Appended::New(_)));
     }
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 4);
+
+    // A client id is found across the user's sessions, and only the user's.
+    let client_id = first.client_msg_id.unwrap();
+    let found = store.find_user_message(world.user.id, client_id).await.unwrap().unwrap();
+    assert_eq!(found, original, "the oldest message with that client id");
+    assert_eq!(store.find_user_message(UserId::new(), client_id).await.unwrap(), None);
+    assert_eq!(store.find_user_message(world.user.id, Uuid::now_v7()).await.unwrap(), None);
 }
 
 pub async fn append_concurrent_duplicates_store_one(store: Arc<dyn Store>) {

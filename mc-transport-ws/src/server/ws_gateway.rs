@@ -1,0 +1,184 @@
+//! `/ws/gateway/{id}/relay`: a gateway's socket (SPEC §7.1). After the relay's `auth`
+//! handshake the frames are OpenClaw's: the relay sends `req`, the gateway answers `res` and
+//! pushes `event`s; a `heartbeat` frame may replace HTTP heartbeats.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mc_core::link::LinkOutbound;
+use mc_core::protocol::gateway::{GatewayInbound, decode_gateway_frame};
+use mc_core::router::close_code;
+use mc_core::{FrameLink, GatewayId};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::ws_user::{READ_BUFFER, close};
+
+/// Frames queued towards one gateway before callers wait (backpressure).
+const LINK_QUEUE: usize = 256;
+/// Frames from a gateway may be larger than users' (OpenClaw allows 25 MiB); replies are text.
+const GATEWAY_FRAME_LIMIT: usize = 4 * 1024 * 1024;
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(id) = id.parse::<GatewayId>() else {
+        return ApiError::bad_field("gateway id", "is not a valid id").into_response();
+    };
+    if state.relay.store().get_gateway(id).await.ok().flatten().is_none() {
+        return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gateway not found")
+            .into_response();
+    }
+    ws.max_message_size(GATEWAY_FRAME_LIMIT)
+        .max_frame_size(GATEWAY_FRAME_LIMIT)
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| run(state, id, socket))
+}
+
+async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
+    socket.send(Message::Text(value.to_string().into())).await.is_ok()
+}
+
+async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
+    let deadline = state.router.limits().auth_deadline();
+    let authenticated = tokio::time::timeout(deadline, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Text(text))) => {
+                    return match decode_gateway_frame(&text) {
+                        Ok(GatewayInbound::Auth { relay_token }) => Some(
+                            state
+                                .relay
+                                .registry()
+                                .authenticate_gateway(id, &relay_token)
+                                .await
+                                .is_ok(),
+                        ),
+                        _ => Some(false),
+                    };
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    match authenticated {
+        Ok(Some(true)) => {}
+        Ok(Some(false)) => {
+            send_json(
+                &mut socket,
+                json!({ "type": "auth_error", "payload": { "reason": "invalid_token" } }),
+            )
+            .await;
+            close(&mut socket, close_code::UNAUTHORIZED, "unknown gateway or wrong relay token")
+                .await;
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            send_json(
+                &mut socket,
+                json!({ "type": "auth_error", "payload": { "reason": "timeout" } }),
+            )
+            .await;
+            close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
+            return;
+        }
+    }
+    let interval = state.relay.registry().config().interval();
+    let auth_ok = json!({
+        "type": "auth_ok",
+        "payload": { "gateway_id": id, "config": { "heartbeat_interval_seconds": interval.as_secs() } },
+    });
+    if !send_json(&mut socket, auth_ok).await {
+        return;
+    }
+    let (link, mut outbound) = FrameLink::new(LINK_QUEUE);
+    let link = Arc::new(link);
+    let generation = match state.router.attach_gateway(id, link.clone()).await {
+        Ok(generation) => generation,
+        Err(err) => {
+            tracing::warn!(error = %err, gateway = %id, "cannot attach the gateway");
+            close(&mut socket, close_code::OVERLOADED, "the relay cannot take this gateway now")
+                .await;
+            return;
+        }
+    };
+    tracing::info!(gateway = %id, "gateway linked");
+
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut last_heard = Instant::now();
+    let mut heard_since_touch = false;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = Instant::now();
+                        heard_since_touch = true;
+                        match decode_gateway_frame(&text) {
+                            Ok(GatewayInbound::Res { id: req, ok, payload, error }) => link.resolve(&req, ok, payload, error),
+                            Ok(GatewayInbound::Event { event, payload }) => state.router.gateway_event(id, &event, &payload).await,
+                            Ok(GatewayInbound::Heartbeat(beat)) => {
+                                if let Err(err) = state.relay.registry().link_heartbeat(id, beat).await {
+                                    tracing::info!(error = %err, gateway = %id, "gateway heartbeat refused");
+                                }
+                                heard_since_touch = false;
+                            }
+                            Ok(GatewayInbound::Req { id: req, method }) => {
+                                let answer = json!({
+                                    "type": "res", "id": req, "ok": false,
+                                    "error": { "code": "INVALID_REQUEST", "message": format!("the relay serves no method {method:?}") },
+                                });
+                                if !send_json(&mut socket, answer).await { break; }
+                            }
+                            Ok(GatewayInbound::Auth { .. }) => {}
+                            Err(err) => tracing::debug!(gateway = %id, error = %err, "undecodable gateway frame ignored"),
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        heard_since_touch = true;
+                    }
+                    Some(Ok(Message::Binary(_))) => tracing::debug!(gateway = %id, "binary gateway frame ignored"),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                }
+            }
+            out = outbound.recv() => {
+                match out {
+                    Some(LinkOutbound::Frame(frame)) => {
+                        if socket.send(Message::Text(frame.into())).await.is_err() { break; }
+                    }
+                    Some(LinkOutbound::Close) | None => {
+                        close(&mut socket, 4001, "relay token revoked").await;
+                        break;
+                    }
+                }
+            }
+            _ = ticks.tick() => {
+                if last_heard.elapsed() > interval * 3 {
+                    close(&mut socket, 1001, "no frames for three heartbeat intervals").await;
+                    break;
+                }
+                if heard_since_touch {
+                    heard_since_touch = false;
+                    if let Err(err) = state.relay.registry().touch(id).await {
+                        tracing::warn!(error = %err, gateway = %id, "cannot record gateway liveness");
+                    }
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+            }
+        }
+    }
+    link.shutdown();
+    state.router.detach_gateway(id, generation).await;
+    tracing::info!(gateway = %id, "gateway unlinked");
+}

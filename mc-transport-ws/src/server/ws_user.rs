@@ -1,0 +1,296 @@
+//! `/ws/chat`: the users' socket (SPEC §6, §12). This loop only moves frames: decoding is in
+//! `mc_core::protocol`, decisions in `mc_core::Router`.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mc_core::protocol::{AuthFailure, ClientRequest, ErrorCode, ServerFrame, decode_client_frame};
+use mc_core::router::close_code;
+use mc_core::{Error, Principal, TokenRejection};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Buffer sizes chosen for memory per idle socket: messages larger than this still work
+/// (the read buffer grows), but an idle socket does not pin 128 KiB.
+pub(crate) const READ_BUFFER: usize = 4 * 1024;
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !state.router.limits().origin_allowed(origin) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "this origin may not open relay sockets",
+        )
+        .into_response();
+    }
+    let limit = state.router.limits().frame_limit();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| run(state, socket))
+}
+
+pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
+    socket.send(Message::Text(frame.to_json().into())).await.is_ok()
+}
+
+fn is_too_big(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
+}
+
+/// Counts bad frames in a sliding minute.
+struct Violations {
+    window_start: Instant,
+    count: u32,
+    max: u32,
+}
+
+impl Violations {
+    fn new(max: u32) -> Self {
+        Self { window_start: Instant::now(), count: 0, max }
+    }
+
+    /// Records one; says whether the limit is now exceeded.
+    fn record(&mut self) -> bool {
+        if self.window_start.elapsed() > Duration::from_secs(60) {
+            self.window_start = Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > self.max
+    }
+}
+
+/// How the wait for `auth` ended without a principal.
+enum NotAuthenticated {
+    /// The peer went away.
+    Gone,
+    /// Close with this frame (if any), code and reason.
+    Refused(Option<ServerFrame>, u16, &'static str),
+}
+
+/// Waits for the `auth` frame; answers anything else with an error.
+async fn authenticate(
+    state: &AppState,
+    socket: &mut WebSocket,
+    violations: &mut Violations,
+) -> Result<Principal, NotAuthenticated> {
+    use NotAuthenticated::{Gone, Refused};
+    loop {
+        let text = match socket.recv().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                let error = ServerFrame::Error {
+                    id: None,
+                    code: ErrorCode::BadRequest,
+                    message: "binary frames are not supported; send JSON text".into(),
+                    retry_after_ms: None,
+                };
+                if !send(socket, &error).await || violations.record() {
+                    return Err(Refused(
+                        None,
+                        close_code::VIOLATIONS,
+                        "too many protocol violations",
+                    ));
+                }
+                continue;
+            }
+            Some(Ok(Message::Close(_))) | None => return Err(Gone),
+            Some(Ok(_)) => continue,
+            Some(Err(err)) if is_too_big(&err) => {
+                return Err(Refused(None, close_code::TOO_BIG, "frame too big"));
+            }
+            Some(Err(_)) => return Err(Gone),
+        };
+        match decode_client_frame(&text) {
+            Ok(frame) => match frame.request {
+                ClientRequest::Auth { token } => {
+                    return state.relay.authenticate(&token).await.map(|(p, _)| p).map_err(|err| {
+                        let (reason, code) = match err {
+                            Error::Token(TokenRejection::Expired) => {
+                                (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
+                            }
+                            Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
+                            _ => (AuthFailure::InvalidToken, close_code::UNAUTHORIZED),
+                        };
+                        Refused(
+                            Some(ServerFrame::AuthError { reason }),
+                            code,
+                            "authentication failed",
+                        )
+                    });
+                }
+                _ => {
+                    let error = ServerFrame::Error {
+                        id: frame.id,
+                        code: ErrorCode::Unauthenticated,
+                        message: r#"authenticate first: send {"type":"auth","payload":{"token":"<access token>"}}"#.into(),
+                        retry_after_ms: None,
+                    };
+                    if !send(socket, &error).await {
+                        return Err(Gone);
+                    }
+                }
+            },
+            Err(err) => {
+                let error = ServerFrame::Error {
+                    id: err.id,
+                    code: ErrorCode::BadRequest,
+                    message: err.message,
+                    retry_after_ms: None,
+                };
+                if !send(socket, &error).await || violations.record() {
+                    return Err(Refused(
+                        None,
+                        close_code::VIOLATIONS,
+                        "too many protocol violations",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn run(state: AppState, mut socket: WebSocket) {
+    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
+        close(&mut socket, close_code::OVERLOADED, "too many connections").await;
+        return;
+    };
+    let limits = state.router.limits().clone();
+    let mut violations = Violations::new(limits.violations_per_minute());
+
+    let principal = match tokio::time::timeout(
+        limits.auth_deadline(),
+        authenticate(&state, &mut socket, &mut violations),
+    )
+    .await
+    {
+        Ok(Ok(principal)) => principal,
+        Ok(Err(NotAuthenticated::Refused(frame, code, reason))) => {
+            if let Some(frame) = frame {
+                send(&mut socket, &frame).await;
+            }
+            close(&mut socket, code, reason).await;
+            return;
+        }
+        Ok(Err(NotAuthenticated::Gone)) => return,
+        Err(_) => {
+            send(&mut socket, &ServerFrame::AuthError { reason: AuthFailure::Timeout }).await;
+            close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
+            return;
+        }
+    };
+    let (mut session, auth_ok) = match state.router.connect_user(principal).await {
+        Ok(attached) => attached,
+        Err(refusal) => {
+            let error = ServerFrame::Error {
+                id: None,
+                code: ErrorCode::RateLimited,
+                message: refusal.to_string(),
+                retry_after_ms: None,
+            };
+            send(&mut socket, &error).await;
+            close(&mut socket, refusal.close_code(), "connection refused").await;
+            return;
+        }
+    };
+    if !send(&mut socket, &auth_ok).await {
+        return;
+    }
+    let connection = session.connection().clone();
+    let interval = limits.heartbeat();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = Instant::now();
+                        match decode_client_frame(&text) {
+                            Ok(frame) => session.handle(frame).await,
+                            Err(err) => {
+                                state.router.reply_error(&connection, err.id, ErrorCode::BadRequest, err.message);
+                                if violations.record() {
+                                    flush(&mut session, &mut socket).await;
+                                    close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        last_heard = Instant::now();
+                        state.router.reply_error(&connection, None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text".into());
+                        if violations.record() {
+                            flush(&mut session, &mut socket).await;
+                            close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_heard = Instant::now(),
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(err)) => {
+                        if is_too_big(&err) {
+                            close(&mut socket, close_code::TOO_BIG, "frame too big").await;
+                        }
+                        break;
+                    }
+                }
+            }
+            frame = session.next_frame() => {
+                let Some(frame) = frame else { break };
+                if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
+                    break;
+                }
+            }
+            code = connection.kicked() => {
+                if code != close_code::OVERLOADED {
+                    flush(&mut session, &mut socket).await;
+                }
+                let reason = match code {
+                    close_code::OVERLOADED => "too slow or overloaded; reconnect and resume",
+                    close_code::RESTARTING => "server restarting",
+                    close_code::FORBIDDEN => "forbidden",
+                    close_code::UNAUTHORIZED => "signed out",
+                    _ => "closed",
+                };
+                close(&mut socket, code, reason).await;
+                break;
+            }
+            _ = ticks.tick() => {
+                if last_heard.elapsed() > interval * 3 {
+                    close(&mut socket, 1001, "no heartbeat for three intervals").await;
+                    break;
+                }
+                if !send(&mut socket, &ServerFrame::Heartbeat { id: None }).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Writes what is already queued (e.g. the error explaining a close).
+async fn flush(session: &mut mc_core::UserSession, socket: &mut WebSocket) {
+    while let Some(frame) = session.try_next_frame() {
+        if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
+            return;
+        }
+    }
+}
