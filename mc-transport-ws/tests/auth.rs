@@ -58,7 +58,7 @@ async fn register_login_me_refresh_logout() {
     let mut events = s.relay.events().subscribe();
     let out = s.post("/api/v1/auth/logout", None, json!({ "refresh_token": next_refresh })).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let event = events.try_recv().unwrap();
+    let event = common::next_event(&mut events);
     assert!(matches!(event, mc_core::RelayEvent::LoggedOut { .. }), "{event:?}");
     let after = s.refresh(next_refresh).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
@@ -283,7 +283,10 @@ async fn suspended_users_lose_access_until_reactivated() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "suspended");
-    assert_eq!(events.try_recv().unwrap(), mc_core::RelayEvent::UserBlocked { user_id: grace.id });
+    assert_eq!(
+        common::next_event(&mut events),
+        mc_core::RelayEvent::UserBlocked { user_id: grace.id }
+    );
 
     let me = s.get("/api/v1/auth/me", access).await;
     assert_eq!(me.status, StatusCode::FORBIDDEN);

@@ -71,7 +71,7 @@ async fn heartbeats_keep_a_gateway_online_and_silence_takes_it_offline() {
     );
     assert_eq!(status(&s, &id).await, GatewayStatus::Offline);
     assert_eq!(offline_events(&s).await, 1, "exactly one activity event");
-    match events.try_recv().unwrap() {
+    match common::next_event(&mut events) {
         RelayEvent::GatewayStatusChanged { previous, current, .. } => {
             assert_eq!((previous, current), (GatewayStatus::Online, GatewayStatus::Offline));
         }

@@ -95,7 +95,7 @@ async fn register_heartbeat_deregister() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert!(matches!(
-        events.try_recv().unwrap(),
+        common::next_event(&mut events),
         mc_core::RelayEvent::GatewayCredentialsRevoked { .. }
     ));
     let after = s.get(&format!("/api/v1/gateways/{id}"), &s.admin_token).await;

@@ -359,3 +359,13 @@ impl ChatFixture {
         page.messages.into_iter().map(|m| (m.seq, m.role.to_string(), m.content)).collect()
     }
 }
+
+/// The next relay event that is not an activity-feed entry (those accompany most changes).
+pub fn next_event(events: &mut tokio::sync::broadcast::Receiver<RelayEvent>) -> RelayEvent {
+    loop {
+        match events.try_recv().expect("an event") {
+            RelayEvent::Activity(_) => continue,
+            other => return other,
+        }
+    }
+}
