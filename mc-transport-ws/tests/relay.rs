@@ -629,3 +629,158 @@ async fn the_gateway_socket_checks_its_relay_token() {
     }
     assert!(!gw.is_running(), "the old link was closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
+    let f = ChatFixture::with_limits(RelayLimits::default().outbound_queue(8)).await;
+    let gw = f.gateway(Mode::Echo).await;
+    let (_bob, bob_token) = f.another_user("bob").await;
+    let (mut bob, _) = Client::authed(&f.s.base, &bob_token).await;
+
+    // Alice's socket barely reads: a 4 KiB receive buffer, and she never polls it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = f.s.base.trim_start_matches("http://").parse().unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = common::ws::ws_url(&f.s.base, "/ws/chat");
+    let (socket, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    let mut alice = Client { socket };
+    alice.send(json!({ "type": "auth", "payload": { "token": f.token } })).await;
+    alice.expect("auth_ok").await;
+    gw.set_mode(Mode::Flood { n: 400, size: 8 * 1024 });
+    alice.send_chat(&uuid::Uuid::now_v7().to_string(), &f.agent_id, "flood me", None).await;
+
+    // Meanwhile Bob chats normally and is answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.set_mode(Mode::Echo);
+    let ack = bob.chat(&f.agent_id, "am I affected?", None).await;
+    let (reply, _) = bob.until("chat").await;
+    assert_eq!(reply["payload"]["content"], "Echo: am I affected?");
+    assert_eq!(reply["payload"]["session_id"], ack["payload"]["session_id"]);
+
+    // Alice was cut off with 1013 (after whatever the kernel had buffered).
+    assert_eq!(alice.closed().await, Ended::Closed(1013));
+    // She reconnects and resumes: the flood's final reply is stored.
+    let (mut again, _) = f.client().await;
+    let sessions =
+        f.s.relay.store().list_user_sessions(f.user.id, mc_core::Page::first(5)).await.unwrap();
+    let session = sessions.items[0].id.to_string();
+    again.send(json!({ "type": "resume", "payload": { "sessions": [{ "session_id": session, "after_seq": 0 }] } })).await;
+    let (resumed, messages) = again.until("resumed").await;
+    assert_eq!(resumed["payload"]["last_seq"], 2);
+    assert_eq!(messages.len(), 2);
+}
+
+/// A few thousand random and mutated frames: every one gets an answer or is ignored, the
+/// server never falls over, and the socket (or a fresh one) still works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzed_frames_never_take_the_server_down() {
+    let f = ChatFixture::with_limits(
+        RelayLimits::default().max_violations_per_minute(100_000).rate_per_sec(0).rate_burst(0),
+    )
+    .await;
+    let _gw = f.gateway(Mode::Echo).await;
+    let (mut c, _) = f.client().await;
+    let session = c.chat(&f.agent_id, "seed", None).await["payload"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.until("chat").await;
+    let seeds = [
+        json!({ "type": "chat", "id": uuid::Uuid::now_v7(), "payload": { "agent_id": f.agent_id, "content": "hi", "session_id": session } }),
+        json!({ "type": "history", "id": "h", "payload": { "session_id": session, "before_seq": 3, "limit": 10 } }),
+        json!({ "type": "resume", "id": "r", "payload": { "sessions": [{ "session_id": session, "after_seq": 0 }] } }),
+        json!({ "type": "abort", "id": "a", "payload": { "session_id": session } }),
+        json!({ "type": "sessions", "id": "s" }),
+        json!({ "type": "subscribe", "id": "t", "payload": { "topics": ["activity"] } }),
+        json!({ "type": "heartbeat", "id": "b" }),
+    ];
+    // A small deterministic generator (xorshift), so a failure is reproducible.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        ":",
+        ",",
+        "null",
+        "true",
+        "-1",
+        "1e999",
+        "18446744073709551616",
+        "\"type\"",
+        "\"chat\"",
+        "\"payload\"",
+        "\\u0000",
+        "é",
+        "😀",
+        " ",
+    ];
+    let mut sent = 0;
+    for i in 0..3000 {
+        let text = match i % 3 {
+            // Mutate a valid frame: flip, drop or insert characters.
+            0 | 1 => {
+                let mut bytes: Vec<char> =
+                    seeds[(rand() % seeds.len() as u64) as usize].to_string().chars().collect();
+                for _ in 0..(1 + rand() % 4) {
+                    let at = (rand() % bytes.len().max(1) as u64) as usize;
+                    match rand() % 3 {
+                        0 if !bytes.is_empty() => {
+                            bytes.remove(at.min(bytes.len() - 1));
+                        }
+                        1 => bytes.insert(
+                            at,
+                            pieces[(rand() % pieces.len() as u64) as usize]
+                                .chars()
+                                .next()
+                                .unwrap_or('x'),
+                        ),
+                        _ if !bytes.is_empty() => {
+                            let j = at.min(bytes.len() - 1);
+                            bytes[j] = char::from_u32((rand() % 0x7f) as u32).unwrap_or('?');
+                        }
+                        _ => {}
+                    }
+                }
+                bytes.into_iter().collect::<String>()
+            }
+            // Random concatenations of JSON-ish pieces.
+            _ => (0..(rand() % 12))
+                .map(|_| pieces[(rand() % pieces.len() as u64) as usize])
+                .collect(),
+        };
+        if c.socket.send(tokio_tungstenite::tungstenite::Message::Text(text.into())).await.is_err()
+        {
+            break;
+        }
+        sent += 1;
+        // Drain what came back so far without waiting.
+        use futures_util::StreamExt;
+        while let Ok(Some(Ok(_))) =
+            tokio::time::timeout(Duration::from_millis(0), c.socket.next()).await
+        {}
+    }
+    assert_eq!(sent, 3000);
+    // The server is up and the socket still answers.
+    c.send(json!({ "type": "heartbeat", "id": "still-here" })).await;
+    let (hb, _) = c.until("heartbeat").await;
+    assert_eq!(hb["id"], "still-here");
+    let health = f.s.send(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, reqwest::StatusCode::OK);
+    let (mut fresh, _) = f.client().await;
+    fresh.chat(&f.agent_id, "after the storm", None).await;
+    let (reply, _) = fresh.until("chat").await;
+    assert_eq!(reply["payload"]["content"], "Echo: after the storm");
+}

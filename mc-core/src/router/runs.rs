@@ -49,10 +49,23 @@ fn run_id(message: MessageId) -> String {
 
 /// Bytes of `a` and `b` that are equal from the start, on a character boundary.
 fn common_prefix(a: &str, b: &str) -> usize {
-    a.char_indices()
-        .zip(b.chars())
-        .find(|((_, ca), cb)| ca != cb)
-        .map_or_else(|| a.len().min(b.len()), |((i, _), _)| i)
+    let n = a.len().min(b.len());
+    // Fast path: one is a prefix of the other (a stream that only grows).
+    if a.as_bytes()[..n] == b.as_bytes()[..n] {
+        return n;
+    }
+    let mut i = a.as_bytes().iter().zip(b.as_bytes()).position(|(x, y)| x != y).unwrap_or(n);
+    while !a.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The chunk that turns `old` into `new`: the offset of the first changed byte and the text
+/// from there; `None` when nothing changed.
+fn chunk_between(old: &str, new: &str) -> Option<(usize, String)> {
+    let offset = common_prefix(old, new);
+    (offset != old.len() || offset != new.len()).then(|| (offset, new[offset..].to_owned()))
 }
 
 pub(crate) fn on_command(router: &Router, gateway: GatewayId, command: GatewayCommand) {
@@ -243,18 +256,27 @@ pub(crate) async fn gateway_event(
                     return;
                 };
                 run.last_event = Instant::now();
-                let new_text = match (&ev.text, &ev.delta_text) {
-                    (Some(full), _) => full.clone(),
-                    (None, Some(delta)) if ev.replace => delta.clone(),
-                    (None, Some(delta)) => format!("{}{delta}", run.text),
-                    (None, None) => return,
+                let (offset, delta) = match (ev.text, &ev.delta_text) {
+                    // The cumulative text is the truth; when it only grows this is a memcmp.
+                    (Some(full), _) => {
+                        let Some((offset, delta)) = chunk_between(&run.text, &full) else { return };
+                        run.text = full;
+                        (offset, delta)
+                    }
+                    (None, Some(delta)) if ev.replace => {
+                        let Some((offset, changed)) = chunk_between(&run.text, delta) else {
+                            return;
+                        };
+                        run.text = delta.clone();
+                        (offset, changed)
+                    }
+                    (None, Some(delta)) if !delta.is_empty() => {
+                        let offset = run.text.len();
+                        run.text.push_str(delta);
+                        (offset, delta.clone())
+                    }
+                    _ => return,
                 };
-                let offset = common_prefix(&run.text, &new_text);
-                if offset == run.text.len() && offset == new_text.len() {
-                    return;
-                }
-                let delta = new_text[offset..].to_owned();
-                run.text = new_text;
                 (
                     run.user_id,
                     ServerFrame::Chunk {
@@ -420,6 +442,19 @@ pub(crate) fn start_reaper(router: &Router) {
 #[cfg(test)]
 mod tests {
     use super::common_prefix;
+
+    #[test]
+    fn chunks_between_texts() {
+        use super::chunk_between;
+        assert_eq!(chunk_between("Echo:", "Echo: Hi"), Some((5, " Hi".into())));
+        assert_eq!(chunk_between("Echo: Hi", "Echo: Hi"), None);
+        assert_eq!(
+            chunk_between("Echo: Hx", "Echo: Hi"),
+            Some((7, "i".into())),
+            "a replace rewrites from the change"
+        );
+        assert_eq!(chunk_between("abc", "ab"), Some((2, String::new())));
+    }
 
     #[test]
     fn common_prefix_respects_characters() {
