@@ -125,61 +125,95 @@ impl SessionStore for SqliteStore {
     }
 }
 
+/// A copy of a batch-wide error for each message of the batch.
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(kind) => StoreError::Conflict(*kind),
+        StoreError::NotFound(what) => StoreError::NotFound(what),
+        StoreError::Unavailable { message, .. } => StoreError::Unavailable { message: message.clone(), source: None },
+        other => StoreError::corrupt(other.to_string()),
+    }
+}
+
+/// Appends one message inside a write transaction: insert with the next seq (a missing session
+/// fails the NOT NULL on `seq`; a repeated client id fails its UNIQUE), then bump the session.
+async fn append_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, m: &NewMessage) -> StoreResult<Appended> {
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at)
+         VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7)
+         RETURNING seq",
+    )
+    .bind(m.id.as_uuid())
+    .bind(m.session_id.as_uuid())
+    .bind(m.role.as_str())
+    .bind(&m.content)
+    .bind(m.client_msg_id)
+    .bind(&m.run_id)
+    .bind(ts(m.created_at))
+    .fetch_one(&mut **tx)
+    .await;
+    let seq = match inserted {
+        Ok(seq) => seq,
+        Err(sqlx::Error::Database(db)) if db.kind() == sqlx::error::ErrorKind::NotNullViolation => {
+            return Err(StoreError::NotFound("session"));
+        }
+        Err(e) => match store_error(e, "session") {
+            StoreError::Conflict(ConflictKind::ClientMessageId) => {
+                let row = sqlx::query("SELECT * FROM messages WHERE session_id = ?1 AND client_msg_id = ?2")
+                    .bind(m.session_id.as_uuid())
+                    .bind(m.client_msg_id)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(|e| store_error(e, "message"))?;
+                return Ok(Appended::Existing(message_from_row(&row)?));
+            }
+            other => return Err(other),
+        },
+    };
+    sqlx::query("UPDATE chat_sessions SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1")
+        .bind(m.session_id.as_uuid())
+        .bind(seq)
+        .bind(ts(m.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| store_error(e, "session"))?;
+    Ok(Appended::New(Message {
+        id: m.id,
+        session_id: m.session_id,
+        seq: u64::try_from(seq).unwrap_or_default(),
+        role: m.role,
+        content: m.content.clone(),
+        client_msg_id: m.client_msg_id,
+        run_id: m.run_id.clone(),
+        created_at: m.created_at,
+    }))
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append_message(&self, m: &NewMessage) -> StoreResult<Appended> {
-        // BEGIN IMMEDIATE holds the write lock for the whole append, so the duplicate check,
-        // the seq bump and the insert cannot interleave with another append.
         let mut tx = self.begin_write().await?;
-        if let Some(client_id) = m.client_msg_id {
-            let existing =
-                sqlx::query("SELECT * FROM messages WHERE session_id = ?1 AND client_msg_id = ?2")
-                    .bind(m.session_id.as_uuid())
-                    .bind(client_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| store_error(e, "session"))?;
-            if let Some(row) = existing {
-                return Ok(Appended::Existing(message_from_row(&row)?));
-            }
-        }
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE chat_sessions SET last_seq = last_seq + 1, last_message_at = ?2
-             WHERE id = ?1 RETURNING last_seq",
-        )
-        .bind(m.session_id.as_uuid())
-        .bind(ts(m.created_at))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| store_error(e, "session"))?;
-        let seq = seq.ok_or(StoreError::NotFound("session"))?;
-        sqlx::query(
-            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id,
-                created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(m.id.as_uuid())
-        .bind(m.session_id.as_uuid())
-        .bind(seq)
-        .bind(m.role.as_str())
-        .bind(&m.content)
-        .bind(m.client_msg_id)
-        .bind(&m.run_id)
-        .bind(ts(m.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| store_error(e, "session"))?;
+        let appended = append_in(&mut tx, m).await?;
         tx.commit().await.map_err(|e| store_error(e, "session"))?;
-        Ok(Appended::New(Message {
-            id: m.id,
-            session_id: m.session_id,
-            seq: u64::try_from(seq).unwrap_or_default(),
-            role: m.role,
-            content: m.content.clone(),
-            client_msg_id: m.client_msg_id,
-            run_id: m.run_id.clone(),
-            created_at: m.created_at,
-        }))
+        Ok(appended)
+    }
+
+    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
+        // One write transaction for the whole batch (group commit); each message is still
+        // all-or-nothing on its own, since a failed statement changes nothing.
+        let mut tx = match self.begin_write().await {
+            Ok(tx) => tx,
+            Err(e) => return messages.iter().map(|_| Err(clone_error(&e))).collect(),
+        };
+        let mut results = Vec::with_capacity(messages.len());
+        for m in messages {
+            results.push(append_in(&mut tx, m).await);
+        }
+        if let Err(e) = tx.commit().await {
+            let e = store_error(e, "session");
+            return messages.iter().map(|_| Err(clone_error(&e))).collect();
+        }
+        results
     }
 
     async fn list_messages(

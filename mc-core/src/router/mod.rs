@@ -14,6 +14,7 @@ mod limits;
 mod pump;
 mod runs;
 mod user;
+mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
@@ -149,6 +150,7 @@ pub(crate) struct Inner {
     limits: RelayLimits,
     hub: hub::Hub,
     runs: runs::Runs,
+    writer: writer::Writer,
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -180,13 +182,15 @@ impl Router {
     /// it starts its background tasks (relay events → bus, idle-run reaper), which stop when
     /// the last clone is dropped.
     pub fn new(relay: Relay, bus: Arc<dyn Bus>, limits: RelayLimits) -> Self {
+        let (writer, writer_task) = writer::Writer::start(relay.store().clone());
         let inner = Arc::new(Inner {
             relay,
             bus,
             limits,
             hub: hub::Hub::default(),
             runs: runs::Runs::default(),
-            tasks: std::sync::Mutex::new(Vec::new()),
+            writer,
+            tasks: std::sync::Mutex::new(vec![writer_task.abort_handle()]),
         });
         let router = Router { inner };
         pump::start(&router);
@@ -278,6 +282,11 @@ impl Router {
     /// Closes every user socket on this instance with `code` (shutdown: 1012).
     pub fn close_all(&self, code: u16) {
         self.inner.hub.kick_all(code);
+    }
+
+    /// Appends a message through the group-commit writer.
+    pub(crate) async fn append(&self, message: crate::model::NewMessage) -> crate::StoreResult<crate::store::Appended> {
+        self.inner.writer.append(message).await
     }
 
     pub(crate) async fn publish_user(&self, user: UserId, message: BusMessage) {

@@ -225,6 +225,25 @@ async fn chat_send(router: &Router, gateway: GatewayId, send: ChatSend) {
     }
 }
 
+async fn store_reply(router: &Router, run: &Run, run_id: &str, reply: NewMessage) {
+    match router.append(reply).await {
+        Ok(stored) => {
+            let frame = ServerFrame::Chat(ChatMessage::new(stored.message(), run.agent_id));
+            router.publish_frame(run.user_id, &frame).await;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, run = %run_id, "cannot store an agent reply");
+            let frame = ServerFrame::Error {
+                id: Some(run.client_id.to_string()),
+                code: ErrorCode::Internal,
+                message: "the agent's reply could not be stored; ask again".into(),
+                retry_after_ms: None,
+            };
+            router.publish_frame(run.user_id, &frame).await;
+        }
+    }
+}
+
 /// Ends a run with an error: a stored system message and an `error` frame for the user.
 async fn finish_with_error(router: &Router, run: &Run, run_id: &str, code: ErrorCode, text: &str) {
     store_system(router, run.user_id, run.agent_id, run.session_id, Some(run_id.to_owned()), text)
@@ -310,23 +329,11 @@ pub(crate) async fn gateway_event(
                     run_id: Some(ev.run_id.clone()),
                     created_at: router.relay().clock().now(),
                 };
-                match router.relay().store().append_message(&reply).await {
-                    Ok(stored) => {
-                        let frame =
-                            ServerFrame::Chat(ChatMessage::new(stored.message(), run.agent_id));
-                        router.publish_frame(run.user_id, &frame).await;
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, run = %ev.run_id, "cannot store an agent reply");
-                        let frame = ServerFrame::Error {
-                            id: Some(run.client_id.to_string()),
-                            code: ErrorCode::Internal,
-                            message: "the agent's reply could not be stored; ask again".into(),
-                            retry_after_ms: None,
-                        };
-                        router.publish_frame(run.user_id, &frame).await;
-                    }
-                }
+                // Stored off the gateway's reading task, so replies of many runs share a
+                // commit; nothing of this run follows its first terminal event.
+                let router = router.clone();
+                let run_id = ev.run_id.clone();
+                tokio::spawn(async move { store_reply(&router, &run, &run_id, reply).await });
             } else {
                 let why = ev.error_message.clone().unwrap_or_default();
                 let text = match (ev.state, why.is_empty()) {

@@ -247,7 +247,7 @@ async fn chat(
         run_id: None,
         created_at: now,
     };
-    let (message, fresh) = match store.append_message(&new).await? {
+    let (message, fresh) = match router.append(new).await? {
         Appended::New(m) => (m, true),
         Appended::Existing(m) => (m, false),
     };
@@ -333,7 +333,7 @@ pub(crate) async fn store_system(
         run_id,
         created_at: router.relay().clock().now(),
     };
-    match router.relay().store().append_message(&message).await {
+    match router.append(message).await {
         Ok(stored) => {
             let stored = stored.into_message();
             router.publish_frame(user, &ServerFrame::Chat(ChatMessage::new(&stored, agent))).await;

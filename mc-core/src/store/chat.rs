@@ -68,6 +68,19 @@ pub trait MessageStore: Send + Sync {
     /// session already has a message with the same `client_msg_id`, returns it as
     /// [`Appended::Existing`] and writes nothing. `NotFound` if the session does not exist.
     async fn append_message(&self, message: &NewMessage) -> StoreResult<Appended>;
+    /// Appends several messages, in order, with the guarantees of [`append_message`] for each
+    /// (a later message of the batch sees the earlier ones: a repeated client id is
+    /// `Existing`). One result per message: a failing message does not fail the others. A
+    /// store may do this in one transaction; the default appends one by one.
+    ///
+    /// [`append_message`]: Self::append_message
+    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.append_message(message).await);
+        }
+        results
+    }
     /// The newest `limit` messages with seq below `before_seq` (all if `None`), returned in
     /// ascending seq. `limit` is clamped to `1..=MAX_PAGE_LIMIT`.
     async fn list_messages(

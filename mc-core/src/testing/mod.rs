@@ -104,6 +104,7 @@ macro_rules! store_conformance_tests {
             append_concurrent_50_is_gapless,
             append_is_idempotent_by_client_msg_id,
             append_concurrent_duplicates_store_one,
+            append_batch_keeps_each_message_atomic,
             history_pages_backwards_and_resume_forwards,
             activity_record_and_list,
         );

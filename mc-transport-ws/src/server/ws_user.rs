@@ -16,7 +16,7 @@ use super::error::ApiError;
 
 /// Buffer sizes chosen for memory per idle socket: messages larger than this still work
 /// (the read buffer grows), but an idle socket does not pin 128 KiB.
-pub(crate) const READ_BUFFER: usize = 4 * 1024;
+pub(crate) const READ_BUFFER: usize = 1024;
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,

@@ -68,6 +68,15 @@ impl TestServer {
         limits: RelayLimits,
     ) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        Self::start_on(store, configure, registry, limits).await
+    }
+
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        configure: impl FnOnce(AuthConfig) -> AuthConfig,
+        registry: RegistryConfig,
+        limits: RelayLimits,
+    ) -> Self {
         let clock = Arc::new(ManualClock::starting_now());
         let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
         let relay =
@@ -305,7 +314,13 @@ impl ChatFixture {
     }
 
     pub async fn with_limits(limits: RelayLimits) -> Self {
-        let s = TestServer::start_relay(
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        Self::on(store, limits).await
+    }
+
+    pub async fn on(store: Arc<dyn Store>, limits: RelayLimits) -> Self {
+        let s = TestServer::start_on(
+            store,
             |c| c.password_params(cheap_passwords()),
             RegistryConfig::default(),
             limits,

@@ -152,6 +152,8 @@ pub enum Mode {
     Refuse,
     /// Streams `n` deltas of `size` bytes each as fast as it can, then `final`.
     Flood { n: usize, size: usize },
+    /// Answers `started`, one delta with the whole echo, `final` (for load tests).
+    Quick,
 }
 
 /// A gateway on the relay's gateway socket.
@@ -249,6 +251,13 @@ async fn serve(mut socket: Socket, mode: Arc<Mutex<Mode>>, requests: Arc<Mutex<V
                 let status = json!({ "runId": run, "sessionKey": key, "seq": 1, "state": "status", "phase": "preparing_context" });
                 socket.send(event(status)).await.unwrap();
                 match mode {
+                    Mode::Quick => {
+                        let reply = format!("Echo: {message}");
+                        socket.send(delta(&run, &key, 2, &reply, &reply)).await.unwrap();
+                        let fin = json!({ "runId": run, "sessionKey": key, "seq": 3, "state": "final",
+                            "message": { "role": "assistant", "content": [{ "type": "text", "text": reply }] } });
+                        socket.send(event(fin)).await.unwrap();
+                    }
                     Mode::Fail => {
                         for (seq, text) in [
                             (5, "No route-compatible authentication source"),

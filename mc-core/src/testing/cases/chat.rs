@@ -250,3 +250,38 @@ pub async fn activity_record_and_list(store: Arc<dyn Store>) {
     let err = store.record_activity(&fixtures::activity(OrgId::new(), "x")).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
+
+pub async fn append_batch_keeps_each_message_atomic(store: Arc<dyn Store>) {
+    let world = ChatWorld::create(&store).await;
+    let sid = world.session.id;
+    let first = fixtures::user_message(sid, "one");
+    let Appended::New(stored_first) = store.append_message(&first).await.unwrap() else { panic!() };
+    let other = fixtures::session(world.user.id, &world.agent);
+    store.create_session(&other).await.unwrap();
+
+    let mut retry = fixtures::user_message(sid, "one again");
+    retry.client_msg_id = first.client_msg_id;
+    let two = fixtures::user_message(sid, "two");
+    let mut two_again = fixtures::user_message(sid, "two, repeated in the same batch");
+    two_again.client_msg_id = two.client_msg_id;
+    let orphan = fixtures::user_message(SessionId::new(), "nowhere");
+    let elsewhere = fixtures::user_message(other.id, "other session");
+    let mut reply = fixtures::user_message(sid, "three");
+    reply.client_msg_id = None;
+    reply.role = MessageRole::Agent;
+    let batch = vec![retry, two.clone(), two_again, orphan, elsewhere, reply];
+    let results = store.append_messages(&batch).await;
+    assert_eq!(results.len(), 6);
+    assert!(matches!(&results[0], Ok(Appended::Existing(m)) if *m == stored_first));
+    let seq_of = |r: &crate::store::StoreResult<Appended>| r.as_ref().unwrap().message().seq;
+    assert!(matches!(results[1], Ok(Appended::New(_))));
+    assert_eq!(seq_of(&results[1]), 2);
+    assert!(matches!(&results[2], Ok(Appended::Existing(m)) if m.content == "two"), "{:?}", results[2]);
+    assert!(matches!(results[3], Err(StoreError::NotFound(_))), "{:?}", results[3]);
+    assert_eq!(seq_of(&results[4]), 1);
+    assert_eq!(seq_of(&results[5]), 3);
+    let seqs: Vec<u64> = store.messages_after(sid, 0, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "gapless despite the failures in the batch");
+    assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 3);
+    assert!(store.append_messages(&[]).await.is_empty());
+}
