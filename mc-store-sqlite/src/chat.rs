@@ -23,7 +23,7 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<ChatSession> {
     })
 }
 
-fn message_from_row(row: &SqliteRow) -> StoreResult<Message> {
+pub(crate) fn message_from_row(row: &SqliteRow) -> StoreResult<Message> {
     Ok(Message {
         id: MessageId::from_uuid(row.uuid("id")?),
         session_id: SessionId::from_uuid(row.uuid("session_id")?),
@@ -130,14 +130,19 @@ fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Conflict(kind) => StoreError::Conflict(*kind),
         StoreError::NotFound(what) => StoreError::NotFound(what),
-        StoreError::Unavailable { message, .. } => StoreError::Unavailable { message: message.clone(), source: None },
+        StoreError::Unavailable { message, .. } => {
+            StoreError::Unavailable { message: message.clone(), source: None }
+        }
         other => StoreError::corrupt(other.to_string()),
     }
 }
 
 /// Appends one message inside a write transaction: insert with the next seq (a missing session
 /// fails the NOT NULL on `seq`; a repeated client id fails its UNIQUE), then bump the session.
-async fn append_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, m: &NewMessage) -> StoreResult<Appended> {
+async fn append_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    m: &NewMessage,
+) -> StoreResult<Appended> {
     let inserted = sqlx::query_scalar::<_, i64>(
         "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at)
          VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7)
@@ -159,12 +164,14 @@ async fn append_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, m: &NewMes
         }
         Err(e) => match store_error(e, "session") {
             StoreError::Conflict(ConflictKind::ClientMessageId) => {
-                let row = sqlx::query("SELECT * FROM messages WHERE session_id = ?1 AND client_msg_id = ?2")
-                    .bind(m.session_id.as_uuid())
-                    .bind(m.client_msg_id)
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(|e| store_error(e, "message"))?;
+                let row = sqlx::query(
+                    "SELECT * FROM messages WHERE session_id = ?1 AND client_msg_id = ?2",
+                )
+                .bind(m.session_id.as_uuid())
+                .bind(m.client_msg_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(|e| store_error(e, "message"))?;
                 return Ok(Appended::Existing(message_from_row(&row)?));
             }
             other => return Err(other),
@@ -199,6 +206,24 @@ impl MessageStore for SqliteStore {
     }
 
     async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
+        if messages.len() > 1 {
+            // Three statements for the whole batch; if that fails as a whole, roll back and
+            // take the one-by-one path below.
+            if let Ok(mut tx) = self.begin_write().await {
+                match crate::batch::append_batch(&mut tx, messages).await {
+                    Ok(results) => match tx.commit().await {
+                        Ok(()) => return results,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "batched append failed to commit; retrying one by one")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "batched append failed; retrying one by one");
+                        let _ = tx.rollback().await;
+                    }
+                }
+            }
+        }
         // One write transaction for the whole batch (group commit); each message is still
         // all-or-nothing on its own, since a failed statement changes nothing.
         let mut tx = match self.begin_write().await {

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod chat;
 mod codec;
 mod error;

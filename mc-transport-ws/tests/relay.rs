@@ -784,3 +784,25 @@ async fn fuzzed_frames_never_take_the_server_down() {
     let (reply, _) = fresh.until("chat").await;
     assert_eq!(reply["payload"]["content"], "Echo: after the storm");
 }
+
+#[tokio::test]
+async fn a_resume_larger_than_the_socket_queue_arrives_whole() {
+    let f = ChatFixture::with_limits(
+        RelayLimits::default().outbound_queue(8).rate_per_sec(0).rate_burst(0),
+    )
+    .await;
+    let _gw = f.gateway(Mode::Quick).await;
+    let (mut c, _) = f.client().await;
+    let session =
+        c.chat(&f.agent_id, "0", None).await["payload"]["session_id"].as_str().unwrap().to_owned();
+    c.until("chat").await;
+    for i in 1..30 {
+        c.chat(&f.agent_id, &i.to_string(), Some(&session)).await;
+        c.until("chat").await;
+    }
+    let (mut back, _) = f.client().await;
+    back.send(json!({ "type": "resume", "payload": { "sessions": [{ "session_id": session, "after_seq": 0 }] } })).await;
+    let (resumed, messages) = back.until("resumed").await;
+    assert_eq!(messages.len(), 60, "60 messages through a queue of 8");
+    assert_eq!(resumed["payload"]["last_seq"], 60);
+}

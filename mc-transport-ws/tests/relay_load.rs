@@ -93,17 +93,30 @@ async fn hundred_users_fifty_messages_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "helper process for idle_connection_memory"]
 async fn child_relay_server() {
-    let users: usize = std::env::var("MC_CHILD_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let users: usize =
+        std::env::var("MC_CHILD_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     if users == 0 {
         return;
     }
-    let limits = RelayLimits::default().max_connections(20_000).heartbeat_interval(Duration::from_secs(3600));
+    let limits = RelayLimits::default()
+        .max_connections(20_000)
+        .heartbeat_interval(Duration::from_secs(3600));
     let f = ChatFixture::with_limits(limits).await;
     let mut out = std::io::stdout().lock();
     for i in 0..users {
         let user = f.s.create_user(f.s.org.id, &format!("idle{i}"), mc_core::Role::Member).await;
-        let principal = mc_core::Principal { user_id: user.id, organization_id: f.s.org.id, role: mc_core::Role::Member };
-        let token = f.s.relay.auth().tokens().issue(&principal, None, mc_core::Clock::now(f.s.clock.as_ref())).unwrap().token;
+        let principal = mc_core::Principal {
+            user_id: user.id,
+            organization_id: f.s.org.id,
+            role: mc_core::Role::Member,
+        };
+        let token =
+            f.s.relay
+                .auth()
+                .tokens()
+                .issue(&principal, None, mc_core::Clock::now(f.s.clock.as_ref()))
+                .unwrap()
+                .token;
         writeln!(out, "TOKEN {token}").unwrap();
     }
     writeln!(out, "READY {}", f.s.base).unwrap();

@@ -30,7 +30,8 @@ impl FakeLink {
 
     /// The next request the router sent.
     async fn request(&mut self) -> Value {
-        match tokio::time::timeout(Duration::from_secs(5), self.out.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), self.out.recv()).await.unwrap().unwrap()
+        {
             LinkOutbound::Frame(text) => serde_json::from_str(&text).unwrap(),
             LinkOutbound::Close => panic!("link closed"),
         }
@@ -42,7 +43,8 @@ impl FakeLink {
 }
 
 async fn frame(session: &mut UserSession) -> Value {
-    let text = tokio::time::timeout(Duration::from_secs(5), session.next_frame()).await.unwrap().unwrap();
+    let text =
+        tokio::time::timeout(Duration::from_secs(5), session.next_frame()).await.unwrap().unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -94,22 +96,58 @@ async fn a_run_from_send_to_final_without_sockets() {
     // Cumulative text, then a `replace` that rewrites the tail.
     router.gateway_event(gateway, "chat", &event("delta", json!({ "deltaText": "Hel", "message": { "content": [{ "type": "text", "text": "Hel" }] } }))).await;
     router.gateway_event(gateway, "chat", &event("delta", json!({ "deltaText": "Hello", "message": { "content": [{ "type": "text", "text": "Hello" }] } }))).await;
-    router.gateway_event(gateway, "chat", &event("delta", json!({ "deltaText": "Help!", "replace": true }))).await;
+    router
+        .gateway_event(
+            gateway,
+            "chat",
+            &event("delta", json!({ "deltaText": "Help!", "replace": true })),
+        )
+        .await;
     // Not chat events, and events of a run the router does not know: ignored.
     router.gateway_event(gateway, "agent", &json!({ "runId": run, "stream": "assistant" })).await;
-    router.gateway_event(gateway, "chat", &json!({ "runId": "someone-else", "sessionKey": key, "state": "final" })).await;
+    router
+        .gateway_event(
+            gateway,
+            "chat",
+            &json!({ "runId": "someone-else", "sessionKey": key, "state": "final" }),
+        )
+        .await;
     // The same run id from another gateway is not this run.
-    router.gateway_event(GatewayId::new(), "chat", &event("final", json!({ "message": { "content": "forged" } }))).await;
-    router.gateway_event(gateway, "chat", &event("final", json!({ "message": { "content": [{ "type": "text", "text": "Help!" }] } }))).await;
+    router
+        .gateway_event(
+            GatewayId::new(),
+            "chat",
+            &event("final", json!({ "message": { "content": "forged" } })),
+        )
+        .await;
+    router
+        .gateway_event(
+            gateway,
+            "chat",
+            &event(
+                "final",
+                json!({ "message": { "content": [{ "type": "text", "text": "Help!" }] } }),
+            ),
+        )
+        .await;
     router.gateway_event(gateway, "chat", &event("error", json!({ "errorMessage": "late" }))).await;
 
-    let chunks: Vec<(u64, String)> = [frame(&mut user).await, frame(&mut user).await, frame(&mut user).await]
-        .iter()
-        .map(|c| (c["payload"]["offset"].as_u64().unwrap(), c["payload"]["delta"].as_str().unwrap().to_owned()))
-        .collect();
+    let chunks: Vec<(u64, String)> =
+        [frame(&mut user).await, frame(&mut user).await, frame(&mut user).await]
+            .iter()
+            .map(|c| {
+                (
+                    c["payload"]["offset"].as_u64().unwrap(),
+                    c["payload"]["delta"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
     assert_eq!(chunks, vec![(0, "Hel".into()), (3, "lo".into()), (3, "p!".into())]);
     let reply = frame(&mut user).await;
-    assert_eq!((reply["type"].as_str(), reply["payload"]["content"].as_str()), (Some("chat"), Some("Help!")));
+    assert_eq!(
+        (reply["type"].as_str(), reply["payload"]["content"].as_str()),
+        (Some("chat"), Some("Help!"))
+    );
     assert!(user.try_next_frame().is_none(), "nothing for the late error");
 
     router.detach_gateway(gateway, generation).await;

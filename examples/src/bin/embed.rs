@@ -67,12 +67,11 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("bind {listen}"))?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            router.close_all(mc_core::router::close_code::RESTARTING);
-        })
-        .await?;
+    mc_transport_ws::server::serve(listener, app, async move {
+        let _ = tokio::signal::ctrl_c().await;
+        router.close_all(mc_core::router::close_code::RESTARTING);
+    })
+    .await?;
     let _ = stop.send(true);
     sweeper.await?;
     Ok(())

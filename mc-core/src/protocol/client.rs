@@ -584,16 +584,29 @@ impl ServerFrame {
             ServerFrame::AuthError { reason } => {
                 render("auth_error", None, json!({ "reason": reason }))
             }
-            ServerFrame::Ack { client_id, session_id, message_id, seq } => render(
-                "ack",
-                Some(&client_id.to_string()),
-                json!({ "session_id": session_id, "message_id": message_id, "seq": seq }),
-            ),
-            ServerFrame::Chunk { session_id, run_id, delta, offset } => render(
-                "chunk",
-                None,
-                json!({ "session_id": session_id, "run_id": run_id, "delta": delta, "offset": offset }),
-            ),
+            ServerFrame::Ack { client_id, session_id, message_id, seq } => {
+                #[derive(Serialize)]
+                struct Ack<'a> {
+                    session_id: &'a SessionId,
+                    message_id: &'a MessageId,
+                    seq: u64,
+                }
+                render(
+                    "ack",
+                    Some(&client_id.to_string()),
+                    Ack { session_id, message_id, seq: *seq },
+                )
+            }
+            ServerFrame::Chunk { session_id, run_id, delta, offset } => {
+                #[derive(Serialize)]
+                struct Chunk<'a> {
+                    session_id: &'a SessionId,
+                    run_id: &'a str,
+                    delta: &'a str,
+                    offset: usize,
+                }
+                render("chunk", None, Chunk { session_id, run_id, delta, offset: *offset })
+            }
             ServerFrame::Chat(message) => render("chat", Some(&message.id.to_string()), message),
             ServerFrame::System { event, agent_id, session_id } => {
                 let mut payload = serde_json::Map::new();

@@ -85,6 +85,25 @@ impl UserConnection {
         self.send(frame.to_json().into());
     }
 
+    /// Queues a frame of a long answer, waiting while the queue is full (the socket loop keeps
+    /// draining it); a client that reads nothing for 30 s is closed with 1013. `false` once the
+    /// connection is gone.
+    pub(crate) async fn send_waiting(&self, frame: &ServerFrame) -> bool {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.tx.send(frame.to_json().into()),
+        )
+        .await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.kick(close_code::OVERLOADED);
+                false
+            }
+        }
+    }
+
     /// Asks the transport to close this socket with `code` (the first code asked wins).
     pub fn kick(&self, code: u16) {
         if self.kick_code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
@@ -285,7 +304,10 @@ impl Router {
     }
 
     /// Appends a message through the group-commit writer.
-    pub(crate) async fn append(&self, message: crate::model::NewMessage) -> crate::StoreResult<crate::store::Appended> {
+    pub(crate) async fn append(
+        &self,
+        message: crate::model::NewMessage,
+    ) -> crate::StoreResult<crate::store::Appended> {
         self.inner.writer.append(message).await
     }
 

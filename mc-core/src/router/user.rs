@@ -51,7 +51,23 @@ pub(super) async fn handle(router: &Router, conn: &Arc<UserConnection>, frame: C
         ClientRequest::History { session_id, before_seq, limit } => {
             history(router, conn, id.clone(), session_id, before_seq, limit).await
         }
-        ClientRequest::Resume { sessions } => resume(router, conn, id.clone(), sessions).await,
+        ClientRequest::Resume { sessions } => {
+            // A resume may send more frames than the queue holds: it runs beside the socket's
+            // loop, which keeps writing them out.
+            let (router, conn, id) = (router.clone(), conn.clone(), id.clone());
+            tokio::spawn(async move {
+                if let Err(f) = resume(&router, &conn, id.clone(), sessions).await {
+                    let frame = ServerFrame::Error {
+                        id,
+                        code: f.code,
+                        message: f.message,
+                        retry_after_ms: None,
+                    };
+                    conn.send_waiting(&frame).await;
+                }
+            });
+            Ok(())
+        }
         ClientRequest::Sessions => sessions(router, conn, id.clone()).await,
         ClientRequest::Abort { session_id, run_id } => {
             abort(router, conn, id.clone(), session_id, run_id).await
@@ -385,7 +401,12 @@ async fn resume(
                 store.messages_after(point.session_id, after, crate::store::MAX_PAGE_LIMIT).await?;
             let full = batch.len() == crate::store::MAX_PAGE_LIMIT as usize;
             for message in &batch {
-                conn.send_frame(&ServerFrame::Chat(ChatMessage::new(message, meta.agent_id)));
+                if !conn
+                    .send_waiting(&ServerFrame::Chat(ChatMessage::new(message, meta.agent_id)))
+                    .await
+                {
+                    return Ok(());
+                }
                 after = message.seq;
             }
             if !full {

@@ -46,7 +46,10 @@ impl Writer {
     /// Appends a message (see [`crate::store::MessageStore::append_message`]).
     pub(crate) async fn append(&self, message: NewMessage) -> StoreResult<Appended> {
         let (tx, rx) = oneshot::channel();
-        let gone = || StoreError::Unavailable { message: "the message writer stopped".into(), source: None };
+        let gone = || StoreError::Unavailable {
+            message: "the message writer stopped".into(),
+            source: None,
+        };
         self.tx.send((message, tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }

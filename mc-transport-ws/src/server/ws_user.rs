@@ -171,15 +171,15 @@ async fn run(state: AppState, mut socket: WebSocket) {
         close(&mut socket, close_code::OVERLOADED, "too many connections").await;
         return;
     };
-    let limits = state.router.limits().clone();
+    let limits = state.router.limits();
     let mut violations = Violations::new(limits.violations_per_minute());
 
-    let principal = match tokio::time::timeout(
+    // Boxed, like every large one-off future here, so an idle socket's task stays small.
+    let auth = Box::pin(tokio::time::timeout(
         limits.auth_deadline(),
         authenticate(&state, &mut socket, &mut violations),
-    )
-    .await
-    {
+    ));
+    let principal = match auth.await {
         Ok(Ok(principal)) => principal,
         Ok(Err(NotAuthenticated::Refused(frame, code, reason))) => {
             if let Some(frame) = frame {
@@ -195,7 +195,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
             return;
         }
     };
-    let (mut session, auth_ok) = match state.router.connect_user(principal).await {
+    let (mut session, auth_ok) = match Box::pin(state.router.connect_user(principal)).await {
         Ok(attached) => attached,
         Err(refusal) => {
             let error = ServerFrame::Error {
@@ -223,7 +223,9 @@ async fn run(state: AppState, mut socket: WebSocket) {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
                         match decode_client_frame(&text) {
-                            Ok(frame) => session.handle(frame).await,
+                            // Boxed: the request's future is large and only lives while it
+                            // runs, so an idle socket's task stays small.
+                            Ok(frame) => Box::pin(session.handle(frame)).await,
                             Err(err) => {
                                 state.router.reply_error(&connection, err.id, ErrorCode::BadRequest, err.message);
                                 if violations.record() {

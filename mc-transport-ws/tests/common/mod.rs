@@ -85,8 +85,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), limits);
         let app = mc_transport_ws::server::app(router.clone());
-        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, service).await });
+        tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
 
         let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: clock.now() };
         relay.store().create_org(&org).await.unwrap();

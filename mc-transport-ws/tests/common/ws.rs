@@ -36,7 +36,10 @@ pub enum Ended {
 
 impl Client {
     pub async fn connect(base: &str) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(ws_url(base, "/ws/chat")).await.unwrap();
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(ws_url(base, "/ws/chat"), None, true)
+                .await
+                .unwrap();
         Self { socket }
     }
 
@@ -166,7 +169,8 @@ pub struct TestGateway {
 impl TestGateway {
     pub async fn connect(base: &str, gateway_id: &str, relay_token: &str, mode: Mode) -> Self {
         let url = ws_url(base, &format!("/ws/gateway/{gateway_id}/relay"));
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
         socket
             .send(Message::Text(
                 json!({ "type": "auth", "payload": { "relay_token": relay_token } })

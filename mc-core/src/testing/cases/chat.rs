@@ -276,11 +276,16 @@ pub async fn append_batch_keeps_each_message_atomic(store: Arc<dyn Store>) {
     let seq_of = |r: &crate::store::StoreResult<Appended>| r.as_ref().unwrap().message().seq;
     assert!(matches!(results[1], Ok(Appended::New(_))));
     assert_eq!(seq_of(&results[1]), 2);
-    assert!(matches!(&results[2], Ok(Appended::Existing(m)) if m.content == "two"), "{:?}", results[2]);
+    assert!(
+        matches!(&results[2], Ok(Appended::Existing(m)) if m.content == "two"),
+        "{:?}",
+        results[2]
+    );
     assert!(matches!(results[3], Err(StoreError::NotFound(_))), "{:?}", results[3]);
     assert_eq!(seq_of(&results[4]), 1);
     assert_eq!(seq_of(&results[5]), 3);
-    let seqs: Vec<u64> = store.messages_after(sid, 0, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    let seqs: Vec<u64> =
+        store.messages_after(sid, 0, 10).await.unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3], "gapless despite the failures in the batch");
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 3);
     assert!(store.append_messages(&[]).await.is_empty());
