@@ -156,21 +156,63 @@ impl AdminService {
             validate::display_text("board_name", board, 64)?;
         }
         let user = self.user(admin, user).await?;
-        let agent = self.agent(admin, request.agent_id).await?;
+        self.agent(admin, request.agent_id).await?;
+        let actor = format!("user:{}", admin.user_id);
+        self.create_assignment(&user, request, Some(admin.user_id), &actor).await
+    }
+
+    /// Assigns an agent to a user with no permission check (operators' tools): the agent must
+    /// belong to a gateway of the user's organization. `actor` is recorded in the activity feed.
+    pub async fn assign_as_operator(
+        &self,
+        user: UserId,
+        request: AssignAgent,
+        actor: &str,
+    ) -> Result<Assignment> {
+        if let Some(board) = &request.board_name {
+            validate::display_text("board_name", board, 64)?;
+        }
+        let user = self.store.get_user(user).await?.ok_or(Error::NotFound("user"))?;
+        let operator = Principal {
+            user_id: user.id,
+            organization_id: user.organization_id,
+            role: Role::Admin,
+        };
+        self.agent(&operator, request.agent_id).await?;
+        self.create_assignment(&user, request, None, actor).await
+    }
+
+    async fn create_assignment(
+        &self,
+        user: &User,
+        request: AssignAgent,
+        by: Option<UserId>,
+        actor: &str,
+    ) -> Result<Assignment> {
         let assignment = Assignment {
             user_id: user.id,
-            agent_id: agent.id,
+            agent_id: request.agent_id,
             role: request.role,
             board_name: request.board_name,
-            assigned_by: Some(admin.user_id),
+            assigned_by: by,
             assigned_at: self.clock.now(),
         };
         self.store.create_assignment(&assignment).await?;
-        self.events
-            .publish(RelayEvent::AssignmentsChanged { user_id: user.id, agent_id: agent.id });
-        let metadata =
-            serde_json::json!({ "agent_id": agent.id, "role": assignment.role.as_str() });
-        self.record(admin, "assignment.created", "user", user.id.to_string(), metadata).await?;
+        self.events.publish(RelayEvent::AssignmentsChanged {
+            user_id: user.id,
+            agent_id: request.agent_id,
+        });
+        let event = ActivityEvent {
+            id: ActivityId::new(),
+            organization_id: user.organization_id,
+            kind: "assignment.created".into(),
+            actor: actor.to_owned(),
+            target_type: "user".into(),
+            target_id: user.id.to_string(),
+            metadata: serde_json::json!({ "agent_id": request.agent_id, "role": assignment.role.as_str() }),
+            created_at: self.clock.now(),
+        };
+        crate::events::record_activity(self.store.as_ref(), &self.events, event).await?;
         Ok(assignment)
     }
 

@@ -38,8 +38,9 @@ pub trait GatewayLink: Send + Sync + std::fmt::Debug {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, LinkError>;
-    /// Closes the link; pending and later calls fail with [`LinkError::Closed`].
-    fn close(&self);
+    /// Closes the link with a WebSocket close `code` (4001: credentials revoked; 1012: the
+    /// relay is restarting); pending and later calls fail with [`LinkError::Closed`].
+    fn close(&self, code: u16);
 }
 
 /// What a [`FrameLink`] asks its transport to do.
@@ -47,8 +48,8 @@ pub trait GatewayLink: Send + Sync + std::fmt::Debug {
 pub enum LinkOutbound {
     /// Send this text frame.
     Frame(String),
-    /// Close the connection.
-    Close,
+    /// Close the connection with this code.
+    Close(u16),
 }
 
 type Pending = HashMap<String, oneshot::Sender<Result<Value, GatewayErrorShape>>>;
@@ -137,9 +138,9 @@ impl GatewayLink for FrameLink {
         }
     }
 
-    fn close(&self) {
+    fn close(&self, code: u16) {
         self.shutdown();
-        let _ = self.tx.try_send(LinkOutbound::Close);
+        let _ = self.tx.try_send(LinkOutbound::Close(code));
     }
 }
 
@@ -178,7 +179,7 @@ mod tests {
         while link.pending().is_empty() {
             tokio::task::yield_now().await;
         }
-        link.close();
+        link.close(4001);
         assert_eq!(pending.await.unwrap().unwrap_err(), LinkError::Closed);
         assert_eq!(
             link.call("z", Value::Null, Duration::from_secs(1)).await.unwrap_err(),

@@ -291,6 +291,16 @@ impl GatewayStore for PgStore {
         Ok(Paged::from_rows(items, page, |g| g.id.as_uuid()))
     }
 
+    async fn count_gateways_by_status(&self) -> StoreResult<Vec<(GatewayStatus, u64)>> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM gateways GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "gateway"))?;
+        rows.iter().map(|row| Ok((row.parsed("status")?, row.count("n")?))).collect()
+    }
+
     async fn delete_gateway(&self, id: GatewayId) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM gateways WHERE id = $1")
             .bind(id.as_uuid())

@@ -33,7 +33,7 @@ impl FakeLink {
         match tokio::time::timeout(Duration::from_secs(5), self.out.recv()).await.unwrap().unwrap()
         {
             LinkOutbound::Frame(text) => serde_json::from_str(&text).unwrap(),
-            LinkOutbound::Close => panic!("link closed"),
+            LinkOutbound::Close(code) => panic!("link closed with {code}"),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Embedding the relay in your own axum app.
 //!
 //! ```sh
-//! cargo run -p examples --bin embed -- 127.0.0.1:8080
+//! cargo run -p examples --bin embed -- 127.0.0.1:8080 [sqlite://embed.db]
 //! ```
 //!
 //! Your app keeps its own routes; the relay's routes (`/api/v1/…`, `/healthz`, `/readyz`) are
@@ -28,9 +28,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let database = std::env::args().nth(2).unwrap_or_else(|| "sqlite://embed.db".into());
 
     // 1. A store, and a relay built on it.
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite://embed.db").await?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database).await?);
     let secret = match std::env::var("MC_JWT_SECRET") {
         Ok(secret) => secret.into_bytes(),
         Err(_) => {

@@ -362,6 +362,7 @@ impl AuthService {
             None => None,
         };
         let Some(user) = user.filter(|u| u.status != UserStatus::Deleted) else {
+            metrics::counter!("mc_login_failures_total").increment(1);
             self.passwords.verify_dummy(password).await?;
             return Err(Error::InvalidCredentials);
         };
@@ -369,6 +370,7 @@ impl AuthService {
         let now = self.clock.now();
         let failures = self.check_lockout(user.id, now).await?;
         if !self.passwords.verify(password, &user.password_hash).await? {
+            metrics::counter!("mc_login_failures_total").increment(1);
             self.record_failure(user.id, now).await?;
             self.record(user.organization_id, "user.login_failed", "anonymous", user.id).await?;
             return Err(Error::InvalidCredentials);

@@ -27,6 +27,21 @@ impl RegistryService {
         max_uses: Option<u32>,
     ) -> Result<IssuedRegistrationToken> {
         require_admin(admin)?;
+        let actor = format!("user:{}", admin.user_id);
+        self.issue_registration_token(admin.organization_id, label, expires_in, max_uses, &actor)
+            .await
+    }
+
+    /// Issues a registration token for `org` with no permission check (operators' tools);
+    /// `actor` is recorded in the activity feed. `NotFound` if the organization does not exist.
+    pub async fn issue_registration_token(
+        &self,
+        org: crate::ids::OrgId,
+        label: Option<String>,
+        expires_in: Option<Duration>,
+        max_uses: Option<u32>,
+        actor: &str,
+    ) -> Result<IssuedRegistrationToken> {
         let label = label.unwrap_or_default();
         validate::plain_text("label", &label, 64)?;
         let max_ttl = self.config.max_registration_token_ttl;
@@ -45,7 +60,7 @@ impl RegistryService {
         let secret = random_secret(REGISTRATION_TOKEN_PREFIX)?;
         let token = RegistrationToken {
             id: RegistrationTokenId::new(),
-            organization_id: admin.organization_id,
+            organization_id: org,
             token_hash: SecretHash::of(&secret),
             label,
             expires_at: expires_in.and_then(|d| TimeDelta::from_std(d).ok()).map(|d| now + d),
@@ -57,9 +72,9 @@ impl RegistryService {
         self.store.create_registration_token(&token).await?;
         let event = ActivityEvent {
             id: crate::ids::ActivityId::new(),
-            organization_id: admin.organization_id,
+            organization_id: org,
             kind: "registration_token.created".into(),
-            actor: format!("user:{}", admin.user_id),
+            actor: actor.to_owned(),
             target_type: "registration_token".into(),
             target_id: token.id.to_string(),
             metadata: serde_json::json!({ "label": token.label, "max_uses": max_uses }),

@@ -168,6 +168,9 @@ impl Hub {
                 c.kick(code);
             }
         }
+        for local in lock(&self.gateways).values() {
+            local.link.close(code);
+        }
     }
 
     /// Takes a rate-limit token for the user, or says how long to wait.

@@ -298,7 +298,7 @@ impl Router {
         runs::gateway_event(self, gateway, event, payload).await;
     }
 
-    /// Closes every user socket on this instance with `code` (shutdown: 1012).
+    /// Closes every user socket and gateway link on this instance with `code` (shutdown: 1012).
     pub fn close_all(&self, code: u16) {
         self.inner.hub.kick_all(code);
     }

@@ -28,6 +28,7 @@ struct Run {
     agent_id: AgentId,
     client_id: uuid::Uuid,
     text: String,
+    started: Instant,
     last_event: Instant,
     answered: bool,
 }
@@ -80,6 +81,7 @@ pub(crate) fn on_command(router: &Router, gateway: GatewayId, command: GatewayCo
                     agent_id: send.agent_id,
                     client_id: send.client_id,
                     text: String::new(),
+                    started: Instant::now(),
                     last_event: Instant::now(),
                     answered: false,
                 },
@@ -129,7 +131,7 @@ pub(crate) fn on_command(router: &Router, gateway: GatewayId, command: GatewayCo
         }
         GatewayCommand::Close => {
             if let Some(link) = router.inner.hub.gateway_link(gateway) {
-                link.close();
+                link.close(super::close_code::UNAUTHORIZED);
             }
         }
     }
@@ -230,6 +232,8 @@ async fn store_reply(router: &Router, run: &Run, run_id: &str, reply: NewMessage
         Ok(stored) => {
             let frame = ServerFrame::Chat(ChatMessage::new(stored.message(), run.agent_id));
             router.publish_frame(run.user_id, &frame).await;
+            metrics::histogram!("mc_round_trip_seconds")
+                .record(run.started.elapsed().as_secs_f64());
         }
         Err(err) => {
             tracing::error!(error = %err, run = %run_id, "cannot store an agent reply");
@@ -362,7 +366,7 @@ pub(crate) async fn attach_gateway(
     if let Some(old) = replaced {
         // A reconnect won the race with the old socket's close: the new link takes over its
         // runs (OpenClaw broadcasts run events to every connection).
-        old.link.close();
+        old.link.close(super::close_code::UNAUTHORIZED);
     }
     let sub = router
         .inner
@@ -376,7 +380,7 @@ pub(crate) async fn attach_gateway(
 
 pub(crate) async fn detach_gateway(router: &Router, gateway: GatewayId, generation: u64) {
     let Some(local) = router.inner.hub.take_gateway(gateway, generation) else { return };
-    local.link.close();
+    local.link.close(1000);
     drop(local);
     // Its runs cannot finish: tell their users, store nothing half-done.
     let orphaned: Vec<(String, Run)> = {

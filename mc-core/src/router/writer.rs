@@ -36,6 +36,10 @@ impl Writer {
                 let (messages, waiters): (Vec<NewMessage>, Vec<_>) = batch.drain(..).unzip();
                 let results = store.append_messages(&messages).await;
                 for (waiter, result) in waiters.into_iter().zip(results) {
+                    if let Ok(Appended::New(m)) = &result {
+                        metrics::counter!("mc_messages_stored_total", "role" => m.role.as_str())
+                            .increment(1);
+                    }
                     let _ = waiter.send(result);
                 }
             }

@@ -96,6 +96,9 @@ pub trait GatewayStore: Send + Sync {
         status: Option<GatewayStatus>,
         page: Page,
     ) -> StoreResult<Paged<Gateway>>;
+    /// How many gateways (of every organization) have each status; statuses with none are
+    /// left out.
+    async fn count_gateways_by_status(&self) -> StoreResult<Vec<(GatewayStatus, u64)>>;
     /// Deletes the gateway with its agents, their assignments and sessions. `NotFound` if it
     /// does not exist.
     async fn delete_gateway(&self, id: GatewayId) -> StoreResult<()>;

@@ -113,6 +113,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
         }
     };
     tracing::info!(gateway = %id, "gateway linked");
+    let _gauge = super::ws_user::ConnectionGauge::new("gateway");
 
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut last_heard = Instant::now();
@@ -124,6 +125,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
                         heard_since_touch = true;
+                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
                         match decode_gateway_frame(&text) {
                             Ok(GatewayInbound::Res { id: req, ok, payload, error }) => link.resolve(&req, ok, payload, error),
                             Ok(GatewayInbound::Event { event, payload }) => state.router.gateway_event(id, &event, &payload).await,
@@ -155,12 +157,15 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
             out = outbound.recv() => {
                 match out {
                     Some(LinkOutbound::Frame(frame)) => {
+                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "out").increment(1);
                         if socket.send(Message::Text(frame.into())).await.is_err() { break; }
                     }
-                    Some(LinkOutbound::Close) | None => {
-                        close(&mut socket, 4001, "relay token revoked").await;
+                    Some(LinkOutbound::Close(code)) => {
+                        let reason = if code == close_code::UNAUTHORIZED { "relay token revoked" } else { "closing" };
+                        close(&mut socket, code, reason).await;
                         break;
                     }
+                    None => break,
                 }
             }
             _ = ticks.tick() => {

@@ -53,6 +53,22 @@ fn is_too_big(err: &axum::Error) -> bool {
     text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
 }
 
+/// Counts a socket in `mc_connections{kind}` while it lives.
+pub(crate) struct ConnectionGauge(&'static str);
+
+impl ConnectionGauge {
+    pub(crate) fn new(kind: &'static str) -> Self {
+        metrics::gauge!("mc_connections", "kind" => kind).increment(1.0);
+        Self(kind)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("mc_connections", "kind" => self.0).decrement(1.0);
+    }
+}
+
 /// Counts bad frames in a sliding minute.
 struct Violations {
     window_start: Instant,
@@ -212,6 +228,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
     if !send(&mut socket, &auth_ok).await {
         return;
     }
+    let _gauge = ConnectionGauge::new("user");
     let connection = session.connection().clone();
     let interval = limits.heartbeat();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -222,6 +239,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
+                        metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "in").increment(1);
                         match decode_client_frame(&text) {
                             // Boxed: the request's future is large and only lives while it
                             // runs, so an idle socket's task stays small.
@@ -257,6 +275,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
             }
             frame = session.next_frame() => {
                 let Some(frame) = frame else { break };
+                metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(1);
                 if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
                     break;
                 }

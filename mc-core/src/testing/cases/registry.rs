@@ -218,6 +218,13 @@ pub async fn gateway_list_filters_and_pages(store: Arc<dyn Store>) {
     assert_eq!(only_online.items.iter().map(|g| g.id).collect::<Vec<_>>(), online);
     let none = store.list_gateways(org.id, Some(GatewayStatus::Error), Page::first(10)).await;
     assert!(none.unwrap().items.is_empty());
+    let mut counts = store.count_gateways_by_status().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![(GatewayStatus::Online, 3), (GatewayStatus::Pending, 7)],
+        "every organization counts"
+    );
 }
 
 pub async fn gateway_liveness_updates(store: Arc<dyn Store>) {

@@ -1,0 +1,225 @@
+//! The gateway side of the relay link (SPEC §7.3): dial `/ws/gateway/{id}/relay`,
+//! authenticate with the relay token, answer the relay's OpenClaw requests with an agent,
+//! heartbeat on the socket with this process's metrics, and reconnect forever (1 s base,
+//! 10 s cap, full jitter) until told to stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use crate::echo::EchoAgent;
+use crate::process::ProcessSampler;
+
+/// Where and how to link.
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    /// `ws://host/ws/gateway/<id>/relay`.
+    pub relay_ws_url: String,
+    /// The relay token from registration.
+    pub relay_token: String,
+    /// First reconnect delay (default 1 s).
+    pub reconnect_base: Duration,
+    /// Longest reconnect delay (default 10 s).
+    pub reconnect_max: Duration,
+    /// Heartbeat period; `None` uses what the relay says in `auth_ok`.
+    pub heartbeat_every: Option<Duration>,
+}
+
+impl BridgeSettings {
+    /// Settings with the default timers.
+    pub fn new(relay_ws_url: impl Into<String>, relay_token: impl Into<String>) -> Self {
+        Self {
+            relay_ws_url: relay_ws_url.into(),
+            relay_token: relay_token.into(),
+            reconnect_base: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(10),
+            heartbeat_every: None,
+        }
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// Shutdown was requested.
+    Shutdown,
+    /// The relay refused the relay token (revoked or replaced): register again.
+    Unauthorized,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Unauthorized,
+    /// The link dropped after this long.
+    Dropped(Duration),
+}
+
+/// Resolves once `flag` is true (or its sender is gone).
+pub async fn until_set(flag: &mut watch::Receiver<bool>) {
+    loop {
+        if *flag.borrow_and_update() {
+            return;
+        }
+        if flag.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A delay with full jitter: uniformly random in `[0, min(max, base · 2^attempt)]`.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let ceiling = base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(max);
+    let r = crate::random_bytes::<8>().map(u64::from_le_bytes).unwrap_or(u64::MAX / 2);
+    ceiling.mul_f64((r as f64) / (u64::MAX as f64))
+}
+
+/// Links to the relay and serves `agent` until `shutdown` turns true or the relay refuses the
+/// token.
+pub async fn run(
+    settings: &BridgeSettings,
+    agent: Arc<EchoAgent>,
+    mut shutdown: watch::Receiver<bool>,
+) -> BridgeEnd {
+    let mut attempt = 0u32;
+    loop {
+        match session(settings, &agent, &mut shutdown).await {
+            SessionEnd::Shutdown => return BridgeEnd::Shutdown,
+            SessionEnd::Unauthorized => return BridgeEnd::Unauthorized,
+            SessionEnd::Dropped(lasted) => {
+                // A link that held for a while starts the backoff over.
+                if lasted > Duration::from_secs(30) {
+                    attempt = 0;
+                }
+                let wait = backoff(settings.reconnect_base, settings.reconnect_max, attempt)
+                    .max(Duration::from_millis(100));
+                attempt = attempt.saturating_add(1);
+                tracing::info!(
+                    in_ms = wait.as_millis() as u64,
+                    attempt,
+                    "relay link down; reconnecting"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = until_set(&mut shutdown) => return BridgeEnd::Shutdown,
+                }
+            }
+        }
+    }
+}
+
+async fn session(
+    settings: &BridgeSettings,
+    agent: &Arc<EchoAgent>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let started = Instant::now();
+    let dropped = || SessionEnd::Dropped(started.elapsed());
+    let connect =
+        tokio_tungstenite::connect_async_with_config(settings.relay_ws_url.as_str(), None, true);
+    let mut socket = tokio::select! {
+        connected = connect => match connected {
+            Ok((socket, _)) => socket,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401 || response.status() == 404 => {
+                tracing::warn!(status = %response.status(), "the relay does not know this gateway");
+                return SessionEnd::Unauthorized;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, url = %settings.relay_ws_url, "cannot reach the relay");
+                return dropped();
+            }
+        },
+        _ = until_set(shutdown) => return SessionEnd::Shutdown,
+    };
+    let auth = json!({ "type": "auth", "payload": { "relay_token": settings.relay_token } });
+    if socket.send(Message::Text(auth.to_string().into())).await.is_err() {
+        return dropped();
+    }
+    let interval = loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let reply: Value = serde_json::from_str(&text).unwrap_or_default();
+                match reply["type"].as_str() {
+                    Some("auth_ok") => {
+                        let secs = reply["payload"]["config"]["heartbeat_interval_seconds"]
+                            .as_u64()
+                            .unwrap_or(30);
+                        break settings.heartbeat_every.unwrap_or(Duration::from_secs(secs.max(1)));
+                    }
+                    Some("auth_error") => return SessionEnd::Unauthorized,
+                    _ => continue,
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return dropped(),
+            Some(Ok(_)) => continue,
+        }
+    };
+    tracing::info!("linked to the relay");
+
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+    let mut sampler = ProcessSampler::new();
+    let mut ticks = tokio::time::interval(interval);
+    let agents: Vec<Value> = EchoAgent::agents()
+        .iter()
+        .map(|a| json!({ "agent_key": a.agent_key, "name": a.name }))
+        .collect();
+    loop {
+        tokio::select! {
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                    if frame["type"] == "req" {
+                        agent.handle(&frame, out_tx.clone());
+                    }
+                }
+                Some(Ok(Message::Close(close))) => {
+                    if close.as_ref().is_some_and(|c| u16::from(c.code) == 4001) {
+                        tracing::warn!("the relay revoked this gateway's token");
+                        return SessionEnd::Unauthorized;
+                    }
+                    return dropped();
+                }
+                None | Some(Err(_)) => return dropped(),
+                Some(Ok(_)) => {}
+            },
+            Some(frame) = out_rx.recv() => {
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    return dropped();
+                }
+            }
+            _ = ticks.tick() => {
+                let runs = u32::try_from(agent.active_runs()).unwrap_or(u32::MAX);
+                let metrics = sampler.sample(runs, agents.len() as u32);
+                let beat = json!({ "type": "heartbeat", "payload": { "metrics": metrics, "agents": agents, "status": "online" } });
+                if socket.send(Message::Text(beat.to_string().into())).await.is_err() {
+                    return dropped();
+                }
+            }
+            _ = until_set(shutdown) => {
+                let _ = socket.close(Some(CloseFrame { code: 1001.into(), reason: "gateway shutting down".into() })).await;
+                return SessionEnd::Shutdown;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(10));
+        for attempt in 0..20 {
+            let d = backoff(base, max, attempt);
+            assert!(d <= max);
+            assert!(d <= base * 2u32.pow(attempt.min(4)));
+        }
+        let samples: Vec<Duration> = (0..20).map(|_| backoff(base, max, 5)).collect();
+        assert!(samples.iter().any(|d| *d != samples[0]), "jittered");
+    }
+}

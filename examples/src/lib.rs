@@ -1,0 +1,29 @@
+//! Shared code of the example binaries (`mc-server`, `mc-gateway`, `mc-chat`, `mc-bench`,
+//! `embed`). Binaries own configuration, logging and the process; the relay itself is in the
+//! library crates.
+//!
+//! - [`echo`]: the demo echo agent that streams its reply word by word.
+//! - [`bridge`]: the gateway side of the relay link: connect, authenticate, serve requests,
+//!   heartbeat with process metrics, reconnect forever with jittered backoff.
+//! - [`process`]: the process metrics heartbeats carry.
+//! - [`files`]: secret files written owner-only (0600).
+//! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
+//!   demo, metrics, serving and shutdown.
+
+pub mod bridge;
+pub mod echo;
+pub mod files;
+pub mod process;
+pub mod server;
+
+/// Random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    Ok(bytes)
+}
+
+/// A random password of `n` bytes of entropy, hex-encoded.
+pub fn random_password() -> anyhow::Result<String> {
+    Ok(random_bytes::<12>()?.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,63 @@
+//! `/metrics`: Prometheus text. The relay's crates record through the `metrics` facade; this
+//! binary installs the Prometheus recorder and adds the gateway counts from the store.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use mc_core::{GatewayStatus, Store};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Installs the process-wide recorder (once) and describes the relay's metrics.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("mc_round_trip_seconds".into()),
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+        )?
+        .install_recorder()?;
+    metrics::describe_gauge!("mc_connections", "Open sockets, by kind (user, gateway)");
+    metrics::describe_counter!(
+        "mc_frames_total",
+        "WebSocket frames, by kind and direction (in, out)"
+    );
+    metrics::describe_counter!(
+        "mc_messages_stored_total",
+        "Messages stored, by role (user, agent, system)"
+    );
+    metrics::describe_histogram!(
+        "mc_round_trip_seconds",
+        metrics::Unit::Seconds,
+        "From handing a message to the gateway to storing and sending the agent's reply"
+    );
+    metrics::describe_gauge!("mc_gateways", "Gateways, by status");
+    metrics::describe_counter!("mc_login_failures_total", "Failed sign-ins");
+    Ok(handle)
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    handle: PrometheusHandle,
+    store: Arc<dyn Store>,
+}
+
+async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
+    match state.store.count_gateways_by_status().await {
+        Ok(counts) => {
+            for status in GatewayStatus::ALL {
+                let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+                metrics::gauge!("mc_gateways", "status" => status.as_str()).set(n as f64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot count gateways for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.handle.render())
+}
+
+/// The `/metrics` route.
+pub fn routes(handle: PrometheusHandle, store: Arc<dyn Store>) -> Router {
+    Router::new().route("/metrics", get(render)).with_state(MetricsState { handle, store })
+}

@@ -1,0 +1,187 @@
+//! `mc-server serve`: logging, the JWT secret, the relay, the server, the sweeper, the demo,
+//! and a graceful shutdown on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mc_core::auth::{AuthConfig, JwtKey};
+use mc_core::router::close_code;
+use mc_core::{InProcessBus, RegistryConfig, Relay};
+use mc_transport_ws::server::HttpConfig;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use super::settings::{LogFormat, ServeArgs, Settings};
+use super::{OpenStore, beside, demo, metrics};
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("MC_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The access-token secret: given, or kept in `<db>.jwt-secret` (0600) beside a SQLite file,
+/// or (in-memory databases) made up for this run.
+fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let Some(db) = settings.sqlite_file() else {
+        tracing::warn!(
+            "no MC_JWT_SECRET and an in-memory database: tokens are valid for this run only"
+        );
+        return Ok(crate::random_bytes::<32>()?.to_vec());
+    };
+    let path = beside(&db, "jwt-secret");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let secret = text.trim();
+        anyhow::ensure!(
+            secret.len() >= mc_core::auth::MIN_SECRET_LEN,
+            "{} holds a secret that is too short",
+            path.display()
+        );
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let secret: String = crate::random_bytes::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
+    crate::files::write_secret(&path, secret.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a JWT secret and saved it beside the database (mode 0600); set MC_JWT_SECRET to manage it yourself");
+    Ok(secret.into_bytes())
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Runs the server; returns the exit code.
+pub async fn serve(args: ServeArgs) -> i32 {
+    let settings = match Settings::resolve(&args) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 2;
+        }
+    };
+    init_logging(settings.log_format);
+    match serve_with(settings).await {
+        Ok(()) => 0,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "mc-server stopped");
+            eprintln!("error: {err:#}");
+            1
+        }
+    }
+}
+
+async fn serve_with(settings: Settings) -> anyhow::Result<()> {
+    let prometheus = metrics::install()?;
+    let store = OpenStore::open(&settings.database)
+        .await
+        .with_context(|| format!("database {}", settings.database))?;
+    let auth = AuthConfig::new(JwtKey::new(jwt_secret(&settings)?)?)
+        .access_token_ttl(settings.access_token_ttl)
+        .open_registration(settings.open_registration);
+    let registry = RegistryConfig::default().heartbeat_interval(settings.heartbeat_interval);
+    let relay = Relay::builder(store.shared(), auth).registry(registry).build()?;
+    let demo_setup = if settings.demo {
+        Some(demo::bootstrap(&relay, settings.sqlite_file().as_deref()).await?)
+    } else {
+        None
+    };
+
+    let router =
+        mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), settings.limits.clone());
+    let http = HttpConfig::default()
+        .max_body_bytes(64 * 1024)
+        .public_url(settings.public_url.clone())
+        .trust_forwarded_for(settings.trust_forwarded_for);
+    let app = mc_transport_ws::server::app_with(router.clone(), http)
+        .merge(metrics::routes(prometheus, store.shared()));
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, database = %settings.database, "mc-server listening");
+    // A stable line for scripts (and the end-to-end tests).
+    println!("listening on http://{address}");
+
+    let (stop, stopped) = watch::channel(false);
+    let sweeper = {
+        let registry = relay.registry().clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            registry
+                .run_liveness(async move { crate::bridge::until_set(&mut stopped).await })
+                .await;
+        })
+    };
+    let demo_gateway = match demo_setup {
+        Some(setup) => {
+            demo::print_instructions(&setup, address);
+            Some(demo::start_gateway(&setup, address, stopped.clone()))
+        }
+        None => None,
+    };
+
+    let server = {
+        let router = router.clone();
+        let stop = stop.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(mc_transport_ws::server::serve(listener, app, async move {
+            tokio::select! {
+                signal = shutdown_signal() => {
+                    tracing::info!(signal, "shutting down: closing sockets with 1012");
+                    router.close_all(close_code::RESTARTING);
+                    let _ = stop.send(true);
+                }
+                _ = crate::bridge::until_set(&mut stopped) => {}
+            }
+        }))
+    };
+    // The server task ends once it stopped accepting and in-flight HTTP requests are done.
+    server.await.context("server task")?.context("server")?;
+
+    // Let sockets finish what they were doing (their in-flight stores), within the bound.
+    let deadline = Instant::now() + settings.shutdown_timeout;
+    while (router.connection_count() > 0 || router.gateway_count() > 0) && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
+    if let Some(gateway) = demo_gateway {
+        let _ = tokio::time::timeout(Duration::from_secs(2), gateway).await;
+    }
+    drop(router);
+    tokio::time::timeout(settings.shutdown_timeout, store.close()).await.ok();
+    tracing::info!("mc-server stopped");
+    Ok(())
+}

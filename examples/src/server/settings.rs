@@ -1,0 +1,466 @@
+//! `mc-server serve` settings: each from its flag, else its environment variable (clap reads
+//! both), else the TOML file given with `--config`, else the default. Every value is checked
+//! before anything starts; a bad one stops the server with exit code 2 and names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// A setting that is wrong; the message names it as a flag and as a variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {message}")]
+pub struct BadSetting {
+    /// `--flag / MC_VARIABLE`.
+    pub name: String,
+    /// Why.
+    pub message: String,
+}
+
+fn bad(flag: &str, env: &str, message: impl Into<String>) -> BadSetting {
+    BadSetting { name: format!("--{flag} / {env}"), message: message.into() }
+}
+
+/// The flags of `mc-server serve`. Every one also reads its `MC_…` variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080; port 0 picks a free one].
+    #[arg(long, env = "MC_LISTEN")]
+    pub listen: Option<String>,
+    /// Database: `sqlite://path.db`, `sqlite::memory:` or `postgres://…` [default: sqlite://mc.db].
+    #[arg(long, env = "MC_DATABASE_URL")]
+    pub database: Option<String>,
+    /// A TOML file with any of these settings (keys as the flags, with `_`).
+    #[arg(long, env = "MC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Redis URL for several instances (the Redis bus is not built yet: refused).
+    #[arg(long, env = "MC_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Access-token signing secret, at least 32 bytes [default: generated and kept beside the SQLite file].
+    #[arg(long, env = "MC_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// The URL clients and gateways reach this relay at (for gateways' relay_ws_url).
+    #[arg(long, env = "MC_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Comma-separated browser origins allowed to open sockets [default: any].
+    #[arg(long, env = "MC_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// Largest WebSocket message, bytes [default: 65536].
+    #[arg(long, env = "MC_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<u64>,
+    /// Longest chat content, bytes [default: 16384].
+    #[arg(long, env = "MC_MAX_CONTENT_BYTES")]
+    pub max_content_bytes: Option<u64>,
+    /// Chat messages per second per user; 0 turns the limit off [default: 20].
+    #[arg(long, env = "MC_RATE_LIMIT_PER_SEC")]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Burst of the per-user rate limit; 0 turns the limit off [default: 40].
+    #[arg(long, env = "MC_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Sockets this instance accepts [default: 10000].
+    #[arg(long, env = "MC_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+    /// Sockets one user may hold [default: 8].
+    #[arg(long, env = "MC_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<u64>,
+    /// Seconds a socket has to authenticate [default: 10].
+    #[arg(long, env = "MC_AUTH_TIMEOUT_SECS")]
+    pub auth_timeout_secs: Option<u64>,
+    /// Heartbeat interval of sockets and gateways, seconds [default: 30].
+    #[arg(long, env = "MC_HEARTBEAT_INTERVAL_SECS")]
+    pub heartbeat_interval_secs: Option<u64>,
+    /// Seconds a gateway has to answer a request [default: 30].
+    #[arg(long, env = "MC_GATEWAY_TIMEOUT_SECS")]
+    pub gateway_timeout_secs: Option<u64>,
+    /// Seconds a gateway's link may be down before its agents are announced offline [default: 10].
+    #[arg(long, env = "MC_OFFLINE_GRACE_SECS")]
+    pub offline_grace_secs: Option<u64>,
+    /// Access-token lifetime, seconds [default: 900].
+    #[arg(long, env = "MC_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Let anyone create a member account with /auth/register [default: false].
+    #[arg(long, env = "MC_OPEN_REGISTRATION", num_args = 0..=1, default_missing_value = "true")]
+    pub open_registration: Option<bool>,
+    /// Take client IPs from X-Forwarded-For (only behind your own proxy) [default: false].
+    #[arg(long, env = "MC_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true")]
+    pub trust_forwarded_for: Option<bool>,
+    /// Seconds to drain on SIGTERM/SIGINT before exiting [default: 10].
+    #[arg(long, env = "MC_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Log format: `human` or `json` [default: human].
+    #[arg(long, env = "MC_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Also create a demo organization, admin, user and in-process echo gateway, and print how to chat.
+    #[arg(long, env = "MC_DEMO", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+}
+
+/// The TOML file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    database: Option<String>,
+    redis: Option<String>,
+    jwt_secret: Option<String>,
+    public_url: Option<String>,
+    allowed_origins: Option<String>,
+    max_frame_bytes: Option<u64>,
+    max_content_bytes: Option<u64>,
+    rate_limit_per_sec: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    max_connections: Option<u64>,
+    max_connections_per_user: Option<u64>,
+    auth_timeout_secs: Option<u64>,
+    heartbeat_interval_secs: Option<u64>,
+    gateway_timeout_secs: Option<u64>,
+    offline_grace_secs: Option<u64>,
+    access_token_ttl_secs: Option<u64>,
+    open_registration: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+    shutdown_timeout_secs: Option<u64>,
+    log_format: Option<String>,
+    demo: Option<bool>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The database URL.
+    pub database: String,
+    /// The JWT secret, if given.
+    pub jwt_secret: Option<String>,
+    /// The public URL, if given.
+    pub public_url: Option<String>,
+    /// Browser origins allowed.
+    pub allowed_origins: Vec<String>,
+    /// Socket limits.
+    pub limits: mc_core::RelayLimits,
+    /// Heartbeat interval (sockets and gateways).
+    pub heartbeat_interval: Duration,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Open registration.
+    pub open_registration: bool,
+    /// Trust X-Forwarded-For.
+    pub trust_forwarded_for: bool,
+    /// Drain time on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Run the demo.
+    pub demo: bool,
+}
+
+fn positive(
+    flag: &str,
+    env: &str,
+    value: Option<u64>,
+    default: u64,
+    max: u64,
+) -> Result<u64, BadSetting> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(bad(flag, env, "must be at least 1")),
+        Some(v) if v > max => Err(bad(flag, env, format!("must be at most {max}"))),
+        Some(v) => Ok(v),
+    }
+}
+
+impl Settings {
+    /// Merges flags (and environment) over the TOML file over the defaults, and checks them.
+    pub fn resolve(args: &ServeArgs) -> Result<Self, BadSetting> {
+        let file = match &args.config {
+            None => FileSettings::default(),
+            Some(path) => read_file(path)?,
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        if pick!(redis).is_some() {
+            return Err(bad(
+                "redis",
+                "MC_REDIS_URL",
+                "the Redis bus for several instances is not built yet; run one instance without it",
+            ));
+        }
+        let listen_text = pick!(listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "listen",
+                "MC_LISTEN",
+                format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+        let database = pick!(database).unwrap_or_else(|| "sqlite://mc.db".into());
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres://")
+            || database.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database",
+                "MC_DATABASE_URL",
+                format!("{database:?} is neither sqlite:… nor postgres://…"),
+            ));
+        }
+        let jwt_secret = pick!(jwt_secret);
+        if let Some(secret) = &jwt_secret
+            && secret.len() < mc_core::auth::MIN_SECRET_LEN
+        {
+            return Err(bad(
+                "jwt-secret",
+                "MC_JWT_SECRET",
+                format!("must be at least {} bytes", mc_core::auth::MIN_SECRET_LEN),
+            ));
+        }
+        if jwt_secret.is_none() && !database.starts_with("sqlite:") {
+            return Err(bad(
+                "jwt-secret",
+                "MC_JWT_SECRET",
+                "is required with PostgreSQL (every instance must share it)",
+            ));
+        }
+        let public_url = pick!(public_url);
+        if let Some(url) = &public_url
+            && mc_core::validate::endpoint_url("public_url", url).is_err()
+        {
+            return Err(bad("public-url", "MC_PUBLIC_URL", "must be an http(s):// URL"));
+        }
+        let allowed_origins: Vec<String> = pick!(allowed_origins)
+            .map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for origin in &allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(bad(
+                    "allowed-origins",
+                    "MC_ALLOWED_ORIGINS",
+                    format!("{origin:?} is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        let frame = positive(
+            "max-frame-bytes",
+            "MC_MAX_FRAME_BYTES",
+            pick!(max_frame_bytes),
+            64 * 1024,
+            16 * 1024 * 1024,
+        )?;
+        let content = positive(
+            "max-content-bytes",
+            "MC_MAX_CONTENT_BYTES",
+            pick!(max_content_bytes),
+            16 * 1024,
+            frame,
+        )?;
+        let max_connections = positive(
+            "max-connections",
+            "MC_MAX_CONNECTIONS",
+            pick!(max_connections),
+            10_000,
+            1_000_000,
+        )?;
+        let per_user = positive(
+            "max-connections-per-user",
+            "MC_MAX_CONNECTIONS_PER_USER",
+            pick!(max_connections_per_user),
+            8,
+            1_000,
+        )?;
+        let auth_timeout = positive(
+            "auth-timeout-secs",
+            "MC_AUTH_TIMEOUT_SECS",
+            pick!(auth_timeout_secs),
+            10,
+            600,
+        )?;
+        let heartbeat = positive(
+            "heartbeat-interval-secs",
+            "MC_HEARTBEAT_INTERVAL_SECS",
+            pick!(heartbeat_interval_secs),
+            30,
+            3_600,
+        )?;
+        let gateway_timeout = positive(
+            "gateway-timeout-secs",
+            "MC_GATEWAY_TIMEOUT_SECS",
+            pick!(gateway_timeout_secs),
+            30,
+            3_600,
+        )?;
+        let grace = positive(
+            "offline-grace-secs",
+            "MC_OFFLINE_GRACE_SECS",
+            pick!(offline_grace_secs),
+            10,
+            3_600,
+        )?;
+        let ttl = positive(
+            "access-token-ttl-secs",
+            "MC_ACCESS_TOKEN_TTL_SECS",
+            pick!(access_token_ttl_secs),
+            900,
+            86_400,
+        )?;
+        let shutdown = positive(
+            "shutdown-timeout-secs",
+            "MC_SHUTDOWN_TIMEOUT_SECS",
+            pick!(shutdown_timeout_secs),
+            10,
+            600,
+        )?;
+        let log_format = match pick!(log_format).as_deref() {
+            None | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "log-format",
+                    "MC_LOG_FORMAT",
+                    format!("{other:?} is neither human nor json"),
+                ));
+            }
+        };
+        let limits = mc_core::RelayLimits::default()
+            .max_frame_bytes(frame as usize)
+            .max_content_bytes(content as usize)
+            .rate_per_sec(pick!(rate_limit_per_sec).unwrap_or(20))
+            .rate_burst(pick!(rate_limit_burst).unwrap_or(40))
+            .max_connections(max_connections as usize)
+            .max_connections_per_user(per_user as usize)
+            .auth_timeout(Duration::from_secs(auth_timeout))
+            .heartbeat_interval(Duration::from_secs(heartbeat))
+            .gateway_timeout(Duration::from_secs(gateway_timeout))
+            .offline_grace(Duration::from_secs(grace))
+            .allowed_origins(allowed_origins.clone());
+        Ok(Self {
+            listen,
+            database,
+            jwt_secret,
+            public_url,
+            allowed_origins,
+            limits,
+            heartbeat_interval: Duration::from_secs(heartbeat),
+            access_token_ttl: Duration::from_secs(ttl),
+            open_registration: pick!(open_registration).unwrap_or(false),
+            trust_forwarded_for: pick!(trust_forwarded_for).unwrap_or(false),
+            shutdown_timeout: Duration::from_secs(shutdown),
+            log_format,
+            demo: pick!(demo).unwrap_or(false),
+        })
+    }
+
+    /// The SQLite database file, if the database is a SQLite file.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        sqlite_file(&self.database)
+    }
+}
+
+/// The file of a `sqlite://path` or `sqlite:path` URL (not `:memory:`), without query.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, BadSetting> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("config", "MC_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| bad("config", "MC_CONFIG", format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_spec_defaults() {
+        let s = Settings::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database, "sqlite://mc.db");
+        assert_eq!(s.limits.frame_limit(), 65_536);
+        assert!(!s.demo);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            (ServeArgs { listen: Some("here".into()), ..Default::default() }, "MC_LISTEN"),
+            (
+                ServeArgs { database: Some("mysql://x".into()), ..Default::default() },
+                "MC_DATABASE_URL",
+            ),
+            (ServeArgs { jwt_secret: Some("short".into()), ..Default::default() }, "MC_JWT_SECRET"),
+            (
+                ServeArgs { database: Some("postgres://x/y".into()), ..Default::default() },
+                "MC_JWT_SECRET",
+            ),
+            (ServeArgs { max_frame_bytes: Some(0), ..Default::default() }, "MC_MAX_FRAME_BYTES"),
+            (
+                ServeArgs { max_content_bytes: Some(1 << 20), ..Default::default() },
+                "MC_MAX_CONTENT_BYTES",
+            ),
+            (
+                ServeArgs { allowed_origins: Some("evil".into()), ..Default::default() },
+                "MC_ALLOWED_ORIGINS",
+            ),
+            (ServeArgs { log_format: Some("xml".into()), ..Default::default() }, "MC_LOG_FORMAT"),
+            (
+                ServeArgs { redis: Some("redis://127.0.0.1".into()), ..Default::default() },
+                "MC_REDIS_URL",
+            ),
+            (
+                ServeArgs { config: Some("/nonexistent/mc.toml".into()), ..Default::default() },
+                "MC_CONFIG",
+            ),
+        ];
+        for (args, name) in cases {
+            let err = Settings::resolve(&args).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mc.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nrate_limit_per_sec = 5\ndemo = true\n")
+            .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            rate_limit_per_sec: Some(7),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert!(s.demo);
+        std::fs::write(&path, "lisen = \"typo\"\n").unwrap();
+        let err =
+            Settings::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert_eq!(sqlite_file("sqlite://data/mc.db?mode=rwc"), Some(PathBuf::from("data/mc.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+}
