@@ -806,3 +806,18 @@ async fn a_resume_larger_than_the_socket_queue_arrives_whole() {
     assert_eq!(messages.len(), 60, "60 messages through a queue of 8");
     assert_eq!(resumed["payload"]["last_seq"], 60);
 }
+
+#[tokio::test]
+async fn a_failing_store_gives_internal_and_keeps_the_socket() {
+    let sqlite = mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap();
+    let f = ChatFixture::on(std::sync::Arc::new(sqlite.clone()), RelayLimits::default()).await;
+    let _gw = f.gateway(Mode::Echo).await;
+    let (mut c, _) = f.client().await;
+    sqlite.close().await;
+    c.send_chat(&uuid::Uuid::now_v7().to_string(), &f.agent_id, "into the void", None).await;
+    let e = c.expect("error").await;
+    assert_eq!(e["payload"]["code"], "INTERNAL", "{e}");
+    assert!(!e["payload"]["message"].as_str().unwrap().contains("sqlx"), "no internals leak: {e}");
+    c.send(json!({ "type": "heartbeat", "id": "still" })).await;
+    assert_eq!(c.expect("heartbeat").await["id"], "still");
+}
