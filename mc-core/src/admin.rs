@@ -7,9 +7,11 @@ use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{Events, RelayEvent};
-use crate::ids::{ActivityId, AgentId, UserId};
-use crate::model::{ActivityEvent, Agent, Assignment, AssignmentRole, Role, User, UserStatus};
-use crate::store::{Page, Paged, Store};
+use crate::ids::{ActivityId, AgentId, SessionId, UserId};
+use crate::model::{
+    ActivityEvent, Agent, Assignment, AssignmentRole, ChatSession, Role, User, UserStatus,
+};
+use crate::store::{MessagePage, Page, Paged, Store};
 use crate::validate;
 
 /// An admin's change to a user.
@@ -214,6 +216,32 @@ impl AdminService {
         };
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await?;
         Ok(assignment)
+    }
+
+    /// A user's chat sessions, newest first (the user must be of the admin's organization).
+    pub async fn user_sessions(
+        &self,
+        admin: &Principal,
+        user: UserId,
+        page: Page,
+    ) -> Result<Paged<ChatSession>> {
+        let user = self.user(admin, user).await?;
+        Ok(self.store.list_user_sessions(user.id, page).await?)
+    }
+
+    /// A page of a session's messages, oldest first, before `before_seq` (the session's user
+    /// must be of the admin's organization).
+    pub async fn session_messages(
+        &self,
+        admin: &Principal,
+        session: SessionId,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<MessagePage> {
+        require_admin(admin)?;
+        let found = self.store.get_session(session).await?.ok_or(Error::NotFound("session"))?;
+        self.user(admin, found.user_id).await.map_err(|_| Error::NotFound("session"))?;
+        Ok(self.store.list_messages(session, before_seq, limit).await?)
     }
 
     /// Removes an assignment.

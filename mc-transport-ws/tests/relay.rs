@@ -821,3 +821,80 @@ async fn a_failing_store_gives_internal_and_keeps_the_socket() {
     c.send(json!({ "type": "heartbeat", "id": "still" })).await;
     assert_eq!(c.expect("heartbeat").await["id"], "still");
 }
+
+#[tokio::test]
+async fn admins_read_their_users_chats_over_http() {
+    let f = ChatFixture::new().await;
+    let _gw = f.gateway(Mode::Echo).await;
+    let (mut c, _) = f.client().await;
+    let session = c.chat(&f.agent_id, "for the record", None).await["payload"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.until("chat").await;
+
+    let listed =
+        f.s.get(&format!("/api/v1/sessions?user_id={}", f.user.id), &f.s.admin_token).await;
+    assert_eq!(listed.status, reqwest::StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["sessions"][0]["id"], session.as_str());
+    assert_eq!(listed.body["sessions"][0]["last_seq"], 2);
+    let messages =
+        f.s.get(&format!("/api/v1/sessions/{session}/messages?limit=1"), &f.s.admin_token).await;
+    assert_eq!(messages.body["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(messages.body["messages"][0]["content"], "Echo: for the record");
+    assert_eq!(messages.body["has_more"], true);
+    let older =
+        f.s.get(&format!("/api/v1/sessions/{session}/messages?before_seq=2"), &f.s.admin_token)
+            .await;
+    assert_eq!(older.body["messages"][0]["content"], "for the record");
+
+    for (path, status) in [
+        ("/api/v1/sessions".to_owned(), reqwest::StatusCode::BAD_REQUEST),
+        ("/api/v1/sessions?user_id=nope".to_owned(), reqwest::StatusCode::BAD_REQUEST),
+        (
+            format!("/api/v1/sessions?user_id={}", mc_core::UserId::new()),
+            reqwest::StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/api/v1/sessions/{}/messages", mc_core::SessionId::new()),
+            reqwest::StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/api/v1/sessions/{session}/messages?before_seq=-1"),
+            reqwest::StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        assert_eq!(f.s.get(&path, &f.s.admin_token).await.status, status, "{path}");
+    }
+    // Members and other organizations' admins see nothing.
+    assert_eq!(
+        f.s.get(&format!("/api/v1/sessions/{session}/messages"), &f.token).await.status,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    let other = mc_core::Organization {
+        id: mc_core::OrgId::new(),
+        name: "globex".into(),
+        created_at: mc_core::Clock::now(f.s.clock.as_ref()),
+    };
+    f.s.relay.store().create_org(&other).await.unwrap();
+    f.s.create_user(other.id, "boss", mc_core::Role::Admin).await;
+    let boss =
+        f.s.post(
+            "/api/v1/auth/login",
+            None,
+            json!({ "organization": "globex", "username": "boss", "password": PASSWORD }),
+        )
+        .await
+        .body["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(
+        f.s.get(&format!("/api/v1/sessions/{session}/messages"), &boss).await.status,
+        reqwest::StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.s.get(&format!("/api/v1/sessions?user_id={}", f.user.id), &boss).await.status,
+        reqwest::StatusCode::NOT_FOUND
+    );
+}

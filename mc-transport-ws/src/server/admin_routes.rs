@@ -84,3 +84,34 @@ pub(crate) async fn unassign(
     relay.admin().unassign(&admin, user, agent).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+pub(crate) async fn list_sessions(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    query: ListQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let page = query.page(&["user_id"])?;
+    let user: UserId = query
+        .filter::<String>("user_id")?
+        .ok_or_else(|| ApiError::bad_field("user_id", "is required"))
+        .and_then(|text| path_id("user_id", &text))?;
+    let sessions = relay.admin().user_sessions(&admin, user, page).await?;
+    Ok(Json(super::views::page_json("sessions", sessions, super::views::SessionView::from)))
+}
+
+pub(crate) async fn session_messages(
+    State(relay): State<Relay>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    query: ListQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session: mc_core::SessionId = path_id("session id", &id)?;
+    let page = query.page(&["before_seq"])?;
+    let before = query.filter::<u64>("before_seq")?;
+    let found = relay.admin().session_messages(&admin, session, before, page.limit).await?;
+    let messages: Vec<super::views::MessageView> =
+        found.messages.into_iter().map(Into::into).collect();
+    Ok(Json(
+        serde_json::json!({ "session_id": session, "messages": messages, "has_more": found.has_more }),
+    ))
+}

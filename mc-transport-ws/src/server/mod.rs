@@ -16,6 +16,7 @@
 //! | `POST/GET /api/v1/registration-tokens`, `DELETE /api/v1/registration-tokens/{id}` | admin: registration tokens |
 //! | `GET /api/v1/gateways[?status=]`, `GET/DELETE /api/v1/gateways/{id}`, `GET …/{id}/metrics` | admin: gateways |
 //! | `GET /api/v1/agents`, `GET /api/v1/activity` | admin: agents, activity feed |
+//! | `GET /api/v1/sessions?user_id=`, `GET /api/v1/sessions/{id}/messages` | admin: a user's chats |
 //! | `POST /api/v1/gateway-registry/register`, `…/heartbeat`, `DELETE …/deregister` | gateways |
 //!
 //! Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so gateways' IPs are
@@ -144,6 +145,8 @@ pub fn app_with(router: mc_core::Router, config: HttpConfig) -> Router {
         )
         .route("/gateways/{id}/metrics", get(registry_routes::gateway_metrics))
         .route("/agents", get(registry_routes::list_agents))
+        .route("/sessions", get(admin_routes::list_sessions))
+        .route("/sessions/{id}/messages", get(admin_routes::session_messages))
         .route("/activity", get(registry_routes::list_activity))
         .route("/gateway-registry/register", post(registry_routes::register))
         .route("/gateway-registry/heartbeat", post(registry_routes::heartbeat))

@@ -219,3 +219,57 @@ pub(crate) fn page_json<T, V: Serialize>(
     let items: Vec<V> = page.items.into_iter().map(view).collect();
     serde_json::json!({ name: items, "next_cursor": page.next_cursor.map(|c| c.to_string()) })
 }
+
+/// A chat session as admins see it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionView {
+    id: String,
+    user_id: String,
+    agent_id: String,
+    gateway_id: String,
+    status: mc_core::SessionStatus,
+    last_seq: u64,
+    last_message_at: Option<Timestamp>,
+    created_at: Timestamp,
+}
+
+impl From<mc_core::ChatSession> for SessionView {
+    fn from(s: mc_core::ChatSession) -> Self {
+        Self {
+            id: s.id.to_string(),
+            user_id: s.user_id.to_string(),
+            agent_id: s.agent_id.to_string(),
+            gateway_id: s.gateway_id.to_string(),
+            status: s.status,
+            last_seq: s.last_seq,
+            last_message_at: s.last_message_at,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// A stored message as admins see it.
+#[derive(Debug, Serialize)]
+pub(crate) struct MessageView {
+    id: String,
+    seq: u64,
+    role: mc_core::MessageRole,
+    content: String,
+    client_msg_id: Option<uuid::Uuid>,
+    run_id: Option<String>,
+    created_at: Timestamp,
+}
+
+impl From<mc_core::Message> for MessageView {
+    fn from(m: mc_core::Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            seq: m.seq,
+            role: m.role,
+            content: m.content,
+            client_msg_id: m.client_msg_id,
+            run_id: m.run_id,
+            created_at: m.created_at,
+        }
+    }
+}
