@@ -7,7 +7,7 @@ use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{Events, RelayEvent};
-use crate::ids::{ActivityId, AgentId, SessionId, UserId};
+use crate::ids::{AgentId, SessionId, UserId};
 use crate::model::{
     ActivityEvent, Agent, Assignment, AssignmentRole, ChatSession, Role, User, UserStatus,
 };
@@ -64,16 +64,16 @@ impl AdminService {
         target: String,
         metadata: serde_json::Value,
     ) -> Result<()> {
-        let event = ActivityEvent {
-            id: ActivityId::new(),
-            organization_id: admin.organization_id,
-            kind: kind.into(),
-            actor: format!("user:{}", admin.user_id),
-            target_type: target_type.into(),
-            target_id: target,
-            metadata,
-            created_at: self.clock.now(),
-        };
+        let actor = format!("user:{}", admin.user_id);
+        let event = ActivityEvent::new(
+            admin.organization_id,
+            kind,
+            actor,
+            target_type,
+            target,
+            self.clock.now(),
+        )
+        .with_metadata(metadata);
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 
@@ -204,16 +204,17 @@ impl AdminService {
             user_id: user.id,
             agent_id: request.agent_id,
         });
-        let event = ActivityEvent {
-            id: ActivityId::new(),
-            organization_id: user.organization_id,
-            kind: "assignment.created".into(),
-            actor: actor.to_owned(),
-            target_type: "user".into(),
-            target_id: user.id.to_string(),
-            metadata: serde_json::json!({ "agent_id": request.agent_id, "role": assignment.role.as_str() }),
-            created_at: self.clock.now(),
-        };
+        let event = ActivityEvent::new(
+            user.organization_id,
+            "assignment.created",
+            actor,
+            "user",
+            user.id,
+            self.clock.now(),
+        )
+        .with_metadata(
+            serde_json::json!({ "agent_id": request.agent_id, "role": assignment.role.as_str() }),
+        );
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await?;
         Ok(assignment)
     }

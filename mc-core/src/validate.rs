@@ -89,14 +89,19 @@ pub fn display_text(field: &str, value: &str, max: usize) -> Result<()> {
 
 /// An `http://` or `https://` URL of at most 2048 bytes without spaces.
 pub fn http_url(field: &str, value: &str) -> Result<()> {
-    let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    url_with(field, value, &["https://", "http://"], "an http:// or https://")
+}
+
+/// A URL starting with one of `schemes`, with a host, at most 2048 bytes, without spaces.
+fn url_with(field: &str, value: &str, schemes: &[&str], described: &str) -> Result<()> {
+    let rest = schemes.iter().find_map(|p| value.strip_prefix(p));
     let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
         && value.len() <= 2048
         && !value.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
         return Err(Error::invalid(
             field,
-            "must be an http:// or https:// URL of at most 2048 characters",
+            format!("must be {described} URL of at most 2048 characters"),
         ));
     }
     Ok(())
@@ -121,18 +126,12 @@ pub fn identifier(field: &str, value: &str, max: usize, colon: bool) -> Result<(
 
 /// A `ws://`, `wss://`, `http://` or `https://` URL of at most 2048 bytes without spaces.
 pub fn endpoint_url(field: &str, value: &str) -> Result<()> {
-    let rest =
-        ["wss://", "ws://", "https://", "http://"].iter().find_map(|p| value.strip_prefix(p));
-    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
-        && value.len() <= 2048
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
-        return Err(Error::invalid(
-            field,
-            "must be a ws://, wss://, http:// or https:// URL of at most 2048 characters",
-        ));
-    }
-    Ok(())
+    url_with(
+        field,
+        value,
+        &["wss://", "ws://", "https://", "http://"],
+        "a ws://, wss://, http:// or https://",
+    )
 }
 
 /// Free text of at most `max` characters with no control characters (may be empty).

@@ -15,7 +15,7 @@ use super::{Authenticator, Principal};
 use crate::clock::Clock;
 use crate::error::{Error, Result, TokenRejection};
 use crate::events::{Events, RelayEvent};
-use crate::ids::{ActivityId, OrgId, RefreshTokenId, TokenFamilyId, UserId};
+use crate::ids::{OrgId, RefreshTokenId, TokenFamilyId, UserId};
 use crate::model::{
     ActivityEvent, Organization, RefreshToken, Role, SecretHash, Timestamp, User, UserStatus,
 };
@@ -188,16 +188,7 @@ impl AuthService {
     }
 
     async fn record(&self, org: OrgId, kind: &str, actor: &str, user: UserId) -> Result<()> {
-        let event = ActivityEvent {
-            id: ActivityId::new(),
-            organization_id: org,
-            kind: kind.into(),
-            actor: actor.into(),
-            target_type: "user".into(),
-            target_id: user.to_string(),
-            metadata: serde_json::json!({}),
-            created_at: self.clock.now(),
-        };
+        let event = ActivityEvent::new(org, kind, actor, "user", user, self.clock.now());
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 

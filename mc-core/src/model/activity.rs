@@ -25,3 +25,32 @@ pub struct ActivityEvent {
     /// When.
     pub created_at: Timestamp,
 }
+
+impl ActivityEvent {
+    /// An event with a fresh id and empty metadata.
+    pub fn new(
+        organization_id: OrgId,
+        kind: impl Into<String>,
+        actor: impl Into<String>,
+        target_type: impl Into<String>,
+        target_id: impl ToString,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id: ActivityId::new(),
+            organization_id,
+            kind: kind.into(),
+            actor: actor.into(),
+            target_type: target_type.into(),
+            target_id: target_id.to_string(),
+            metadata: serde_json::json!({}),
+            created_at,
+        }
+    }
+
+    /// The same event with `metadata`.
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}

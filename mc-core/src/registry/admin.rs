@@ -70,16 +70,15 @@ impl RegistryService {
             created_at: now,
         };
         self.store.create_registration_token(&token).await?;
-        let event = ActivityEvent {
-            id: crate::ids::ActivityId::new(),
-            organization_id: org,
-            kind: "registration_token.created".into(),
-            actor: actor.to_owned(),
-            target_type: "registration_token".into(),
-            target_id: token.id.to_string(),
-            metadata: serde_json::json!({ "label": token.label, "max_uses": max_uses }),
-            created_at: now,
-        };
+        let event = ActivityEvent::new(
+            org,
+            "registration_token.created",
+            actor,
+            "registration_token",
+            token.id,
+            now,
+        )
+        .with_metadata(serde_json::json!({ "label": token.label, "max_uses": max_uses }));
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await?;
         Ok(IssuedRegistrationToken { token, secret })
     }

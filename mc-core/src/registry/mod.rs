@@ -25,7 +25,7 @@ use crate::auth::refresh::random_secret;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{Events, RelayEvent};
-use crate::ids::{ActivityId, GatewayId, OrgId, RegistrationTokenId};
+use crate::ids::{GatewayId, OrgId, RegistrationTokenId};
 use crate::model::{
     ActivityEvent, AgentReport, ConnectionInfo, Gateway, GatewayStatus, RegistrationToken,
     SecretHash, Timestamp,
@@ -92,16 +92,8 @@ impl RegistryService {
         gateway: GatewayId,
         metadata: serde_json::Value,
     ) -> Result<()> {
-        let event = ActivityEvent {
-            id: ActivityId::new(),
-            organization_id: org,
-            kind: kind.into(),
-            actor,
-            target_type: "gateway".into(),
-            target_id: gateway.to_string(),
-            metadata,
-            created_at: self.clock.now(),
-        };
+        let event = ActivityEvent::new(org, kind, actor, "gateway", gateway, self.clock.now())
+            .with_metadata(metadata);
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 

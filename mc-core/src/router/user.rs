@@ -8,7 +8,7 @@ use super::hub::{self, SessionMeta};
 use super::{Router, UserConnection};
 use crate::bus::{BusMessage, BusTopic, ChatSend, GatewayCommand};
 use crate::events::RelayEvent;
-use crate::ids::{ActivityId, AgentId, MessageId, SessionId};
+use crate::ids::{AgentId, MessageId, SessionId};
 use crate::model::{
     ActivityEvent, AgentStatus, ChatSession, Message, MessageRole, NewMessage, SessionStatus,
 };
@@ -306,16 +306,18 @@ async fn chat(
 
 async fn session_created(router: &Router, conn: &UserConnection, session: &ChatSession) {
     let org = conn.principal.organization_id;
-    let event = ActivityEvent {
-        id: ActivityId::new(),
-        organization_id: org,
-        kind: "session.created".into(),
-        actor: format!("user:{}", session.user_id),
-        target_type: "session".into(),
-        target_id: session.id.to_string(),
-        metadata: serde_json::json!({ "agent_id": session.agent_id, "gateway_id": session.gateway_id }),
-        created_at: session.created_at,
-    };
+    let actor = format!("user:{}", session.user_id);
+    let event = ActivityEvent::new(
+        org,
+        "session.created",
+        actor,
+        "session",
+        session.id,
+        session.created_at,
+    )
+    .with_metadata(
+        serde_json::json!({ "agent_id": session.agent_id, "gateway_id": session.gateway_id }),
+    );
     let relay = router.relay();
     if let Err(err) =
         crate::events::record_activity(relay.store().as_ref(), relay.events(), event).await
