@@ -168,6 +168,16 @@ async fn until(ws: &mut Ws, kind: &str) -> (Value, Vec<Value>) {
     }
 }
 
+/// Waits for a `system` frame with this event (presence announcements may arrive late).
+async fn system_event(ws: &mut Ws, event: &str) {
+    loop {
+        let (frame, _) = until(ws, "system").await;
+        if frame["payload"]["event"] == event {
+            return;
+        }
+    }
+}
+
 async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> (Value, Value) {
     let mut payload = json!({ "agent_id": agent, "content": text });
     if let Some(s) = session {
@@ -297,11 +307,9 @@ async fn server_gateway_and_user_as_separate_processes() {
     // SIGKILL the gateway: alice hears agent_offline; restart it: agent_online, same id.
     gateway.child.kill().unwrap();
     gateway.child.wait().unwrap();
-    let (offline, _) = until(&mut ws, "system").await;
-    assert_eq!(offline["payload"]["event"], "agent_offline");
+    system_event(&mut ws, "agent_offline").await;
     let mut gateway = start_gateway(&config, &state);
-    let (online, _) = until(&mut ws, "system").await;
-    assert_eq!(online["payload"]["event"], "agent_online");
+    system_event(&mut ws, "agent_online").await;
     let gateways: Value = http
         .get(format!("{base}/api/v1/gateways"))
         .bearer_auth(&admin_token)

@@ -82,11 +82,20 @@ impl Client {
     }
 
     /// The next frame, which must be of `kind`.
+    /// (Agent presence announcements, `system` frames, are delivered asynchronously and may
+    /// land anywhere: unless a `system` frame is what is expected, they are skipped.)
     pub async fn expect(&mut self, kind: &str) -> Value {
-        let frame =
-            self.next().await.unwrap_or_else(|e| panic!("expected {kind}, socket ended: {e:?}"));
-        assert_eq!(frame["type"], kind, "expected {kind}, got {frame}");
-        frame
+        loop {
+            let frame = self
+                .next()
+                .await
+                .unwrap_or_else(|e| panic!("expected {kind}, socket ended: {e:?}"));
+            if kind != "system" && frame["type"] == "system" {
+                continue;
+            }
+            assert_eq!(frame["type"], kind, "expected {kind}, got {frame}");
+            return frame;
+        }
     }
 
     /// Frames until one of `kind` (returned with those before it).
