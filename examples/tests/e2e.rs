@@ -324,6 +324,31 @@ async fn server_gateway_and_user_as_separate_processes() {
     let (_, reply) = chat(&mut ws, &agent_id, "back again", Some(&session)).await;
     assert_eq!(reply["payload"]["seq"], 4);
 
+    // The bridge heartbeats with its real process metrics; /metrics shows the relay's figures.
+    let metrics: Value = http
+        .get(format!("{base}/api/v1/gateways/{gateway_id}/metrics"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(metrics["metrics"]["memory_mb"].as_f64().unwrap() > 1.0, "{metrics}");
+    assert_eq!(metrics["metrics"]["agent_count"], 1);
+    let prometheus =
+        http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "mc_connections{kind=\"user\"} 1",
+        "mc_connections{kind=\"gateway\"} 1",
+        "mc_gateways{status=\"online\"} 1",
+        "mc_messages_stored_total{role=\"agent\"} 2",
+        "mc_round_trip_seconds_count 2",
+        "mc_frames_total{kind=\"user\",direction=\"in\"}",
+    ] {
+        assert!(prometheus.contains(needle), "{needle} in\n{prometheus}");
+    }
+
     // mc-chat, the terminal client, as a user would run it.
     let mut chat_proc = Command::new(CHAT)
         .args([
