@@ -1,7 +1,8 @@
-//! Appending a batch of messages in three statements, whatever its size: find existing
-//! client ids, bump every session's `last_seq` at once, insert every row at once. Under load
-//! this is what lets one SQLite writer keep up: the cost per statement (a round trip to the
-//! connection's worker thread) is paid per batch, not per message.
+//! Appending a batch of messages in a few statements, whatever its size: find existing client
+//! ids, bump every session's `last_seq` at once, insert every row at once (each cut into chunks
+//! of fixed sizes so the statements stay prepared). Under load this is what lets one SQLite
+//! writer keep up: the cost per statement (a round trip to the connection's worker thread, and
+//! preparing it) is paid per chunk, not per message.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,24 @@ use uuid::Uuid;
 use crate::chat::message_from_row;
 use crate::codec::{RowExt, ts};
 use crate::error::store_error;
+
+/// Statement sizes: a batch is cut into chunks of these sizes, so only a handful of distinct
+/// statements exist and each is prepared once and cached, instead of parsing new SQL for every
+/// batch size.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Splits `items` into chunks of the sizes in [`CHUNKS`].
+fn chunked<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while items.len() >= size {
+            let (head, tail) = items.split_at(size);
+            out.push(head);
+            items = tail;
+        }
+    }
+    out
+}
 
 /// What becomes of one message of the batch.
 enum Plan {
@@ -32,13 +51,13 @@ pub(crate) async fn append_batch(
     // 1. Client ids already stored.
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
     let mut stored: HashMap<(Uuid, Uuid), Message> = HashMap::new();
-    if !client_ids.is_empty() {
+    for ids in chunked(&client_ids) {
         let sql = format!(
             "SELECT * FROM messages WHERE client_msg_id IN ({})",
-            vec!["?"; client_ids.len()].join(", ")
+            vec!["?"; ids.len()].join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in &client_ids {
+        for id in ids {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut **tx).await.map_err(|e| store_error(e, "message"))? {
@@ -77,22 +96,22 @@ pub(crate) async fn append_batch(
 
     // 3. Reserve the seqs: one UPDATE for every session.
     let mut last_seqs: HashMap<Uuid, i64> = HashMap::new();
-    if !per_session.is_empty() {
-        let cases = vec!["WHEN ? THEN ?"; per_session.len()].join(" ");
+    for sessions in chunked(&per_session) {
+        let cases = vec!["WHEN ? THEN ?"; sessions.len()].join(" ");
         let sql = format!(
             "UPDATE chat_sessions SET last_seq = last_seq + CASE id {cases} END,
                 last_message_at = CASE id {cases} END
              WHERE id IN ({}) RETURNING id, last_seq",
-            vec!["?"; per_session.len()].join(", ")
+            vec!["?"; sessions.len()].join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (session, count, _) in &per_session {
+        for (session, count, _) in sessions {
             query = query.bind(session.as_uuid()).bind(i64::try_from(*count).unwrap_or(i64::MAX));
         }
-        for (session, _, at) in &per_session {
+        for (session, _, at) in sessions {
             query = query.bind(session.as_uuid()).bind(ts(*at));
         }
-        for (session, _, _) in &per_session {
+        for (session, _, _) in sessions {
             query = query.bind(session.as_uuid());
         }
         for row in query.fetch_all(&mut **tx).await.map_err(|e| store_error(e, "session"))? {
@@ -118,13 +137,13 @@ pub(crate) async fn append_batch(
             *seq += 1;
         }
     }
-    if !rows.is_empty() {
+    for chunk in chunked(&rows) {
         let sql = format!(
             "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (i, seq) in &rows {
+        for (i, seq) in chunk {
             let m = &messages[*i];
             query = query
                 .bind(m.id.as_uuid())
@@ -181,6 +200,14 @@ mod tests {
 
     /// The three-statement path itself succeeds (the store would otherwise fall back
     /// silently to one-by-one appends, which the conformance suite cannot tell apart).
+    #[test]
+    fn chunks_have_fixed_sizes() {
+        let sizes = |n: usize| chunked(&vec![0u8; n]).iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(37), vec![16, 16, 4, 1]);
+        assert_eq!(sizes(130), vec![64, 64, 1, 1]);
+    }
+
     #[tokio::test]
     async fn the_batched_path_is_taken() {
         let sqlite = SqliteStore::open_in_memory().await.unwrap();
@@ -208,5 +235,35 @@ mod tests {
         assert!(matches!(results[1], Ok(Appended::Existing(_))));
         assert_eq!(store.get_session(world.session.id).await.unwrap().unwrap().last_seq, 3);
         assert_eq!(store.get_session(other.id).await.unwrap().unwrap().last_seq, 1);
+    }
+
+    /// A batch larger than one chunk, over several sessions, still gets gapless seqs.
+    #[tokio::test]
+    async fn a_batch_of_many_chunks_is_gapless() {
+        let sqlite = SqliteStore::open_in_memory().await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let world = ChatWorld::create(&store).await;
+        let mut sessions = vec![world.session.id];
+        for _ in 0..2 {
+            let s = fixtures::session(world.user.id, &world.agent);
+            store.create_session(&s).await.unwrap();
+            sessions.push(s.id);
+        }
+        let batch: Vec<NewMessage> =
+            (0..150).map(|i| fixtures::user_message(sessions[i % 3], &format!("m{i}"))).collect();
+        let mut tx = sqlite.begin_write().await.unwrap();
+        let results = append_batch(&mut tx, &batch).await.expect("one batch");
+        tx.commit().await.unwrap();
+        assert!(results.iter().all(|r| matches!(r, Ok(Appended::New(_)))));
+        for session in sessions {
+            let seqs: Vec<u64> = store
+                .messages_after(session, 0, 500)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect();
+            assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+        }
     }
 }
