@@ -68,6 +68,10 @@ enum ChildRole {
 
 const PER_USER_SOCKETS: usize = 8;
 
+// Same allocator as mc-server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
