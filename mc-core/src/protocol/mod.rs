@@ -1,17 +1,17 @@
 //! The wire protocols as data: frames in, frames out, no sockets, no clock.
 //!
-//! - [`client`]: the users' socket (SPEC §6).
+//! - [`client`]: what users send on their sockets (SPEC §6), and its decoder.
+//! - [`server`]: what the relay sends them.
 //! - [`gateway`]: the gateway link (SPEC §7.1): the relay's auth and heartbeat frames, then
 //!   OpenClaw protocol v4.
 
 pub mod client;
 pub mod gateway;
+pub mod server;
 
-pub use client::{
-    AssignmentInfo, AuthFailure, ChatMessage, ClientFrame, ClientRequest, ErrorCode, ResumePoint,
-    ServerFrame, SessionInfo, Topic, decode_client_frame,
-};
+pub use client::{ClientFrame, ClientRequest, ResumePoint, Topic, decode_client_frame};
 pub use gateway::{ChatEvent, ChatState, GatewayInbound, decode_gateway_frame};
+pub use server::{AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, ServerFrame, SessionInfo};
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::bus::{BusMessage, BusTopic, ConnectionId, GatewayCommand, Subscriptio
 use crate::ids::{AgentId, GatewayId, OrgId, SessionId, UserId};
 use crate::link::GatewayLink;
 use crate::model::{AgentStatus, SessionStatus};
-use crate::protocol::client::assignment_status;
+use crate::protocol::server::assignment_status;
 use crate::protocol::{AssignmentInfo, ServerFrame};
 use crate::store::AssignedAgent;
 
