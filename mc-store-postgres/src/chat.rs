@@ -24,7 +24,7 @@ fn session_from_row(row: &PgRow) -> StoreResult<ChatSession> {
     })
 }
 
-fn message_from_row(row: &PgRow) -> StoreResult<Message> {
+pub(crate) fn message_from_row(row: &PgRow) -> StoreResult<Message> {
     Ok(Message {
         id: MessageId::from_uuid(row.col("id")?),
         session_id: SessionId::from_uuid(row.col("session_id")?),
@@ -191,6 +191,30 @@ impl MessageStore for PgStore {
             run_id: m.run_id.clone(),
             created_at: m.created_at,
         }))
+    }
+
+    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
+        if messages.len() > 1
+            && let Ok(mut tx) = self.begin().await
+        {
+            match crate::batch::append_batch(&mut tx, messages).await {
+                Ok(results) => match tx.commit().await {
+                    Ok(()) => return results,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "batched append failed to commit; appending one by one")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "batched append failed; appending one by one");
+                    let _ = tx.rollback().await;
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.append_message(message).await);
+        }
+        results
     }
 
     async fn list_messages(

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod chat;
 mod codec;
 mod error;

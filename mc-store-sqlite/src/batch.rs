@@ -2,7 +2,8 @@
 //! ids, bump every session's `last_seq` at once, insert every row at once (each cut into chunks
 //! of fixed sizes so the statements stay prepared). Under load this is what lets one SQLite
 //! writer keep up: the cost per statement (a round trip to the connection's worker thread, and
-//! preparing it) is paid per chunk, not per message.
+//! preparing it) is paid per chunk, not per message. The planning is `mc_core`'s, shared with
+//! the PostgreSQL store.
 
 use std::collections::HashMap;
 
@@ -11,47 +12,19 @@ use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::chat::message_from_row;
-use crate::codec::{RowExt, ts};
+use crate::codec::{RowExt, int, ts};
 use crate::error::store_error;
 
-/// Statement sizes: a batch is cut into chunks of these sizes, so only a handful of distinct
-/// statements exist and each is prepared once and cached, instead of parsing new SQL for every
-/// batch size.
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
-/// Splits `items` into chunks of the sizes in [`CHUNKS`].
-fn chunked<T>(mut items: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    for size in CHUNKS {
-        while items.len() >= size {
-            let (head, tail) = items.split_at(size);
-            out.push(head);
-            items = tail;
-        }
-    }
-    out
-}
-
-/// What becomes of one message of the batch.
-enum Plan {
-    /// Stored earlier: this message.
-    Existing(Message),
-    /// Repeats the client id of the batch's message at this index.
-    SameAs(usize),
-    /// To insert.
-    Insert,
-}
-
-/// Appends `messages` inside `tx`. An `Err` means the batch could not be planned or written
-/// as a whole: the caller rolls back and appends one by one instead.
+/// Appends `messages` inside `tx`. An `Err` means the batch could not be written as a whole:
+/// the caller rolls back and appends one by one instead.
 pub(crate) async fn append_batch(
     tx: &mut Transaction<'static, Sqlite>,
     messages: &[NewMessage],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     // 1. Client ids already stored.
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
-    let mut stored: HashMap<(Uuid, Uuid), Message> = HashMap::new();
-    for ids in chunked(&client_ids) {
+    let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
+    for ids in batch_chunks(&client_ids) {
         let sql = format!(
             "SELECT * FROM messages WHERE client_msg_id IN ({})",
             vec!["?"; ids.len()].join(", ")
@@ -63,40 +36,15 @@ pub(crate) async fn append_batch(
         for row in query.fetch_all(&mut **tx).await.map_err(|e| store_error(e, "message"))? {
             let m = message_from_row(&row)?;
             if let Some(client) = m.client_msg_id {
-                stored.insert((m.session_id.as_uuid(), client), m);
+                stored.insert((m.session_id, client), m);
             }
         }
     }
 
-    // 2. Plan each message; count the inserts per session, in batch order.
-    let mut first_in_batch: HashMap<(Uuid, Uuid), usize> = HashMap::new();
-    let mut per_session: Vec<(SessionId, u64, Timestamp)> = Vec::new();
-    let mut plans = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let key = m.client_msg_id.map(|c| (m.session_id.as_uuid(), c));
-        let plan = match key {
-            Some(k) if stored.contains_key(&k) => Plan::Existing(stored[&k].clone()),
-            Some(k) if first_in_batch.contains_key(&k) => Plan::SameAs(first_in_batch[&k]),
-            _ => {
-                if let Some(k) = key {
-                    first_in_batch.insert(k, i);
-                }
-                match per_session.iter_mut().find(|(s, _, _)| *s == m.session_id) {
-                    Some(entry) => {
-                        entry.1 += 1;
-                        entry.2 = entry.2.max(m.created_at);
-                    }
-                    None => per_session.push((m.session_id, 1, m.created_at)),
-                }
-                Plan::Insert
-            }
-        };
-        plans.push(plan);
-    }
-
-    // 3. Reserve the seqs: one UPDATE for every session.
-    let mut last_seqs: HashMap<Uuid, i64> = HashMap::new();
-    for sessions in chunked(&per_session) {
+    // 2. The plan; 3. reserve the seqs: one UPDATE per chunk of sessions.
+    let plan = plan_append_batch(messages, &stored);
+    let mut last_seqs: HashMap<SessionId, u64> = HashMap::new();
+    for sessions in batch_chunks(&plan.per_session) {
         let cases = vec!["WHEN ? THEN ?"; sessions.len()].join(" ");
         let sql = format!(
             "UPDATE chat_sessions SET last_seq = last_seq + CASE id {cases} END,
@@ -106,7 +54,7 @@ pub(crate) async fn append_batch(
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (session, count, _) in sessions {
-            query = query.bind(session.as_uuid()).bind(i64::try_from(*count).unwrap_or(i64::MAX));
+            query = query.bind(session.as_uuid()).bind(int(*count));
         }
         for (session, _, at) in sessions {
             query = query.bind(session.as_uuid()).bind(ts(*at));
@@ -115,29 +63,13 @@ pub(crate) async fn append_batch(
             query = query.bind(session.as_uuid());
         }
         for row in query.fetch_all(&mut **tx).await.map_err(|e| store_error(e, "session"))? {
-            last_seqs
-                .insert(row.uuid("id")?, i64::try_from(row.count("last_seq")?).unwrap_or(i64::MAX));
-        }
-    }
-    // The first seq of each session's inserts.
-    let mut next_seq: HashMap<Uuid, i64> = HashMap::new();
-    for (session, count, _) in &per_session {
-        if let Some(last) = last_seqs.get(&session.as_uuid()) {
-            next_seq.insert(session.as_uuid(), last - i64::try_from(*count).unwrap_or(0) + 1);
+            last_seqs.insert(SessionId::from_uuid(row.uuid("id")?), row.count("last_seq")?);
         }
     }
 
-    // 4. Insert every row of an existing session at once.
-    let mut rows: Vec<(usize, i64)> = Vec::new();
-    for (i, (m, plan)) in messages.iter().zip(&plans).enumerate() {
-        if matches!(plan, Plan::Insert)
-            && let Some(seq) = next_seq.get_mut(&m.session_id.as_uuid())
-        {
-            rows.push((i, *seq));
-            *seq += 1;
-        }
-    }
-    for chunk in chunked(&rows) {
+    // 4. Insert every row of an existing session, a chunk at a time.
+    let rows = plan.rows(messages, &last_seqs);
+    for chunk in batch_chunks(&rows) {
         let sql = format!(
             "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at) VALUES {}",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
@@ -148,7 +80,7 @@ pub(crate) async fn append_batch(
             query = query
                 .bind(m.id.as_uuid())
                 .bind(m.session_id.as_uuid())
-                .bind(*seq)
+                .bind(int(*seq))
                 .bind(m.role.as_str())
                 .bind(&m.content)
                 .bind(m.client_msg_id)
@@ -159,32 +91,7 @@ pub(crate) async fn append_batch(
     }
 
     // 5. The results, in batch order.
-    let seq_of: HashMap<usize, i64> = rows.into_iter().collect();
-    let mut results: Vec<StoreResult<Appended>> = Vec::with_capacity(messages.len());
-    for (i, (m, plan)) in messages.iter().zip(plans).enumerate() {
-        let result = match plan {
-            Plan::Existing(existing) => Ok(Appended::Existing(existing)),
-            Plan::SameAs(j) => match &results[j] {
-                Ok(first) => Ok(Appended::Existing(first.message().clone())),
-                Err(_) => Err(StoreError::NotFound("session")),
-            },
-            Plan::Insert => match seq_of.get(&i) {
-                Some(seq) => Ok(Appended::New(Message {
-                    id: m.id,
-                    session_id: m.session_id,
-                    seq: u64::try_from(*seq).unwrap_or_default(),
-                    role: m.role,
-                    content: m.content.clone(),
-                    client_msg_id: m.client_msg_id,
-                    run_id: m.run_id.clone(),
-                    created_at: m.created_at,
-                })),
-                None => Err(StoreError::NotFound("session")),
-            },
-        };
-        results.push(result);
-    }
-    Ok(results)
+    Ok(plan.results(messages, &rows))
 }
 
 #[cfg(test)]
@@ -200,14 +107,6 @@ mod tests {
 
     /// The three-statement path itself succeeds (the store would otherwise fall back
     /// silently to one-by-one appends, which the conformance suite cannot tell apart).
-    #[test]
-    fn chunks_have_fixed_sizes() {
-        let sizes = |n: usize| chunked(&vec![0u8; n]).iter().map(|c| c.len()).collect::<Vec<_>>();
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(37), vec![16, 16, 4, 1]);
-        assert_eq!(sizes(130), vec![64, 64, 1, 1]);
-    }
-
     #[tokio::test]
     async fn the_batched_path_is_taken() {
         let sqlite = SqliteStore::open_in_memory().await.unwrap();

@@ -103,7 +103,10 @@ async fn serve_relay(users: usize, database: Option<String>) -> anyhow::Result<(
     });
     let relay = Relay::builder(store.clone(), auth).build()?;
     let now = relay.clock().now();
-    let org = Organization { id: OrgId::new(), name: "bench".into(), created_at: now };
+    // A fresh organization per run, so a database reused across runs holds each
+    // run's accounts apart instead of colliding on the organization's name.
+    let org_id = OrgId::new();
+    let org = Organization { id: org_id, name: format!("bench-{org_id}"), created_at: now };
     store.create_org(&org).await?;
     let admin =
         Principal { user_id: mc_core::UserId::new(), organization_id: org.id, role: Role::Admin };

@@ -14,6 +14,7 @@
 //! The `testing` feature adds a conformance suite ([`crate::testing`]) every store runs.
 
 mod agent_sync;
+mod append_batch;
 mod chat;
 mod error;
 mod identity;
@@ -21,6 +22,7 @@ mod paging;
 mod registry;
 
 pub use agent_sync::{AgentSyncPlan, plan_agent_sync};
+pub use append_batch::{BATCH_CHUNKS, BatchPlan, PlannedAppend, batch_chunks, plan_append_batch};
 pub use chat::{ActivityStore, Appended, MessagePage, MessageStore, SessionStore};
 pub use error::{BoxError, ConflictKind, StoreError, StoreResult};
 pub use identity::{OrgStore, RefreshTokenStore, UserStore};

@@ -1,0 +1,172 @@
+//! Appending a batch of messages in four statements, whatever its size, with arrays: find
+//! stored client ids, lock the sessions in id order (so concurrent batches on several
+//! instances cannot deadlock), bump them, insert every row. The planning is `mc_core`'s,
+//! shared with the SQLite store.
+
+use std::collections::HashMap;
+
+use mc_core::*;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::chat::message_from_row;
+use crate::codec::{RowExt, int};
+use crate::error::store_error;
+
+/// Appends `messages` inside `tx`. An `Err` means the batch could not be written as a whole:
+/// the caller rolls back and appends one by one instead.
+pub(crate) async fn append_batch(
+    tx: &mut Transaction<'static, Postgres>,
+    messages: &[NewMessage],
+) -> StoreResult<Vec<StoreResult<Appended>>> {
+    let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
+    let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
+    if !client_ids.is_empty() {
+        let rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
+            .bind(&client_ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| store_error(e, "message"))?;
+        for row in rows {
+            let m = message_from_row(&row)?;
+            if let Some(client) = m.client_msg_id {
+                stored.insert((m.session_id, client), m);
+            }
+        }
+    }
+
+    let plan = plan_append_batch(messages, &stored);
+    let mut last_seqs: HashMap<SessionId, u64> = HashMap::new();
+    if !plan.per_session.is_empty() {
+        let ids: Vec<Uuid> = plan.per_session.iter().map(|(s, _, _)| s.as_uuid()).collect();
+        let counts: Vec<i64> = plan.per_session.iter().map(|(_, n, _)| int(*n)).collect();
+        let ats: Vec<Timestamp> = plan.per_session.iter().map(|(_, _, at)| *at).collect();
+        sqlx::query("SELECT id FROM chat_sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| store_error(e, "session"))?;
+        let rows = sqlx::query(
+            "UPDATE chat_sessions c SET last_seq = c.last_seq + v.n, last_message_at = v.at
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS v(id, n, at)
+             WHERE c.id = v.id RETURNING c.id, c.last_seq",
+        )
+        .bind(&ids)
+        .bind(&counts)
+        .bind(&ats)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| store_error(e, "session"))?;
+        for row in rows {
+            last_seqs.insert(SessionId::from_uuid(row.col("id")?), row.count("last_seq")?);
+        }
+    }
+
+    let rows = plan.rows(messages, &last_seqs);
+    if !rows.is_empty() {
+        let pick = |f: &dyn Fn(&NewMessage) -> _| -> Vec<_> {
+            rows.iter().map(|(i, _)| f(&messages[*i])).collect()
+        };
+        let ids: Vec<Uuid> = pick(&|m| m.id.as_uuid());
+        let sessions: Vec<Uuid> = pick(&|m| m.session_id.as_uuid());
+        let seqs: Vec<i64> = rows.iter().map(|(_, seq)| int(*seq)).collect();
+        let roles: Vec<String> =
+            rows.iter().map(|(i, _)| messages[*i].role.as_str().to_owned()).collect();
+        let contents: Vec<String> =
+            rows.iter().map(|(i, _)| messages[*i].content.clone()).collect();
+        let clients: Vec<Option<Uuid>> =
+            rows.iter().map(|(i, _)| messages[*i].client_msg_id).collect();
+        let runs: Vec<Option<String>> =
+            rows.iter().map(|(i, _)| messages[*i].run_id.clone()).collect();
+        let ats: Vec<Timestamp> = rows.iter().map(|(i, _)| messages[*i].created_at).collect();
+        sqlx::query(
+            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[],
+                                  $6::uuid[], $7::text[], $8::timestamptz[])",
+        )
+        .bind(&ids)
+        .bind(&sessions)
+        .bind(&seqs)
+        .bind(&roles)
+        .bind(&contents)
+        .bind(&clients)
+        .bind(&runs)
+        .bind(&ats)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| store_error(e, "session"))?;
+    }
+    Ok(plan.results(messages, &rows))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use mc_core::testing::fixtures::{self, ChatWorld};
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+    use super::*;
+    use crate::{PgConnectOptions, PgStore, PgStoreOptions};
+
+    /// The array path itself succeeds against a real server (the store would otherwise fall
+    /// back silently to one-by-one appends). Skipped without `MC_TEST_POSTGRES_URL`, except
+    /// under CI.
+    #[tokio::test]
+    async fn the_batched_path_is_taken() {
+        let Some(url) = std::env::var("MC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "MC_TEST_POSTGRES_URL must be set under CI"
+            );
+            return;
+        };
+        let schema = format!("mc_batch_{}", Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let connect =
+            PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let pg =
+            PgStore::connect_with(PgStoreOptions::new(connect).max_connections(2)).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
+
+        let world = ChatWorld::create(&store).await;
+        let other = fixtures::session(world.user.id, &world.agent);
+        store.create_session(&other).await.unwrap();
+        let first = fixtures::user_message(world.session.id, "a");
+        store.append_message(&first).await.unwrap();
+        let mut repeat = fixtures::user_message(world.session.id, "a again");
+        repeat.client_msg_id = first.client_msg_id;
+        let mut batch = vec![repeat, fixtures::user_message(SessionId::new(), "lost")];
+        batch.extend((0..100).map(|i| {
+            fixtures::user_message(if i % 2 == 0 { world.session.id } else { other.id }, "m")
+        }));
+        let mut tx = pg.begin().await.unwrap();
+        let results = append_batch(&mut tx, &batch).await.expect("one batch");
+        tx.commit().await.unwrap();
+        assert!(matches!(results[0], Ok(Appended::Existing(_))));
+        assert!(matches!(results[1], Err(StoreError::NotFound(_))));
+        assert!(results[2..].iter().all(|r| matches!(r, Ok(Appended::New(_)))));
+        for (session, expected) in [(world.session.id, 51), (other.id, 50)] {
+            let seqs: Vec<u64> = store
+                .messages_after(session, 0, 500)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect();
+            assert_eq!(seqs, (1..=expected).collect::<Vec<_>>());
+        }
+        pg.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
