@@ -181,16 +181,7 @@ impl MessageStore for PgStore {
         .await
         .map_err(|e| store_error(e, "session"))?;
         tx.commit().await.map_err(|e| store_error(e, "session"))?;
-        Ok(Appended::New(Message {
-            id: m.id,
-            session_id: m.session_id,
-            seq: u64::try_from(seq).unwrap_or_default(),
-            role: m.role,
-            content: m.content.clone(),
-            client_msg_id: m.client_msg_id,
-            run_id: m.run_id.clone(),
-            created_at: m.created_at,
-        }))
+        Ok(Appended::New(m.stored_at(u64::try_from(seq).unwrap_or_default())))
     }
 
     async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {

@@ -406,11 +406,18 @@ async fn relay_run(
             anyhow::Ok(latencies)
         });
     }
+    Ok((join_latencies(tasks).await?, started.elapsed()))
+}
+
+/// Every user's round-trip latencies, once all users are done; the first failure wins.
+async fn join_latencies(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<Duration>>>,
+) -> anyhow::Result<Vec<Duration>> {
     let mut all = vec![];
     while let Some(done) = tasks.join_next().await {
         all.extend(done??);
     }
-    Ok((all, started.elapsed()))
+    Ok(all)
 }
 
 async fn baseline_run(
@@ -437,11 +444,7 @@ async fn baseline_run(
             anyhow::Ok(latencies)
         });
     }
-    let mut all = vec![];
-    while let Some(done) = tasks.join_next().await {
-        all.extend(done??);
-    }
-    Ok((all, started.elapsed()))
+    Ok((join_latencies(tasks).await?, started.elapsed()))
 }
 
 async fn bench(args: &Args) -> anyhow::Result<()> {

@@ -98,3 +98,19 @@ pub struct NewMessage {
     /// When it was received.
     pub created_at: Timestamp,
 }
+
+impl NewMessage {
+    /// The message as stored at `seq` in its session.
+    pub fn stored_at(&self, seq: u64) -> Message {
+        Message {
+            id: self.id,
+            session_id: self.session_id,
+            seq,
+            role: self.role,
+            content: self.content.clone(),
+            client_msg_id: self.client_msg_id,
+            run_id: self.run_id.clone(),
+            created_at: self.created_at,
+        }
+    }
+}

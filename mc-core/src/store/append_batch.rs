@@ -107,16 +107,7 @@ impl BatchPlan {
                     Err(_) => Err(StoreError::NotFound("session")),
                 },
                 PlannedAppend::Insert => match seq_of.get(&i) {
-                    Some(seq) => Ok(Appended::New(Message {
-                        id: m.id,
-                        session_id: m.session_id,
-                        seq: *seq,
-                        role: m.role,
-                        content: m.content.clone(),
-                        client_msg_id: m.client_msg_id,
-                        run_id: m.run_id.clone(),
-                        created_at: m.created_at,
-                    })),
+                    Some(seq) => Ok(Appended::New(m.stored_at(*seq))),
                     None => Err(StoreError::NotFound("session")),
                 },
             };
