@@ -116,6 +116,13 @@ async fn login(http: &reqwest::Client, base: &str, username: &str, password: &st
     r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
+/// `GET {base}{path}` as `token`'s holder, as JSON.
+async fn get_json(http: &reqwest::Client, base: &str, path: &str, token: &str) -> Value {
+    let r = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 async fn socket(base: &str, token: &str) -> (Ws, Value) {
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
         format!("{}/ws/chat", base.replacen("http", "ws", 1)),
@@ -263,25 +270,10 @@ async fn server_gateway_and_user_as_separate_processes() {
     let admin_token = login(&http, &base, "admin", "admin-password").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (agent_id, gateway_id) = loop {
-        let agents: Value = http
-            .get(format!("{base}/api/v1/agents"))
-            .bearer_auth(&admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let agents = get_json(&http, &base, "/api/v1/agents", &admin_token).await;
         if let Some(a) = agents["agents"].as_array().and_then(|a| a.first()) {
-            let gw: Value = http
-                .get(format!("{base}/api/v1/gateways/{}", a["gateway_id"].as_str().unwrap()))
-                .bearer_auth(&admin_token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = format!("/api/v1/gateways/{}", a["gateway_id"].as_str().unwrap());
+            let gw = get_json(&http, &base, &path, &admin_token).await;
             if gw["status"] == "online" {
                 break (
                     a["id"].as_str().unwrap().to_owned(),
@@ -310,30 +302,16 @@ async fn server_gateway_and_user_as_separate_processes() {
     system_event(&mut ws, "agent_offline").await;
     let mut gateway = start_gateway(&config, &state);
     system_event(&mut ws, "agent_online").await;
-    let gateways: Value = http
-        .get(format!("{base}/api/v1/gateways"))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gateways = get_json(&http, &base, "/api/v1/gateways", &admin_token).await;
     assert_eq!(gateways["gateways"].as_array().unwrap().len(), 1);
     assert_eq!(gateways["gateways"][0]["id"], gateway_id.as_str(), "the same gateway id");
     let (_, reply) = chat(&mut ws, &agent_id, "back again", Some(&session)).await;
     assert_eq!(reply["payload"]["seq"], 4);
 
     // The bridge heartbeats with its real process metrics; /metrics shows the relay's figures.
-    let metrics: Value = http
-        .get(format!("{base}/api/v1/gateways/{gateway_id}/metrics"))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metrics =
+        get_json(&http, &base, &format!("/api/v1/gateways/{gateway_id}/metrics"), &admin_token)
+            .await;
     assert!(metrics["metrics"]["memory_mb"].as_f64().unwrap() > 1.0, "{metrics}");
     assert_eq!(metrics["metrics"]["agent_count"], 1);
     let prometheus =
