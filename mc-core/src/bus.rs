@@ -58,6 +58,8 @@ pub struct ChatSend {
     pub session_key: String,
     /// The stored message (its id is the run id and idempotency key).
     pub message_id: MessageId,
+    /// Its seq in the session (where its delivery state is recorded).
+    pub seq: u64,
     /// The client's id for it (the id of error replies).
     pub client_id: uuid::Uuid,
     /// The text.
@@ -67,8 +69,14 @@ pub struct ChatSend {
 /// Work for the instance holding a gateway's link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GatewayCommand {
-    /// Send a chat message (`chat.send`).
-    ChatSend(ChatSend),
+    /// Deliver a stored chat message (`chat.send`).
+    ChatSend {
+        /// The message.
+        send: ChatSend,
+        /// The user sent it again after being told it failed: accept it even if it finished
+        /// a moment ago.
+        retry: bool,
+    },
     /// Stop a session's run (`chat.abort`).
     Abort {
         /// The session.

@@ -1,7 +1,16 @@
 //! Things that happened inside the relay that other parts must react to (close a suspended
-//! user's sockets, refresh a cached assignment list…), on an in-process broadcast channel.
+//! user's sockets, refresh a cached assignment list…).
+//!
+//! Two ways to receive them, with different promises:
+//! - the relay engine's **feed** ([`Events::attach_feed`]): every event, none ever dropped,
+//!   and events that close sockets or revoke access ([`RelayEvent::revokes_access`]) on a lane
+//!   of their own, so a flood of other events cannot delay a suspension;
+//! - **observers** ([`Events::subscribe`], e.g. an embedder's audit hook or a test): a bounded
+//!   broadcast that drops the oldest events for a subscriber that lags.
 
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
 
 use crate::ids::{AgentId, GatewayId, OrgId, UserId};
 use crate::model::{ActivityEvent, GatewayStatus};
@@ -79,27 +88,70 @@ pub enum RelayEvent {
     },
 }
 
-/// The sending side of the relay's event channel. Cheap to clone.
+impl RelayEvent {
+    /// Whether the event closes sockets or takes access away (suspension, logout, a password
+    /// change, a changed assignment, revoked gateway credentials): the relay engine handles
+    /// these first and never drops one.
+    pub fn revokes_access(&self) -> bool {
+        matches!(
+            self,
+            RelayEvent::UserBlocked { .. }
+                | RelayEvent::LoggedOut { .. }
+                | RelayEvent::PasswordChanged { .. }
+                | RelayEvent::AssignmentsChanged { .. }
+                | RelayEvent::GatewayCredentialsRevoked { .. }
+        )
+    }
+}
+
+/// The relay engine's receiving side: every event published since the feed was attached.
+#[derive(Debug)]
+pub struct EventFeed {
+    /// Events that close sockets or revoke access.
+    pub access: mpsc::UnboundedReceiver<RelayEvent>,
+    /// Every other event.
+    pub other: mpsc::UnboundedReceiver<RelayEvent>,
+}
+
+type FeedSenders = (mpsc::UnboundedSender<RelayEvent>, mpsc::UnboundedSender<RelayEvent>);
+
+/// The sending side of the relay's events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Events {
-    sender: broadcast::Sender<RelayEvent>,
+    observers: broadcast::Sender<RelayEvent>,
+    feed: Arc<Mutex<Option<FeedSenders>>>,
 }
 
 impl Events {
-    /// A channel keeping up to `capacity` events for slow subscribers.
+    /// Events whose observers may each lag up to `capacity` events before losing the oldest.
     pub fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0 }
+        Self { observers: broadcast::channel(capacity.max(1)).0, feed: Arc::default() }
     }
 
-    /// Publishes an event; with no subscriber it is dropped.
+    /// Publishes an event to the engine's feed (if attached) and to observers.
     pub fn publish(&self, event: RelayEvent) {
         tracing::debug!(?event, "relay event");
-        let _ = self.sender.send(event);
+        if let Some((access, other)) = self.feed.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+        {
+            let lane = if event.revokes_access() { access } else { other };
+            let _ = lane.send(event.clone());
+        }
+        let _ = self.observers.send(event);
     }
 
-    /// A new subscription, receiving events published from now on.
+    /// A new observer, receiving events published from now on; it loses the oldest events if
+    /// it lags by more than the capacity.
     pub fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
-        self.sender.subscribe()
+        self.observers.subscribe()
+    }
+
+    /// Attaches the relay engine's feed: from now on every event also goes, unbounded and in
+    /// order, to the returned receivers. Attaching again replaces the previous feed.
+    pub fn attach_feed(&self) -> EventFeed {
+        let (access_tx, access) = mpsc::unbounded_channel();
+        let (other_tx, other) = mpsc::unbounded_channel();
+        *self.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some((access_tx, other_tx));
+        EventFeed { access, other }
     }
 }
 

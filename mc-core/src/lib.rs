@@ -15,14 +15,16 @@
 //!   (argon2id passwords, HS256 JWTs, rotating refresh tokens, lockout).
 //! - `admin` (feature `server`): user administration and assignments.
 //! - `registry` (feature `server`): gateway registration, heartbeats and the liveness sweeper.
-//! - [`events`]: the in-process channel services publish on ([`RelayEvent`]).
+//! - [`events`]: what services publish ([`RelayEvent`]): a lossless feed for the relay engine,
+//!   a bounded broadcast for observers.
 //! - [`validate`]: field checks with messages that name the field.
 //! - [`protocol`]: the socket protocols as data (users' frames; the gateway link's OpenClaw
 //!   frames), with decoders that say what is wrong.
-//! - [`Relay`] (feature `server`): the services of one instance, built from parts.
-//! - `router`, `bus`, `link` (feature `server`): the relay itself: the [`Router`] deciding what
-//!   to store and whom to send what, the [`Bus`] every delivery crosses ([`InProcessBus`] by
-//!   default), and the [`GatewayLink`] any gateway transport implements ([`FrameLink`]).
+//! - [`Services`] (feature `server`): the services of one instance, built from parts.
+//! - `relay`, `bus`, `link` (feature `server`): the relay engine: the [`Relay`] deciding what
+//!   to store and whom to send what (its module docs follow one message through it), the
+//!   [`Bus`] every delivery crosses ([`InProcessBus`] by default), and the [`GatewayLink`] any
+//!   gateway transport implements ([`FrameLink`]).
 //! - [`Error`]: the one error of the services; `testing` (feature): the store conformance suite.
 //!
 //! ## Features
@@ -59,9 +61,9 @@ pub mod protocol;
 #[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]
-mod relay;
+pub mod relay;
 #[cfg(feature = "server")]
-pub mod router;
+mod services;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -74,7 +76,7 @@ pub use auth::{Authenticator, Principal};
 pub use bus::{Bus, InProcessBus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, TokenRejection};
-pub use events::{Events, RelayEvent};
+pub use events::{EventFeed, Events, RelayEvent};
 pub use ids::*;
 #[cfg(feature = "server")]
 pub use link::{FrameLink, GatewayLink, LinkError};
@@ -82,7 +84,7 @@ pub use model::*;
 #[cfg(feature = "server")]
 pub use registry::{RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
-pub use relay::{Relay, RelayBuilder};
+pub use relay::{ConnectRefusal, Relay, RelayLimits, UserConnection, UserSession, close_code};
 #[cfg(feature = "server")]
-pub use router::{RelayLimits, Router, UserSession};
+pub use services::{Services, ServicesBuilder};
 pub use store::*;

@@ -13,11 +13,12 @@ use crate::chat::message_from_row;
 use crate::codec::{RowExt, int};
 use crate::error::store_error;
 
-/// Appends `messages` inside `tx`. An `Err` means the batch could not be written as a whole:
-/// the caller rolls back and appends one by one instead.
-pub(crate) async fn append_batch(
+/// Appends `messages`, then applies `deliveries`, inside `tx`. An `Err` means the batch could
+/// not be written as a whole: the caller rolls back and writes one by one instead.
+pub(crate) async fn write_batch(
     tx: &mut Transaction<'static, Postgres>,
     messages: &[NewMessage],
+    deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
     let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
@@ -79,10 +80,13 @@ pub(crate) async fn append_batch(
         let runs: Vec<Option<String>> =
             rows.iter().map(|(i, _)| messages[*i].run_id.clone()).collect();
         let ats: Vec<Timestamp> = rows.iter().map(|(i, _)| messages[*i].created_at).collect();
+        let deliveries_of_rows: Vec<Option<&'static str>> =
+            rows.iter().map(|(i, _)| messages[*i].initial_delivery().map(|d| d.as_str())).collect();
         sqlx::query(
-            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at)
+            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at,
+                delivery)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::uuid[], $7::text[], $8::timestamptz[])",
+                                  $6::uuid[], $7::text[], $8::timestamptz[], $9::text[])",
         )
         .bind(&ids)
         .bind(&sessions)
@@ -92,9 +96,35 @@ pub(crate) async fn append_batch(
         .bind(&clients)
         .bind(&runs)
         .bind(&ats)
+        .bind(&deliveries_of_rows)
         .execute(&mut **tx)
         .await
         .map_err(|e| store_error(e, "session"))?;
+    }
+
+    // Delivery states in one statement, forward only (the highest rank per message wins).
+    if !deliveries.is_empty() {
+        let sessions: Vec<Uuid> = deliveries.iter().map(|u| u.session_id.as_uuid()).collect();
+        let seqs: Vec<i64> = deliveries.iter().map(|u| int(u.seq)).collect();
+        let states: Vec<&'static str> = deliveries.iter().map(|u| u.state.as_str()).collect();
+        let ranks: Vec<i32> = deliveries.iter().map(|u| i32::from(u.state.rank())).collect();
+        sqlx::query(
+            "UPDATE messages m SET delivery = u.state
+             FROM (SELECT DISTINCT ON (session_id, seq) session_id, seq, state, rank
+                   FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::int[])
+                        AS v(session_id, seq, state, rank)
+                   ORDER BY session_id, seq, rank DESC) AS u
+             WHERE m.session_id = u.session_id AND m.seq = u.seq
+               AND (CASE m.delivery WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
+                    WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < u.rank",
+        )
+        .bind(&sessions)
+        .bind(&seqs)
+        .bind(&states)
+        .bind(&ranks)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| store_error(e, "message"))?;
     }
     Ok(plan.results(messages, &rows))
 }
@@ -148,7 +178,7 @@ mod tests {
             fixtures::user_message(if i % 2 == 0 { world.session.id } else { other.id }, "m")
         }));
         let mut tx = pg.begin().await.unwrap();
-        let results = append_batch(&mut tx, &batch).await.expect("one batch");
+        let results = write_batch(&mut tx, &batch, &[]).await.expect("one batch");
         tx.commit().await.unwrap();
         assert!(matches!(results[0], Ok(Appended::Existing(_))));
         assert!(matches!(results[1], Err(StoreError::NotFound(_))));

@@ -21,6 +21,7 @@ fn session_from_row(row: &PgRow) -> StoreResult<ChatSession> {
         last_message_at: row.col("last_message_at")?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+        origin_client_msg_id: row.col("origin_client_msg_id")?,
     })
 }
 
@@ -34,7 +35,33 @@ pub(crate) fn message_from_row(row: &PgRow) -> StoreResult<Message> {
         client_msg_id: row.col("client_msg_id")?,
         run_id: row.col("run_id")?,
         created_at: row.col("created_at")?,
+        delivery: row
+            .col::<Option<String>>("delivery")?
+            .map(|d| d.parse())
+            .transpose()
+            .map_err(|e: UnknownVariant| StoreError::corrupt(format!("column 'delivery': {e}")))?,
     })
+}
+
+/// Applies one delivery update (only forward: see `DeliveryUpdate`).
+pub(crate) async fn set_delivery_in<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    update: &DeliveryUpdate,
+) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE messages SET delivery = $3
+         WHERE session_id = $1 AND seq = $2 AND (CASE delivery
+             WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
+             WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < $4",
+    )
+    .bind(update.session_id.as_uuid())
+    .bind(int(update.seq))
+    .bind(update.state.as_str())
+    .bind(i32::from(update.state.rank()))
+    .execute(executor)
+    .await
+    .map_err(|e| store_error(e, "message"))?;
+    Ok(changed.rows_affected() > 0)
 }
 
 fn activity_from_row(row: &PgRow) -> StoreResult<ActivityEvent> {
@@ -71,8 +98,8 @@ impl SessionStore for PgStore {
     async fn create_session(&self, s: &ChatSession) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO chat_sessions (id, user_id, agent_id, gateway_id, session_key, status,
-                last_seq, last_message_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                last_seq, last_message_at, created_at, updated_at, origin_client_msg_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(s.id.as_uuid())
         .bind(s.user_id.as_uuid())
@@ -84,10 +111,27 @@ impl SessionStore for PgStore {
         .bind(s.last_message_at)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(s.origin_client_msg_id)
         .execute(&self.pool)
         .await
         .map_err(|e| store_error(e, "user, agent or gateway"))?;
         Ok(())
+    }
+
+    async fn find_session_by_origin(
+        &self,
+        user: UserId,
+        client_msg_id: uuid::Uuid,
+    ) -> StoreResult<Option<ChatSession>> {
+        sqlx::query("SELECT * FROM chat_sessions WHERE user_id = $1 AND origin_client_msg_id = $2")
+            .bind(user.as_uuid())
+            .bind(client_msg_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(e, "session"))?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
     }
 
     async fn get_session(&self, id: SessionId) -> StoreResult<Option<ChatSession>> {
@@ -166,8 +210,8 @@ impl MessageStore for PgStore {
         }
         sqlx::query(
             "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id,
-                created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                created_at, delivery)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(m.id.as_uuid())
         .bind(m.session_id.as_uuid())
@@ -177,6 +221,7 @@ impl MessageStore for PgStore {
         .bind(m.client_msg_id)
         .bind(&m.run_id)
         .bind(m.created_at)
+        .bind(m.initial_delivery().map(|d| d.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(|e| store_error(e, "session"))?;
@@ -184,19 +229,23 @@ impl MessageStore for PgStore {
         Ok(Appended::New(m.stored_at(u64::try_from(seq).unwrap_or_default())))
     }
 
-    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
-        if messages.len() > 1
+    async fn write_batch(
+        &self,
+        messages: &[NewMessage],
+        deliveries: &[DeliveryUpdate],
+    ) -> Vec<StoreResult<Appended>> {
+        if messages.len() + deliveries.len() > 1
             && let Ok(mut tx) = self.begin().await
         {
-            match crate::batch::append_batch(&mut tx, messages).await {
+            match crate::batch::write_batch(&mut tx, messages, deliveries).await {
                 Ok(results) => match tx.commit().await {
                     Ok(()) => return results,
                     Err(e) => {
-                        tracing::warn!(error = %e, "batched append failed to commit; appending one by one")
+                        tracing::warn!(error = %e, "batched write failed to commit; writing one by one")
                     }
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "batched append failed; appending one by one");
+                    tracing::warn!(error = %e, "batched write failed; writing one by one");
                     let _ = tx.rollback().await;
                 }
             }
@@ -205,7 +254,55 @@ impl MessageStore for PgStore {
         for message in messages {
             results.push(self.append_message(message).await);
         }
+        for update in deliveries {
+            if let Err(err) = set_delivery_in(&self.pool, update).await {
+                tracing::warn!(error = %err, "cannot record a delivery state");
+            }
+        }
         results
+    }
+
+    async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool> {
+        set_delivery_in(&self.pool, &update).await
+    }
+
+    async fn pending_deliveries(
+        &self,
+        gateway: Option<GatewayId>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let rows = sqlx::query(
+            "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
+             WHERE m.delivery IN ('stored', 'sent', 'started')
+               AND ($1::uuid IS NULL OR s.gateway_id = $1)
+             ORDER BY m.created_at, m.id LIMIT $2",
+        )
+        .bind(gateway.map(|g| g.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "message"))?;
+        let mut sessions: std::collections::HashMap<SessionId, ChatSession> =
+            std::collections::HashMap::new();
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = message_from_row(row)?;
+            let session = match sessions.get(&message.session_id) {
+                Some(session) => session.clone(),
+                None => {
+                    let row = sqlx::query("SELECT * FROM chat_sessions WHERE id = $1")
+                        .bind(message.session_id.as_uuid())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| store_error(e, "session"))?;
+                    let session = session_from_row(&row)?;
+                    sessions.insert(session.id, session.clone());
+                    session
+                }
+            };
+            pending.push(PendingDelivery { message, session });
+        }
+        Ok(pending)
     }
 
     async fn list_messages(

@@ -1,6 +1,7 @@
-//! Appending a batch of messages in a few statements, whatever its size: find existing client
-//! ids, bump every session's `last_seq` at once, insert every row at once (each cut into chunks
-//! of fixed sizes so the statements stay prepared). Under load this is what lets one SQLite
+//! Writing a group-commit batch in a few statements, whatever its size: find existing client
+//! ids, bump every session's `last_seq` at once, insert every row at once, then move delivery
+//! states, one statement per target state (each cut into chunks of fixed sizes so the
+//! statements stay prepared). Under load this is what lets one SQLite
 //! writer keep up: the cost per statement (a round trip to the connection's worker thread, and
 //! preparing it) is paid per chunk, not per message. The planning is `mc_core`'s, shared with
 //! the PostgreSQL store.
@@ -15,11 +16,12 @@ use crate::chat::message_from_row;
 use crate::codec::{RowExt, int, ts};
 use crate::error::store_error;
 
-/// Appends `messages` inside `tx`. An `Err` means the batch could not be written as a whole:
-/// the caller rolls back and appends one by one instead.
-pub(crate) async fn append_batch(
+/// Appends `messages`, then applies `deliveries`, inside `tx`. An `Err` means the batch could
+/// not be written as a whole: the caller rolls back and writes one by one instead.
+pub(crate) async fn write_batch(
     tx: &mut Transaction<'static, Sqlite>,
     messages: &[NewMessage],
+    deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     // 1. Client ids already stored.
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
@@ -71,8 +73,8 @@ pub(crate) async fn append_batch(
     let rows = plan.rows(messages, &last_seqs);
     for chunk in batch_chunks(&rows) {
         let sql = format!(
-            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (i, seq) in chunk {
@@ -85,12 +87,34 @@ pub(crate) async fn append_batch(
                 .bind(&m.content)
                 .bind(m.client_msg_id)
                 .bind(&m.run_id)
-                .bind(ts(m.created_at));
+                .bind(ts(m.created_at))
+                .bind(m.initial_delivery().map(|d| d.as_str()));
         }
         query.execute(&mut **tx).await.map_err(|e| store_error(e, "session"))?;
     }
 
-    // 5. The results, in batch order.
+    // 5. Delivery states, one statement per target state, forward only.
+    for state in DeliveryState::ALL {
+        let targets: Vec<&DeliveryUpdate> =
+            deliveries.iter().filter(|u| u.state == *state).collect();
+        for chunk in batch_chunks(&targets) {
+            let sql = format!(
+                "UPDATE messages SET delivery = ?
+                 WHERE (CASE delivery WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
+                        WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < ?
+                   AND (session_id, seq) IN (VALUES {})",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).bind(state.as_str()).bind(i64::from(state.rank()));
+            for update in chunk {
+                query = query.bind(update.session_id.as_uuid()).bind(int(update.seq));
+            }
+            query.execute(&mut **tx).await.map_err(|e| store_error(e, "message"))?;
+        }
+    }
+
+    // 6. The results, in batch order.
     Ok(plan.results(messages, &rows))
 }
 
@@ -126,7 +150,7 @@ mod tests {
             fixtures::user_message(world.session.id, "d"),
         ];
         let mut tx = sqlite.begin_write().await.unwrap();
-        let results = append_batch(&mut tx, &batch).await.expect("one batch");
+        let results = write_batch(&mut tx, &batch, &[]).await.expect("one batch");
         tx.commit().await.unwrap();
         let seqs: Vec<Option<u64>> =
             results.iter().map(|r| r.as_ref().ok().map(|a| a.message().seq)).collect();
@@ -151,7 +175,7 @@ mod tests {
         let batch: Vec<NewMessage> =
             (0..150).map(|i| fixtures::user_message(sessions[i % 3], &format!("m{i}"))).collect();
         let mut tx = sqlite.begin_write().await.unwrap();
-        let results = append_batch(&mut tx, &batch).await.expect("one batch");
+        let results = write_batch(&mut tx, &batch, &[]).await.expect("one batch");
         tx.commit().await.unwrap();
         assert!(results.iter().all(|r| matches!(r, Ok(Appended::New(_)))));
         for session in sessions {

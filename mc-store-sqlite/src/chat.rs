@@ -20,6 +20,7 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<ChatSession> {
         last_message_at: row.opt_time("last_message_at")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+        origin_client_msg_id: row.opt_uuid("origin_client_msg_id")?,
     })
 }
 
@@ -33,6 +34,11 @@ pub(crate) fn message_from_row(row: &SqliteRow) -> StoreResult<Message> {
         client_msg_id: row.opt_uuid("client_msg_id")?,
         run_id: row.opt_text("run_id")?,
         created_at: row.time("created_at")?,
+        delivery: row
+            .opt_text("delivery")?
+            .map(|d| d.parse())
+            .transpose()
+            .map_err(|e: UnknownVariant| StoreError::corrupt(format!("column 'delivery': {e}")))?,
     })
 }
 
@@ -54,8 +60,8 @@ impl SessionStore for SqliteStore {
     async fn create_session(&self, s: &ChatSession) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO chat_sessions (id, user_id, agent_id, gateway_id, session_key, status,
-                last_seq, last_message_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                last_seq, last_message_at, created_at, updated_at, origin_client_msg_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .bind(s.id.as_uuid())
         .bind(s.user_id.as_uuid())
@@ -67,10 +73,28 @@ impl SessionStore for SqliteStore {
         .bind(opt_ts(s.last_message_at))
         .bind(ts(s.created_at))
         .bind(ts(s.updated_at))
+        .bind(s.origin_client_msg_id)
         .execute(&self.writer)
         .await
         .map_err(|e| store_error(e, "user, agent or gateway"))?;
         Ok(())
+    }
+
+    async fn find_session_by_origin(
+        &self,
+        user: UserId,
+        client_msg_id: uuid::Uuid,
+    ) -> StoreResult<Option<ChatSession>> {
+        // The writer: a session created a moment ago by a concurrent first message must be seen.
+        sqlx::query("SELECT * FROM chat_sessions WHERE user_id = ?1 AND origin_client_msg_id = ?2")
+            .bind(user.as_uuid())
+            .bind(client_msg_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "session"))?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
     }
 
     async fn get_session(&self, id: SessionId) -> StoreResult<Option<ChatSession>> {
@@ -137,6 +161,27 @@ fn clone_error(e: &StoreError) -> StoreError {
     }
 }
 
+/// Applies one delivery update inside a transaction (only forward: see `DeliveryUpdate`).
+pub(crate) async fn set_delivery_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    update: &DeliveryUpdate,
+) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE messages SET delivery = ?3
+         WHERE session_id = ?1 AND seq = ?2 AND (CASE delivery
+             WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
+             WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < ?4",
+    )
+    .bind(update.session_id.as_uuid())
+    .bind(int(update.seq))
+    .bind(update.state.as_str())
+    .bind(i64::from(update.state.rank()))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| store_error(e, "message"))?;
+    Ok(changed.rows_affected() > 0)
+}
+
 /// Appends one message inside a write transaction: insert with the next seq (a missing session
 /// fails the NOT NULL on `seq`; a repeated client id fails its UNIQUE), then bump the session.
 async fn append_in(
@@ -144,8 +189,10 @@ async fn append_in(
     m: &NewMessage,
 ) -> StoreResult<Appended> {
     let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at)
-         VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at,
+            delivery)
+         VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7,
+            ?8)
          RETURNING seq",
     )
     .bind(m.id.as_uuid())
@@ -155,6 +202,7 @@ async fn append_in(
     .bind(m.client_msg_id)
     .bind(&m.run_id)
     .bind(ts(m.created_at))
+    .bind(m.initial_delivery().map(|d| d.as_str()))
     .fetch_one(&mut **tx)
     .await;
     let seq = match inserted {
@@ -196,20 +244,24 @@ impl MessageStore for SqliteStore {
         Ok(appended)
     }
 
-    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
-        if messages.len() > 1 {
-            // Three statements for the whole batch; if that fails as a whole, roll back and
+    async fn write_batch(
+        &self,
+        messages: &[NewMessage],
+        deliveries: &[DeliveryUpdate],
+    ) -> Vec<StoreResult<Appended>> {
+        if messages.len() + deliveries.len() > 1 {
+            // A few statements for the whole batch; if that fails as a whole, roll back and
             // take the one-by-one path below.
             if let Ok(mut tx) = self.begin_write().await {
-                match crate::batch::append_batch(&mut tx, messages).await {
+                match crate::batch::write_batch(&mut tx, messages, deliveries).await {
                     Ok(results) => match tx.commit().await {
                         Ok(()) => return results,
                         Err(e) => {
-                            tracing::warn!(error = %e, "batched append failed to commit; retrying one by one")
+                            tracing::warn!(error = %e, "batched write failed to commit; retrying one by one")
                         }
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "batched append failed; retrying one by one");
+                        tracing::warn!(error = %e, "batched write failed; retrying one by one");
                         let _ = tx.rollback().await;
                     }
                 }
@@ -225,11 +277,61 @@ impl MessageStore for SqliteStore {
         for m in messages {
             results.push(append_in(&mut tx, m).await);
         }
+        for update in deliveries {
+            if let Err(err) = set_delivery_in(&mut tx, update).await {
+                tracing::warn!(error = %err, "cannot record a delivery state");
+            }
+        }
         if let Err(e) = tx.commit().await {
             let e = store_error(e, "session");
             return messages.iter().map(|_| Err(clone_error(&e))).collect();
         }
         results
+    }
+
+    async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = set_delivery_in(&mut tx, &update).await?;
+        tx.commit().await.map_err(|e| store_error(e, "message"))?;
+        Ok(changed)
+    }
+
+    async fn pending_deliveries(
+        &self,
+        gateway: Option<GatewayId>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let rows = sqlx::query(
+            "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
+             WHERE m.delivery IN ('stored', 'sent', 'started') AND (?1 IS NULL OR s.gateway_id = ?1)
+             ORDER BY m.rowid LIMIT ?2",
+        )
+        .bind(gateway.map(|g| g.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(|e| store_error(e, "message"))?;
+        let mut sessions: std::collections::HashMap<SessionId, ChatSession> =
+            std::collections::HashMap::new();
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = message_from_row(row)?;
+            let session = match sessions.get(&message.session_id) {
+                Some(session) => session.clone(),
+                None => {
+                    let row = sqlx::query("SELECT * FROM chat_sessions WHERE id = ?1")
+                        .bind(message.session_id.as_uuid())
+                        .fetch_one(&self.writer)
+                        .await
+                        .map_err(|e| store_error(e, "session"))?;
+                    let session = session_from_row(&row)?;
+                    sessions.insert(session.id, session.clone());
+                    session
+                }
+            };
+            pending.push(PendingDelivery { message, session });
+        }
+        Ok(pending)
     }
 
     async fn list_messages(
@@ -265,7 +367,7 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<Option<Message>> {
         sqlx::query(
             "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
-             WHERE m.client_msg_id = ?1 AND s.user_id = ?2 ORDER BY m.id LIMIT 1",
+             WHERE m.client_msg_id = ?1 AND s.user_id = ?2 ORDER BY m.rowid LIMIT 1",
         )
         .bind(client_msg_id)
         .bind(user.as_uuid())

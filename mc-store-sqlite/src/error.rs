@@ -71,7 +71,8 @@ fn conflict_kind(message: &str) -> ConflictKind {
         "gateways.organization_id, gateways.name" => ConflictKind::GatewayName,
         "agents.gateway_id, agents.agent_key" => ConflictKind::AgentKey,
         "assignments.user_id, assignments.agent_id" => ConflictKind::Assignment,
-        "messages.session_id, messages.client_msg_id" => ConflictKind::ClientMessageId,
+        "messages.client_msg_id, messages.session_id" => ConflictKind::ClientMessageId,
+        "chat_sessions.user_id, chat_sessions.origin_client_msg_id" => ConflictKind::SessionOrigin,
         c if c.ends_with(".token_hash") => ConflictKind::TokenHash,
         _ => ConflictKind::DuplicateId,
     }

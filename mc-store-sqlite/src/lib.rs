@@ -26,7 +26,7 @@ mod registry;
 mod store;
 
 pub use error::Error;
-pub use store::{SqliteStore, SqliteStoreOptions};
+pub use store::{SqliteStore, SqliteStoreOptions, Synchronous};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

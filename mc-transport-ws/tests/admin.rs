@@ -54,7 +54,7 @@ async fn list_users_in_pages() {
 async fn admins_see_only_their_own_organization() {
     let s = TestServer::start().await;
     let other = Organization { id: OrgId::new(), name: "globex".into(), created_at: s.clock.now() };
-    s.relay.store().create_org(&other).await.unwrap();
+    s.services.store().create_org(&other).await.unwrap();
     let outsider = s.create_user(other.id, "outsider", Role::Member).await;
     let their_admin = s.create_user(other.id, "boss", Role::Admin).await;
     let their_agent = s.create_agent(other.id).await;
@@ -75,7 +75,7 @@ async fn admins_see_only_their_own_organization() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        s.relay.store().get_user(outsider.id).await.unwrap().unwrap().status,
+        s.services.store().get_user(outsider.id).await.unwrap().unwrap().status,
         mc_core::UserStatus::Active,
         "nothing changed"
     );
@@ -169,7 +169,7 @@ async fn assign_and_unassign_agents() {
     let kim = s.create_user(s.org.id, "kim", Role::Member).await;
     let agent = s.create_agent(s.org.id).await;
     let path = format!("/api/v1/users/{}/assign", kim.id);
-    let mut events = s.relay.events().subscribe();
+    let mut events = s.services.events().subscribe();
 
     let r = s
         .post(
@@ -186,7 +186,7 @@ async fn assign_and_unassign_agents() {
         common::next_event(&mut events),
         mc_core::RelayEvent::AssignmentsChanged { .. }
     ));
-    let stored = s.relay.store().get_assignment(kim.id, agent.id).await.unwrap().unwrap();
+    let stored = s.services.store().get_assignment(kim.id, agent.id).await.unwrap().unwrap();
     assert_eq!(stored.role, mc_core::AssignmentRole::Owner);
 
     let dup = s.post(&path, Some(&s.admin_token), json!({ "agent_id": agent.id })).await;
@@ -201,7 +201,7 @@ async fn assign_and_unassign_agents() {
         s.send(Method::DELETE, &del, Some(&s.admin_token), None).await.status,
         StatusCode::NO_CONTENT
     );
-    assert!(s.relay.store().get_assignment(kim.id, agent.id).await.unwrap().is_none());
+    assert!(s.services.store().get_assignment(kim.id, agent.id).await.unwrap().is_none());
     let again = s.send(Method::DELETE, &del, Some(&s.admin_token), None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.error_message(), "assignment not found");

@@ -55,7 +55,7 @@ async fn register_login_me_refresh_logout() {
     let next_access = renewed.body["access_token"].as_str().unwrap();
     assert_eq!(s.get("/api/v1/auth/me", next_access).await.status, StatusCode::OK);
 
-    let mut events = s.relay.events().subscribe();
+    let mut events = s.services.events().subscribe();
     let out = s.post("/api/v1/auth/logout", None, json!({ "refresh_token": next_refresh })).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     let event = common::next_event(&mut events);
@@ -210,7 +210,8 @@ async fn refresh_reuse_revokes_the_family() {
     let unaffected = s.refresh(&other_device).await;
     assert_eq!(unaffected.status, StatusCode::OK, "other families survive");
 
-    let activity = s.relay.store().list_activity(s.org.id, mc_core::Page::first(50)).await.unwrap();
+    let activity =
+        s.services.store().list_activity(s.org.id, mc_core::Page::first(50)).await.unwrap();
     assert!(activity.items.iter().any(|e| e.kind == "user.refresh_reuse"));
 }
 
@@ -273,7 +274,7 @@ async fn suspended_users_lose_access_until_reactivated() {
     let access = session["access_token"].as_str().unwrap();
     let refresh = session["refresh_token"].as_str().unwrap();
 
-    let mut events = s.relay.events().subscribe();
+    let mut events = s.services.events().subscribe();
     let r = s
         .patch(
             &format!("/api/v1/users/{}", grace.id),
@@ -308,7 +309,7 @@ async fn suspended_users_lose_access_until_reactivated() {
     let gone = s.login("grace", PASSWORD).await;
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
     assert_eq!(gone.error_code(), "INVALID_CREDENTIALS");
-    let stored = s.relay.store().get_user(grace.id).await.unwrap().unwrap();
+    let stored = s.services.store().get_user(grace.id).await.unwrap().unwrap();
     assert_eq!(stored.status, UserStatus::Deleted);
 }
 

@@ -35,11 +35,11 @@ async fn beat(s: &TestServer, id: &str, token: &str) {
 }
 
 async fn status(s: &TestServer, id: &str) -> GatewayStatus {
-    s.relay.store().get_gateway(id.parse().unwrap()).await.unwrap().unwrap().status
+    s.services.store().get_gateway(id.parse().unwrap()).await.unwrap().unwrap().status
 }
 
 async fn offline_events(s: &TestServer) -> usize {
-    let feed = s.relay.store().list_activity(s.org.id, Page::first(500)).await.unwrap();
+    let feed = s.services.store().list_activity(s.org.id, Page::first(500)).await.unwrap();
     feed.items.iter().filter(|e| e.kind == "gateway.offline").count()
 }
 
@@ -54,16 +54,16 @@ async fn heartbeats_keep_a_gateway_online_and_silence_takes_it_offline() {
     for _ in 0..20 {
         s.advance(30);
         beat(&s, &id, &token).await;
-        assert!(s.relay.registry().sweep().await.unwrap().is_empty());
+        assert!(s.services.registry().sweep().await.unwrap().is_empty());
     }
     assert_eq!(status(&s, &id).await, GatewayStatus::Online);
 
     // Silence: at exactly 3 intervals it is still online, just after it is offline.
-    let mut events = s.relay.events().subscribe();
+    let mut events = s.services.events().subscribe();
     s.advance(90);
-    assert!(s.relay.registry().sweep().await.unwrap().is_empty());
+    assert!(s.services.registry().sweep().await.unwrap().is_empty());
     s.clock.advance(TimeDelta::milliseconds(1));
-    let changes = s.relay.registry().sweep().await.unwrap();
+    let changes = s.services.registry().sweep().await.unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(
         (changes[0].previous, changes[0].gateway.status),
@@ -79,13 +79,13 @@ async fn heartbeats_keep_a_gateway_online_and_silence_takes_it_offline() {
     }
     // Further sweeps change nothing and write nothing.
     s.advance(300);
-    assert!(s.relay.registry().sweep().await.unwrap().is_empty());
+    assert!(s.services.registry().sweep().await.unwrap().is_empty());
     assert_eq!(offline_events(&s).await, 1);
 
     // A heartbeat brings it back.
     beat(&s, &id, &token).await;
     assert_eq!(status(&s, &id).await, GatewayStatus::Online);
-    let feed = s.relay.store().list_activity(s.org.id, Page::first(1)).await.unwrap();
+    let feed = s.services.store().list_activity(s.org.id, Page::first(1)).await.unwrap();
     assert_eq!(feed.items[0].kind, "gateway.online");
 }
 
@@ -101,7 +101,7 @@ async fn the_sweeper_loop_runs_on_its_own_and_stops_on_shutdown() {
     beat(&s, &id, &token).await;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let registry = s.relay.registry().clone();
+    let registry = s.services.registry().clone();
     let sweeper = tokio::spawn(async move {
         registry
             .run_liveness(async {
@@ -126,7 +126,7 @@ async fn the_sweeper_loop_runs_on_its_own_and_stops_on_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sweep_over_five_thousand_gateways_stays_cheap() {
     let s = TestServer::start().await;
-    let store = s.relay.store().clone();
+    let store = s.services.store().clone();
     let now = s.clock.now();
     let make = |i: usize, heartbeat_ago: i64| Gateway {
         id: GatewayId::new(),
@@ -153,11 +153,11 @@ async fn one_sweep_over_five_thousand_gateways_stays_cheap() {
     let seeding = started.elapsed();
 
     let t = Instant::now();
-    let changes = s.relay.registry().sweep().await.unwrap();
+    let changes = s.services.registry().sweep().await.unwrap();
     let with_changes = t.elapsed();
     assert_eq!(changes.len(), 100);
     let t = Instant::now();
-    let nothing = s.relay.registry().sweep().await.unwrap();
+    let nothing = s.services.registry().sweep().await.unwrap();
     let idle = t.elapsed();
     assert!(nothing.is_empty());
     println!(

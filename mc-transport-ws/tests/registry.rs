@@ -84,7 +84,7 @@ async fn register_heartbeat_deregister() {
     assert_eq!(beat.body["status"], "error");
     heartbeat(&s, &id, &relay_token, json!({})).await;
 
-    let mut events = s.relay.events().subscribe();
+    let mut events = s.services.events().subscribe();
     let r = s
         .send(
             Method::DELETE,
@@ -137,7 +137,7 @@ async fn reregistration_keeps_the_id_and_revokes_the_old_token() {
     let user = s.create_user(s.org.id, "mia", Role::Member).await;
     let gw_id: GatewayId = id.parse().unwrap();
     let ops = s
-        .relay
+        .services
         .store()
         .list_gateway_agents(gw_id)
         .await
@@ -163,14 +163,14 @@ async fn reregistration_keeps_the_id_and_revokes_the_old_token() {
     assert_eq!(heartbeat(&s, &id, &old, json!({})).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(heartbeat(&s, &id, new, json!({})).await.status, StatusCode::OK);
 
-    let ops_now = s.relay.store().get_agent(ops.id).await.unwrap().unwrap();
+    let ops_now = s.services.store().get_agent(ops.id).await.unwrap().unwrap();
     assert_eq!(ops_now.status, mc_core::AgentStatus::Gone, "not reported: gone, not deleted");
-    assert!(s.relay.store().get_assignment(user.id, ops.id).await.unwrap().is_some());
+    assert!(s.services.store().get_assignment(user.id, ops.id).await.unwrap().is_some());
     // It comes back in a heartbeat.
     let r = heartbeat(&s, &id, new, json!({ "agents": agents(&["main", "ops"]) })).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        s.relay.store().get_agent(ops.id).await.unwrap().unwrap().status,
+        s.services.store().get_agent(ops.id).await.unwrap().unwrap().status,
         mc_core::AgentStatus::Active
     );
     let listed = s.get("/api/v1/gateways", &s.admin_token).await;
@@ -181,7 +181,7 @@ async fn reregistration_keeps_the_id_and_revokes_the_old_token() {
 async fn registration_tokens_are_checked() {
     let s = TestServer::start().await;
     let other = Organization { id: OrgId::new(), name: "globex".into(), created_at: s.clock.now() };
-    s.relay.store().create_org(&other).await.unwrap();
+    s.services.store().create_org(&other).await.unwrap();
 
     let once = s.registration_token(json!({ "max_uses": 1 })).await;
     assert_eq!(s.register_gateway(&once, "gw-1", agents(&[])).await.status, StatusCode::CREATED);
@@ -223,10 +223,10 @@ async fn registration_tokens_are_checked() {
         assert_eq!(r.error_code(), "REGISTRATION_REFUSED");
         assert!(r.error_message().contains(why), "{why}: {}", r.body);
     }
-    let gateways = s.relay.store().list_gateways(s.org.id, None, Page::first(50)).await.unwrap();
+    let gateways = s.services.store().list_gateways(s.org.id, None, Page::first(50)).await.unwrap();
     assert_eq!(gateways.items.len(), 1, "no refused registration created a gateway");
     assert!(
-        s.relay
+        s.services
             .store()
             .list_gateways(other.id, None, Page::first(50))
             .await
@@ -255,7 +255,13 @@ async fn racing_for_the_last_use_exactly_one_wins() {
     let lost = statuses.iter().filter(|st| **st == StatusCode::UNAUTHORIZED).count();
     assert_eq!((won, lost), (1, 9), "{statuses:?}");
     assert_eq!(
-        s.relay.store().list_gateways(s.org.id, None, Page::first(50)).await.unwrap().items.len(),
+        s.services
+            .store()
+            .list_gateways(s.org.id, None, Page::first(50))
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
 }
@@ -313,10 +319,11 @@ async fn bad_registrations_change_nothing() {
             assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
         }
     }
-    let tokens = s.relay.store().list_registration_tokens(s.org.id, Page::first(10)).await.unwrap();
+    let tokens =
+        s.services.store().list_registration_tokens(s.org.id, Page::first(10)).await.unwrap();
     assert_eq!(tokens.items[0].uses, 0, "a bad request costs no use");
     assert!(
-        s.relay
+        s.services
             .store()
             .list_gateways(s.org.id, None, Page::first(10))
             .await
@@ -384,7 +391,7 @@ async fn bad_heartbeats_are_refused() {
         assert_eq!(r.status, status, "{patch}: {}", r.body);
         assert_eq!(r.body["error"]["field"], field, "{patch}: {}", r.body);
     }
-    let gateway = s.relay.store().get_gateway(id.parse().unwrap()).await.unwrap().unwrap();
+    let gateway = s.services.store().get_gateway(id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(gateway.status, GatewayStatus::Pending, "no bad heartbeat changed anything");
     assert_eq!(gateway.last_heartbeat_at, None);
     assert_eq!(gateway.connection_info.metrics, None);
@@ -422,7 +429,7 @@ async fn admin_reads_filters_and_organization_scope() {
 
     // Another organization's admin sees none of it.
     let other = Organization { id: OrgId::new(), name: "globex".into(), created_at: s.clock.now() };
-    s.relay.store().create_org(&other).await.unwrap();
+    s.services.store().create_org(&other).await.unwrap();
     s.create_user(other.id, "boss", Role::Admin).await;
     let boss = s
         .post(
@@ -516,7 +523,7 @@ async fn registration_token_inputs() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(
-        s.relay
+        s.services
             .store()
             .list_registration_tokens(s.org.id, Page::first(10))
             .await

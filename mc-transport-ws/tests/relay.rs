@@ -271,12 +271,18 @@ async fn a_hanging_gateway_gives_gateway_timeout() {
 
 #[tokio::test]
 async fn a_gateway_dropping_mid_stream_stores_nothing_half_done() {
-    let f = ChatFixture::new().await;
+    // The gateway does not come back within the grace period: the run fails, with the
+    // message's id, and nothing half done is stored.
+    let limits = RelayLimits::default().offline_grace(Duration::from_millis(300));
+    let f = ChatFixture::with_limits(limits).await;
     let _gw = f.gateway(Mode::DropMidStream).await;
     let (mut c, _) = f.client().await;
-    let ack = c.chat(&f.agent_id, "tell me everything", None).await;
+    let client_id = uuid::Uuid::now_v7().to_string();
+    c.send_chat(&client_id, &f.agent_id, "tell me everything", None).await;
+    let (ack, _) = c.until("ack").await;
     let (error, before) = c.until("error").await;
     assert_eq!(error["payload"]["code"], "GATEWAY_ERROR", "{error}");
+    assert_eq!(error["id"], client_id.as_str(), "the error names the message");
     assert!(before.iter().any(|f| f["type"] == "chunk"), "it had started streaming");
     let session = ack["payload"]["session_id"].as_str().unwrap();
     let history = f.history(session).await;
@@ -322,7 +328,7 @@ async fn no_gateway_means_agent_unavailable_and_nothing_stored() {
     let e = c.expect("error").await;
     assert_eq!(e["payload"]["code"], "AGENT_UNAVAILABLE");
     let sessions =
-        f.s.relay.store().list_user_sessions(f.user.id, mc_core::Page::first(10)).await.unwrap();
+        f.s.services.store().list_user_sessions(f.user.id, mc_core::Page::first(10)).await.unwrap();
     assert!(sessions.items.is_empty(), "not even a session was created");
 }
 
@@ -368,9 +374,11 @@ async fn requests_about_things_not_yours_are_refused() {
 
 #[tokio::test]
 async fn rate_and_size_limits() {
+    // Every request costs a token, a refused one too: the burst of 3 covers the refused
+    // message and two more.
     let limits = RelayLimits::default()
         .rate_per_sec(1)
-        .rate_burst(2)
+        .rate_burst(3)
         .max_content_bytes(100)
         .max_frame_bytes(1024);
     let f = ChatFixture::with_limits(limits).await;
@@ -666,7 +674,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
     // She reconnects and resumes: the flood's final reply is stored.
     let (mut again, _) = f.client().await;
     let sessions =
-        f.s.relay.store().list_user_sessions(f.user.id, mc_core::Page::first(5)).await.unwrap();
+        f.s.services.store().list_user_sessions(f.user.id, mc_core::Page::first(5)).await.unwrap();
     let session = sessions.items[0].id.to_string();
     again.send(json!({ "type": "resume", "payload": { "sessions": [{ "session_id": session, "after_seq": 0 }] } })).await;
     let (resumed, messages) = again.until("resumed").await;
@@ -876,7 +884,7 @@ async fn admins_read_their_users_chats_over_http() {
         name: "globex".into(),
         created_at: mc_core::Clock::now(f.s.clock.as_ref()),
     };
-    f.s.relay.store().create_org(&other).await.unwrap();
+    f.s.services.store().create_org(&other).await.unwrap();
     f.s.create_user(other.id, "boss", mc_core::Role::Admin).await;
     let boss =
         f.s.post(

@@ -111,7 +111,7 @@ async fn child_relay_server() {
             role: mc_core::Role::Member,
         };
         let token =
-            f.s.relay
+            f.s.services
                 .auth()
                 .tokens()
                 .issue(&principal, None, mc_core::Clock::now(f.s.clock.as_ref()))

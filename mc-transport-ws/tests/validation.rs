@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn user_count(s: &TestServer) -> usize {
-    s.relay.store().list_users(s.org.id, Page::first(500)).await.unwrap().items.len()
+    s.services.store().list_users(s.org.id, Page::first(500)).await.unwrap().items.len()
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn profile_and_admin_inputs() {
     let s = TestServer::start().await;
     let user = s.create_user(s.org.id, "leo", Role::Member).await;
     let token = s.login_ok("leo", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
-    let user = s.relay.store().get_user(user.id).await.unwrap().unwrap();
+    let user = s.services.store().get_user(user.id).await.unwrap().unwrap();
     let me_cases: Vec<(Value, StatusCode, &str)> = vec![
         (json!({}), StatusCode::BAD_REQUEST, "body"),
         (json!({ "avatar_url": "javascript:alert(1)" }), StatusCode::BAD_REQUEST, "avatar_url"),
@@ -245,7 +245,7 @@ async fn profile_and_admin_inputs() {
             assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
         }
     }
-    let stored = s.relay.store().get_user(user.id).await.unwrap().unwrap();
+    let stored = s.services.store().get_user(user.id).await.unwrap().unwrap();
     assert_eq!(stored, user, "no bad profile update changed anything");
 
     let admin_cases: Vec<(Method, String, Option<Value>, StatusCode, &str)> = vec![
@@ -305,5 +305,5 @@ async fn profile_and_admin_inputs() {
             assert_eq!(r.body["error"]["field"], field, "{method} {path}: {}", r.body);
         }
     }
-    assert_eq!(s.relay.store().get_user(user.id).await.unwrap().unwrap(), user);
+    assert_eq!(s.services.store().get_user(user.id).await.unwrap().unwrap(), user);
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount};
-use mc_core::{InProcessBus, OrgId, Organization, Relay, RelayLimits, Role, Store};
+use mc_core::{InProcessBus, OrgId, Organization, Relay, RelayLimits, Role, Services, Store};
 use mc_store_sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
     let database = std::env::args().nth(2).unwrap_or_else(|| "sqlite://embed.db".into());
 
-    // 1. A store, and a relay built on it.
+    // 1. A store, and the relay's services built on it.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database).await?);
     let secret = match std::env::var("MC_JWT_SECRET") {
         Ok(secret) => secret.into_bytes(),
@@ -42,19 +42,18 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let auth = AuthConfig::new(JwtKey::new(secret).context("MC_JWT_SECRET")?);
-    let relay = Relay::builder(store, auth).build()?;
-    seed(&relay).await?;
+    let services = Services::builder(store, auth).build()?;
+    seed(&services).await?;
 
-    // 2. The router (in-process bus, default limits), and your app with the relay's routes.
-    let router =
-        mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), RelayLimits::default());
+    // 2. The relay (in-process bus, default limits), and your app with the relay's routes.
+    let relay = Relay::new(services.clone(), Arc::new(InProcessBus::new()), RelayLimits::default());
     let app = Router::new()
         .route("/", get(|| async { "my app, with a relay inside: try /healthz" }))
-        .merge(mc_transport_ws::server::app(router.clone()));
+        .merge(mc_transport_ws::server::app(relay.clone()));
 
     // 3. One liveness sweeper per process, stopped with the server.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let registry = relay.registry().clone();
+    let registry = services.registry().clone();
     let sweeper = tokio::spawn(async move {
         let mut stopped = stopped;
         registry
@@ -70,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on http://{}", listener.local_addr()?);
     mc_transport_ws::server::serve(listener, app, async move {
         let _ = tokio::signal::ctrl_c().await;
-        router.close_all(mc_core::router::close_code::RESTARTING);
+        relay.close_all(mc_core::close_code::RESTARTING);
     })
     .await?;
     let _ = stop.send(true);
@@ -79,13 +78,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Creates the `demo` organization and its `admin` once.
-async fn seed(relay: &Relay) -> anyhow::Result<()> {
-    if relay.store().find_org_by_name("demo").await?.is_some() {
+async fn seed(services: &Services) -> anyhow::Result<()> {
+    if services.store().find_org_by_name("demo").await?.is_some() {
         return Ok(());
     }
     let org =
-        Organization { id: OrgId::new(), name: "demo".into(), created_at: relay.clock().now() };
-    relay.store().create_org(&org).await?;
+        Organization { id: OrgId::new(), name: "demo".into(), created_at: services.clock().now() };
+    services.store().create_org(&org).await?;
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -95,7 +94,7 @@ async fn seed(relay: &Relay) -> anyhow::Result<()> {
         role: Some(Role::Admin),
         ..NewAccount::default()
     };
-    let admin = relay.auth().create_account(org.id, account, "embed-example").await?;
+    let admin = services.auth().create_account(org.id, account, "embed-example").await?;
     println!(
         "created organization 'demo' ({}) and admin 'admin' ({}) with password {password}",
         org.id, admin.id

@@ -22,7 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount, PasswordParams};
 use mc_core::{
     Assignment, AssignmentRole, InProcessBus, OrgId, Organization, Principal, Relay, RelayLimits,
-    Role, Store,
+    Role, Services, Store,
 };
 use mc_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -101,7 +101,7 @@ async fn serve_relay(users: usize, database: Option<String>) -> anyhow::Result<(
         iterations: 1,
         parallelism: 1,
     });
-    let relay = Relay::builder(store.clone(), auth).build()?;
+    let relay = Services::builder(store.clone(), auth).build()?;
     let now = relay.clock().now();
     // A fresh organization per run, so a database reused across runs holds each
     // run's accounts apart instead of colliding on the organization's name.
@@ -156,8 +156,8 @@ async fn serve_relay(users: usize, database: Option<String>) -> anyhow::Result<(
         .rate_burst(0)
         .max_connections(60_000)
         .heartbeat_interval(Duration::from_secs(3600));
-    let router = mc_core::Router::new(relay, Arc::new(InProcessBus::new()), limits);
-    let app = mc_transport_ws::server::app(router);
+    let relay = Relay::new(relay, Arc::new(InProcessBus::new()), limits);
+    let app = mc_transport_ws::server::app(relay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     writeln!(
         out,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount, OrgSelector};
 use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, Error, OrgId, Organization, Relay, Role, UserId,
+    AgentId, AssignAgent, AssignmentRole, Error, OrgId, Organization, Role, Services, UserId,
 };
 use serde_json::json;
 
@@ -113,10 +113,10 @@ impl From<mc_core::StoreError> for Failure {
     }
 }
 
-async fn org_id(relay: &Relay, text: &str) -> Result<OrgId, Failure> {
+async fn org_id(services: &Services, text: &str) -> Result<OrgId, Failure> {
     let org = match OrgSelector::parse(text) {
-        OrgSelector::Id(id) => relay.store().get_org(id).await?,
-        OrgSelector::Name(name) => relay.store().find_org_by_name(&name).await?,
+        OrgSelector::Id(id) => services.store().get_org(id).await?,
+        OrgSelector::Name(name) => services.store().find_org_by_name(&name).await?,
     };
     org.map(|o| o.id).ok_or_else(|| usage(format!("--org: no organization {text:?}")))
 }
@@ -154,7 +154,7 @@ async fn execute(args: &AdminArgs) -> Result<serde_json::Value, Failure> {
     let store = OpenStore::open(&args.database).await?;
     // Only password hashing is used here; tokens are never issued, so any key will do.
     let key = JwtKey::new(crate::random_bytes::<32>()?.to_vec())?;
-    let relay = Relay::builder(store.shared(), AuthConfig::new(key)).build()?;
+    let services = Services::builder(store.shared(), AuthConfig::new(key)).build()?;
     let actor = "mc-server admin";
     let result = match &args.command {
         AdminCommand::CreateOrg { name } => {
@@ -162,13 +162,13 @@ async fn execute(args: &AdminArgs) -> Result<serde_json::Value, Failure> {
             let org = Organization {
                 id: OrgId::new(),
                 name: name.clone(),
-                created_at: relay.clock().now(),
+                created_at: services.clock().now(),
             };
-            relay.store().create_org(&org).await?;
+            services.store().create_org(&org).await?;
             json!({ "id": org.id, "name": org.name })
         }
         AdminCommand::CreateUser { org, username, password, role, email, display_name } => {
-            let org = org_id(&relay, org).await?;
+            let org = org_id(&services, org).await?;
             let role: Role = role.parse().map_err(|e| usage(format!("--role: {e}")))?;
             let account = NewAccount {
                 username: username.clone(),
@@ -178,17 +178,17 @@ async fn execute(args: &AdminArgs) -> Result<serde_json::Value, Failure> {
                 role: Some(role),
                 ..Default::default()
             };
-            let user = relay.auth().create_account(org, account, actor).await?;
+            let user = services.auth().create_account(org, account, actor).await?;
             json!({ "id": user.id, "username": user.username, "organization_id": org, "role": user.role })
         }
         AdminCommand::CreateRegistrationToken { org, label, expires_in, max_uses } => {
-            let org = org_id(&relay, org).await?;
+            let org = org_id(&services, org).await?;
             let expires: Option<Duration> = expires_in
                 .as_deref()
                 .map(humantime::parse_duration)
                 .transpose()
                 .map_err(|e| usage(format!("--expires-in: {e} (try 1h, 30m, 7days)")))?;
-            let issued = relay
+            let issued = services
                 .registry()
                 .issue_registration_token(org, label.clone(), expires, *max_uses, actor)
                 .await?;
@@ -205,7 +205,7 @@ async fn execute(args: &AdminArgs) -> Result<serde_json::Value, Failure> {
             let agent: AgentId = agent.parse().map_err(|_| usage("--agent: not an agent id"))?;
             let role: AssignmentRole = role.parse().map_err(|e| usage(format!("--role: {e}")))?;
             let request = AssignAgent { agent_id: agent, role, board_name: board.clone() };
-            let assignment = relay.admin().assign_as_operator(user, request, actor).await?;
+            let assignment = services.admin().assign_as_operator(user, request, actor).await?;
             json!({ "user_id": assignment.user_id, "agent_id": assignment.agent_id, "role": assignment.role })
         }
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mc_core::auth::NewAccount;
 use mc_core::registry::GatewayRegistration;
 use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, GatewayId, OrgId, Organization, Relay, Role, User,
+    AgentId, AssignAgent, AssignmentRole, GatewayId, OrgId, Organization, Role, Services, User,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -35,13 +35,13 @@ pub struct DemoSetup {
 }
 
 async fn user(
-    relay: &Relay,
+    services: &Services,
     org: OrgId,
     name: &str,
     role: Role,
     saved: &mut Option<String>,
 ) -> anyhow::Result<(User, Option<String>)> {
-    if let Some(existing) = relay.store().find_user_by_username(org, name).await? {
+    if let Some(existing) = services.store().find_user_by_username(org, name).await? {
         return Ok((existing, saved.clone()));
     }
     let password = crate::random_password()?;
@@ -51,21 +51,21 @@ async fn user(
         role: Some(role),
         ..Default::default()
     };
-    let created = relay.auth().create_account(org, account, "demo").await?;
+    let created = services.auth().create_account(org, account, "demo").await?;
     *saved = Some(password.clone());
     Ok((created, Some(password)))
 }
 
 /// Creates (once) the demo's organization, users, gateway and assignment; prints how to chat.
-pub async fn bootstrap(relay: &Relay, db: Option<&Path>) -> anyhow::Result<DemoSetup> {
-    let store = relay.store();
+pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result<DemoSetup> {
+    let store = services.store();
     let org = match store.find_org_by_name(ORG).await? {
         Some(org) => org,
         None => {
             let org = Organization {
                 id: OrgId::new(),
                 name: ORG.into(),
-                created_at: relay.clock().now(),
+                created_at: services.clock().now(),
             };
             store.create_org(&org).await?;
             org
@@ -78,15 +78,15 @@ pub async fn bootstrap(relay: &Relay, db: Option<&Path>) -> anyhow::Result<DemoS
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let (_, admin_password) =
-        user(relay, org.id, "admin", Role::Admin, &mut credentials.admin_password).await?;
+        user(services, org.id, "admin", Role::Admin, &mut credentials.admin_password).await?;
     let (alice, alice_password) =
-        user(relay, org.id, "alice", Role::Member, &mut credentials.alice_password).await?;
+        user(services, org.id, "alice", Role::Member, &mut credentials.alice_password).await?;
     if let Some(file) = &credentials_file {
         crate::files::write_secret(file, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
     }
 
     // The echo gateway re-registers under its name at every start (same id, fresh token).
-    let issued = relay
+    let issued = services
         .registry()
         .issue_registration_token(
             org.id,
@@ -96,7 +96,7 @@ pub async fn bootstrap(relay: &Relay, db: Option<&Path>) -> anyhow::Result<DemoS
             "demo",
         )
         .await?;
-    let registration = relay
+    let registration = services
         .registry()
         .register(
             GatewayRegistration {
@@ -125,7 +125,7 @@ pub async fn bootstrap(relay: &Relay, db: Option<&Path>) -> anyhow::Result<DemoS
             role: AssignmentRole::User,
             board_name: Some("Demo".into()),
         };
-        relay.admin().assign_as_operator(alice.id, request, "demo").await?;
+        services.admin().assign_as_operator(alice.id, request, "demo").await?;
     }
 
     let shown = |p: Option<String>| p.unwrap_or_else(|| "(set earlier; its record is gone)".into());

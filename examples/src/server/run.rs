@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mc_core::auth::{AuthConfig, JwtKey};
-use mc_core::router::close_code;
-use mc_core::{InProcessBus, RegistryConfig, Relay};
+use mc_core::close_code;
+use mc_core::{InProcessBus, RegistryConfig, Relay, Services};
 use mc_transport_ws::server::HttpConfig;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -109,20 +109,20 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
         .access_token_ttl(settings.access_token_ttl)
         .open_registration(settings.open_registration);
     let registry = RegistryConfig::default().heartbeat_interval(settings.heartbeat_interval);
-    let relay = Relay::builder(store.shared(), auth).registry(registry).build()?;
+    let services = Services::builder(store.shared(), auth).registry(registry).build()?;
     let demo_setup = if settings.demo {
-        Some(demo::bootstrap(&relay, settings.sqlite_file().as_deref()).await?)
+        Some(demo::bootstrap(&services, settings.sqlite_file().as_deref()).await?)
     } else {
         None
     };
 
-    let router =
-        mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), settings.limits.clone());
+    let relay =
+        Relay::new(services.clone(), Arc::new(InProcessBus::new()), settings.limits.clone());
     let http = HttpConfig::default()
         .max_body_bytes(64 * 1024)
         .public_url(settings.public_url.clone())
         .trust_forwarded_for(settings.trust_forwarded_for);
-    let app = mc_transport_ws::server::app_with(router.clone(), http)
+    let app = mc_transport_ws::server::app_with(relay.clone(), http)
         .merge(metrics::routes(prometheus, store.shared()));
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -135,7 +135,7 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let sweeper = {
-        let registry = relay.registry().clone();
+        let registry = services.registry().clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             registry
@@ -152,14 +152,14 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     };
 
     let server = {
-        let router = router.clone();
+        let relay = relay.clone();
         let stop = stop.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(mc_transport_ws::server::serve(listener, app, async move {
             tokio::select! {
                 signal = shutdown_signal() => {
                     tracing::info!(signal, "shutting down: closing sockets with 1012");
-                    router.close_all(close_code::RESTARTING);
+                    relay.close_all(close_code::RESTARTING);
                     let _ = stop.send(true);
                 }
                 _ = crate::bridge::until_set(&mut stopped) => {}
@@ -171,8 +171,7 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
 
     // Let sockets finish what they were doing (their in-flight stores), within the bound.
     let deadline = Instant::now() + settings.shutdown_timeout;
-    while (router.connection_count() > 0 || router.gateway_count() > 0) && Instant::now() < deadline
-    {
+    while (relay.connection_count() > 0 || relay.gateway_count() > 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(true);
@@ -180,7 +179,7 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     if let Some(gateway) = demo_gateway {
         let _ = tokio::time::timeout(Duration::from_secs(2), gateway).await;
     }
-    drop(router);
+    drop(relay);
     tokio::time::timeout(settings.shutdown_timeout, store.close()).await.ok();
     tracing::info!("mc-server stopped");
     Ok(())

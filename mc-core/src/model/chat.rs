@@ -38,12 +38,61 @@ pub struct ChatSession {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// The client message id of the message that started it, if a client message did: a
+    /// user has at most one session per such id, so two sockets sending the same first
+    /// message at once share one session.
+    pub origin_client_msg_id: Option<Uuid>,
 }
 
 impl ChatSession {
     /// OpenClaw's canonical session key for an agent key and a relay session id.
     pub fn session_key_for(agent_key: &str, id: SessionId) -> String {
         format!("agent:{agent_key}:mc-{id}")
+    }
+}
+
+string_enum!(
+    /// How far a user message got on its way to the agent (ARCHITECTURE.md, "Delivery").
+    ///
+    /// A message moves forward only: `stored → sent → started → answered`, or to `failed` from
+    /// any state before `answered` (a failed message that is retried and then answered becomes
+    /// `answered`). `stored`, `sent` and `started` are *pending*: after a link loss or a restart
+    /// the relay hands such a message to its gateway again (the message id is OpenClaw's
+    /// idempotency key, so a message the gateway already has is not run twice).
+    DeliveryState, "delivery state" {
+        /// Durably stored; not yet handed to a gateway link.
+        Stored => "stored",
+        /// `chat.send` went out on a link; no answer yet.
+        Sent => "sent",
+        /// The gateway accepted it: its run is streaming.
+        Started => "started",
+        /// The agent's reply is stored.
+        Answered => "answered",
+        /// The user was told it failed (a stored `system` message and an `error` frame).
+        Failed => "failed",
+    }
+);
+
+impl DeliveryState {
+    /// Whether the message still has to reach, or be answered by, its gateway.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, DeliveryState::Stored | DeliveryState::Sent | DeliveryState::Started)
+    }
+
+    /// The order of states: a stored state is only ever replaced by a later one.
+    pub fn rank(&self) -> u8 {
+        match self {
+            DeliveryState::Stored => 0,
+            DeliveryState::Sent => 1,
+            DeliveryState::Started => 2,
+            DeliveryState::Failed => 3,
+            DeliveryState::Answered => 4,
+        }
+    }
+
+    /// The states `self` may replace (those of lower rank).
+    pub fn replaces(&self) -> impl Iterator<Item = DeliveryState> + '_ {
+        DeliveryState::ALL.iter().copied().filter(move |s| s.rank() < self.rank())
     }
 }
 
@@ -78,6 +127,9 @@ pub struct Message {
     pub run_id: Option<String>,
     /// When it was stored.
     pub created_at: Timestamp,
+    /// For user messages, how far it got towards the agent; `None` for agent and system
+    /// messages.
+    pub delivery: Option<DeliveryState>,
 }
 
 /// A message to append; the store assigns `seq`.
@@ -100,6 +152,12 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// The delivery state a store gives the message when it appends it: `stored` for user
+    /// messages, none for the others.
+    pub fn initial_delivery(&self) -> Option<DeliveryState> {
+        (self.role == MessageRole::User).then_some(DeliveryState::Stored)
+    }
+
     /// The message as stored at `seq` in its session.
     pub fn stored_at(&self, seq: u64) -> Message {
         Message {
@@ -111,6 +169,7 @@ impl NewMessage {
             client_msg_id: self.client_msg_id,
             run_id: self.run_id.clone(),
             created_at: self.created_at,
+            delivery: self.initial_delivery(),
         }
     }
 }

@@ -9,7 +9,7 @@ mod identity;
 mod secret;
 
 pub use activity::ActivityEvent;
-pub use chat::{ChatSession, Message, MessageRole, NewMessage, SessionStatus};
+pub use chat::{ChatSession, DeliveryState, Message, MessageRole, NewMessage, SessionStatus};
 pub use gateway::{
     Agent, AgentReport, AgentStatus, Assignment, AssignmentRole, ConnectionInfo, Gateway,
     GatewayMetrics, GatewayStatus, RegistrationToken,

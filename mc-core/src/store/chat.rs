@@ -3,16 +3,27 @@
 use async_trait::async_trait;
 
 use super::{Page, Paged, StoreResult};
-use crate::ids::{OrgId, SessionId, UserId};
-use crate::model::{ActivityEvent, ChatSession, Message, NewMessage, SessionStatus, Timestamp};
+use crate::ids::{GatewayId, OrgId, SessionId, UserId};
+use crate::model::{
+    ActivityEvent, ChatSession, DeliveryState, Message, NewMessage, SessionStatus, Timestamp,
+};
 
 /// Sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session. `NotFound` if its user, agent or gateway does not exist.
+    /// Stores a new session. `NotFound` if its user, agent or gateway does not exist;
+    /// `Conflict(SessionOrigin)` if the user already has a session with the same
+    /// `origin_client_msg_id` (then [`find_session_by_origin`](Self::find_session_by_origin)
+    /// finds it).
     async fn create_session(&self, session: &ChatSession) -> StoreResult<()>;
     /// The session with this id.
     async fn get_session(&self, id: SessionId) -> StoreResult<Option<ChatSession>>;
+    /// The user's session started by the client message `client_msg_id`.
+    async fn find_session_by_origin(
+        &self,
+        user: UserId,
+        client_msg_id: uuid::Uuid,
+    ) -> StoreResult<Option<ChatSession>>;
     /// The user's sessions, newest first (descending id; the cursor continues to older ones).
     async fn list_user_sessions(&self, user: UserId, page: Page)
     -> StoreResult<Paged<ChatSession>>;
@@ -51,6 +62,29 @@ impl Appended {
     }
 }
 
+/// A user message's delivery moving to `state`. Stores apply it only if `state` comes after
+/// the stored one ([`DeliveryState::rank`]), so late or repeated updates never move a message
+/// backwards; an update for a message that does not exist changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    /// The message's session.
+    pub session_id: SessionId,
+    /// The message's seq.
+    pub seq: u64,
+    /// The new state.
+    pub state: DeliveryState,
+}
+
+/// A user message whose delivery is pending, with its session: what a relay needs to hand it
+/// to the gateway again after a link loss or a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// The message.
+    pub message: Message,
+    /// Its session.
+    pub session: ChatSession,
+}
+
 /// A page of a session's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagePage {
@@ -68,19 +102,39 @@ pub trait MessageStore: Send + Sync {
     /// session already has a message with the same `client_msg_id`, returns it as
     /// [`Appended::Existing`] and writes nothing. `NotFound` if the session does not exist.
     async fn append_message(&self, message: &NewMessage) -> StoreResult<Appended>;
-    /// Appends several messages, in order, with the guarantees of [`append_message`] for each
-    /// (a later message of the batch sees the earlier ones: a repeated client id is
-    /// `Existing`). One result per message: a failing message does not fail the others. A
-    /// store may do this in one transaction; the default appends one by one.
+    /// One group commit: appends `messages` in order, with the guarantees of
+    /// [`append_message`] for each (a later message of the batch sees the earlier ones: a
+    /// repeated client id is `Existing`), then applies `deliveries` in order. One result per
+    /// message: a failing message does not fail the others. A store should do this in one
+    /// transaction (so a reply and its request's `answered` are stored together); the default
+    /// writes one by one.
     ///
     /// [`append_message`]: Self::append_message
-    async fn append_messages(&self, messages: &[NewMessage]) -> Vec<StoreResult<Appended>> {
+    async fn write_batch(
+        &self,
+        messages: &[NewMessage],
+        deliveries: &[DeliveryUpdate],
+    ) -> Vec<StoreResult<Appended>> {
         let mut results = Vec::with_capacity(messages.len());
         for message in messages {
             results.push(self.append_message(message).await);
         }
+        for update in deliveries {
+            // Best effort: a message that cannot be marked stays pending and is handed to
+            // its gateway again, which the idempotency key makes harmless.
+            let _ = self.set_delivery(*update).await;
+        }
         results
     }
+    /// Applies one delivery update; `true` if it changed the stored state.
+    async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool>;
+    /// Up to `limit` user messages whose delivery is pending (`stored`, `sent`, `started`),
+    /// of the gateway's sessions (all gateways' if `None`), oldest first.
+    async fn pending_deliveries(
+        &self,
+        gateway: Option<GatewayId>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>>;
     /// The newest `limit` messages with seq below `before_seq` (all if `None`), returned in
     /// ascending seq. `limit` is clamped to `1..=MAX_PAGE_LIMIT`.
     async fn list_messages(

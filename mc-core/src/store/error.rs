@@ -19,6 +19,8 @@ pub enum ConflictKind {
     Assignment,
     /// The session already has a message with that client message id.
     ClientMessageId,
+    /// The user already has a session started by that client message id.
+    SessionOrigin,
     /// A token with that hash exists.
     TokenHash,
     /// A record with that id exists.
@@ -39,6 +41,9 @@ impl std::fmt::Display for ConflictKind {
             ConflictKind::Assignment => "the user is already assigned to this agent",
             ConflictKind::ClientMessageId => {
                 "the session already has a message with this client message id"
+            }
+            ConflictKind::SessionOrigin => {
+                "the user already has a session started by this client message id"
             }
             ConflictKind::TokenHash => "a token with this value already exists",
             ConflictKind::DuplicateId => "a record with this id already exists",

@@ -23,7 +23,10 @@ mod registry;
 
 pub use agent_sync::{AgentSyncPlan, plan_agent_sync};
 pub use append_batch::{BATCH_CHUNKS, BatchPlan, PlannedAppend, batch_chunks, plan_append_batch};
-pub use chat::{ActivityStore, Appended, MessagePage, MessageStore, SessionStore};
+pub use chat::{
+    ActivityStore, Appended, DeliveryUpdate, MessagePage, MessageStore, PendingDelivery,
+    SessionStore,
+};
 pub use error::{BoxError, ConflictKind, StoreError, StoreResult};
 pub use identity::{OrgStore, RefreshTokenStore, UserStore};
 pub use paging::{MAX_PAGE_LIMIT, Page, Paged};

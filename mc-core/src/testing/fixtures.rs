@@ -133,6 +133,7 @@ pub fn session(user: UserId, agent: &Agent) -> ChatSession {
         last_message_at: None,
         created_at: t,
         updated_at: t,
+        origin_client_msg_id: None,
     }
 }
 

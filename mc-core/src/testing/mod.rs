@@ -107,6 +107,9 @@ macro_rules! store_conformance_tests {
             append_batch_keeps_each_message_atomic,
             history_pages_backwards_and_resume_forwards,
             activity_record_and_list,
+            session_origin_is_unique_per_user,
+            delivery_states_only_move_forward,
+            pending_deliveries_are_listed_per_gateway,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

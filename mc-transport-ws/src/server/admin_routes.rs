@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, Relay, Role, UserAdminUpdate, UserId, UserStatus,
+    AgentId, AssignAgent, AssignmentRole, Role, Services, UserAdminUpdate, UserId, UserStatus,
 };
 use serde::Deserialize;
 
@@ -28,36 +28,36 @@ pub(crate) struct AssignBody {
 }
 
 pub(crate) async fn list_users(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<UserPage>, ApiError> {
     let page = query.page(&[])?;
-    Ok(Json(relay.admin().list_users(&admin, page).await?.into()))
+    Ok(Json(services.admin().list_users(&admin, page).await?.into()))
 }
 
 pub(crate) async fn get_user(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     let id: UserId = path_id("user id", &id)?;
-    Ok(Json(relay.admin().user(&admin, id).await?.into()))
+    Ok(Json(services.admin().user(&admin, id).await?.into()))
 }
 
 pub(crate) async fn update_user(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateUserBody>,
 ) -> Result<Json<UserView>, ApiError> {
     let id: UserId = path_id("user id", &id)?;
     let update = UserAdminUpdate { status: body.status, role: body.role };
-    Ok(Json(relay.admin().update_user(&admin, id, update).await?.into()))
+    Ok(Json(services.admin().update_user(&admin, id, update).await?.into()))
 }
 
 pub(crate) async fn assign(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AssignBody>,
@@ -70,23 +70,23 @@ pub(crate) async fn assign(
         role: body.role.unwrap_or(AssignmentRole::User),
         board_name: body.board_name,
     };
-    let assignment = relay.admin().assign(&admin, user, request).await?;
+    let assignment = services.admin().assign(&admin, user, request).await?;
     Ok((StatusCode::CREATED, Json(assignment.into())))
 }
 
 pub(crate) async fn unassign(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path((id, agent)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let user: UserId = path_id("user id", &id)?;
     let agent: AgentId = path_id("agent id", &agent)?;
-    relay.admin().unassign(&admin, user, agent).await?;
+    services.admin().unassign(&admin, user, agent).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn list_sessions(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -95,12 +95,12 @@ pub(crate) async fn list_sessions(
         .filter::<String>("user_id")?
         .ok_or_else(|| ApiError::bad_field("user_id", "is required"))
         .and_then(|text| path_id("user_id", &text))?;
-    let sessions = relay.admin().user_sessions(&admin, user, page).await?;
+    let sessions = services.admin().user_sessions(&admin, user, page).await?;
     Ok(Json(super::views::page_json("sessions", sessions, super::views::SessionView::from)))
 }
 
 pub(crate) async fn session_messages(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
     query: ListQuery,
@@ -108,7 +108,7 @@ pub(crate) async fn session_messages(
     let session: mc_core::SessionId = path_id("session id", &id)?;
     let page = query.page(&["before_seq"])?;
     let before = query.filter::<u64>("before_seq")?;
-    let found = relay.admin().session_messages(&admin, session, before, page.limit).await?;
+    let found = services.admin().session_messages(&admin, session, before, page.limit).await?;
     let messages: Vec<super::views::MessageView> =
         found.messages.into_iter().map(Into::into).collect();
     Ok(Json(

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mc_core::auth::{NewAccount, OrgSelector, PasswordChange, ProfileUpdate, Registered, SignedIn};
-use mc_core::{Relay, Role};
+use mc_core::{Role, Services};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
@@ -84,7 +84,7 @@ fn selector(text: Option<&str>) -> Result<Option<OrgSelector>, ApiError> {
 }
 
 pub(crate) async fn register(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     MaybeCaller(caller): MaybeCaller,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
@@ -97,7 +97,7 @@ pub(crate) async fn register(
         display_name: body.display_name,
         role: body.role,
     };
-    Ok(match relay.auth().register(account, caller.as_ref()).await? {
+    Ok(match services.auth().register(account, caller.as_ref()).await? {
         Registered::Created(user) => {
             (StatusCode::CREATED, Json(UserView::from(user))).into_response()
         }
@@ -106,19 +106,19 @@ pub(crate) async fn register(
 }
 
 pub(crate) async fn login(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenView>, ApiError> {
     let org = selector(body.organization.as_deref())?;
-    let session = relay.auth().login(org.as_ref(), &body.username, &body.password).await?;
+    let session = services.auth().login(org.as_ref(), &body.username, &body.password).await?;
     Ok(Json(signed_in(session)))
 }
 
 pub(crate) async fn refresh(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let r = relay.auth().refresh(&body.refresh_token).await?;
+    let r = services.auth().refresh(&body.refresh_token).await?;
     Ok(Json(TokenView {
         user: None,
         access_token: r.access_token,
@@ -129,22 +129,22 @@ pub(crate) async fn refresh(
 }
 
 pub(crate) async fn logout(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<StatusCode, ApiError> {
-    relay.auth().logout(&body.refresh_token).await?;
+    services.auth().logout(&body.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn me(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     caller: Caller,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(relay.auth().me(&caller.principal).await?.into()))
+    Ok(Json(services.auth().me(&caller.principal).await?.into()))
 }
 
 pub(crate) async fn update_me(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     caller: Caller,
     ApiJson(body): ApiJson<UpdateMeBody>,
 ) -> Result<Json<UserView>, ApiError> {
@@ -179,6 +179,6 @@ pub(crate) async fn update_me(
             "give at least one of display_name, email, phone, avatar_url, password",
         ));
     }
-    let user = relay.auth().update_me(&caller.principal, caller.family, update).await?;
+    let user = services.auth().update_me(&caller.principal, caller.family, update).await?;
     Ok(Json(user.into()))
 }

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use mc_core::{Principal, Relay, TokenFamilyId};
+use mc_core::{Principal, Services, TokenFamilyId};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -108,14 +108,14 @@ pub(crate) struct Caller {
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller
 where
-    Relay: FromRef<S>,
+    Services: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let relay = Relay::from_ref(state);
+        let services = Services::from_ref(state);
         let token = bearer(parts)?;
-        let (principal, family) = relay.authenticate(token).await?;
+        let (principal, family) = services.authenticate(token).await?;
         Ok(Caller { principal, family })
     }
 }
@@ -126,7 +126,7 @@ pub(crate) struct Admin(pub(crate) Principal);
 
 impl<S: Send + Sync> FromRequestParts<S> for Admin
 where
-    Relay: FromRef<S>,
+    Services: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -149,7 +149,7 @@ pub(crate) struct MaybeCaller(pub(crate) Option<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for MaybeCaller
 where
-    Relay: FromRef<S>,
+    Services: FromRef<S>,
 {
     type Rejection = ApiError;
 

@@ -1,4 +1,4 @@
-//! The axum HTTP API and WebSocket endpoints over a [`mc_core::Router`].
+//! The axum HTTP API and WebSocket endpoints over a [`mc_core::Relay`].
 //!
 //! | route | what |
 //! |---|---|
@@ -38,7 +38,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use mc_core::Relay;
+use mc_core::{Relay, Services};
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
@@ -46,15 +46,15 @@ pub use error::ApiError;
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
+    pub(crate) services: Services,
     pub(crate) relay: Relay,
-    pub(crate) router: mc_core::Router,
     /// One permit per socket this instance may hold.
     pub(crate) slots: Arc<Semaphore>,
 }
 
-impl FromRef<AppState> for Relay {
-    fn from_ref(state: &AppState) -> Relay {
-        state.relay.clone()
+impl FromRef<AppState> for Services {
+    fn from_ref(state: &AppState) -> Services {
+        state.services.clone()
     }
 }
 
@@ -113,15 +113,15 @@ pub async fn serve(
         .await
 }
 
-/// The relay's HTTP API and sockets over `router`, with default settings.
-pub fn app(router: mc_core::Router) -> Router {
-    app_with(router, HttpConfig::default())
+/// The relay's HTTP API and sockets over `relay`, with default settings.
+pub fn app(relay: Relay) -> Router {
+    app_with(relay, HttpConfig::default())
 }
 
-/// The relay's HTTP API and sockets over `router`, with `config`.
-pub fn app_with(router: mc_core::Router, config: HttpConfig) -> Router {
-    let slots = Arc::new(Semaphore::new(router.limits().connection_cap()));
-    let state = AppState { relay: router.relay().clone(), router, slots };
+/// The relay's HTTP API and sockets over `relay`, with `config`.
+pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
+    let slots = Arc::new(Semaphore::new(relay.limits().connection_cap()));
+    let state = AppState { services: relay.services().clone(), relay, slots };
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
@@ -169,8 +169,8 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(relay): State<Relay>) -> Response {
-    match relay.store().ping().await {
+async fn readyz(State(services): State<Services>) -> Response {
+    match services.store().ping().await {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");

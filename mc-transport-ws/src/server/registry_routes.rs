@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::{Extension, Json};
 use mc_core::registry::{GatewayRegistration, Heartbeat, ReportedStatus};
 use mc_core::{
-    AgentReport, GatewayId, GatewayMetrics, GatewayStatus, OrgId, RegistrationTokenId, Relay,
+    AgentReport, GatewayId, GatewayMetrics, GatewayStatus, OrgId, RegistrationTokenId, Services,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -114,7 +114,7 @@ fn relay_ws_url(config: Option<&HttpConfig>, parts_host: Option<&str>, id: Gatew
 }
 
 pub(crate) async fn register(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     config: Option<Extension<HttpConfig>>,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
@@ -134,7 +134,7 @@ pub(crate) async fn register(
         capabilities: body.capabilities.unwrap_or_default(),
         agents: reports(body.agents),
     };
-    let done = relay.registry().register(request, ip).await?;
+    let done = services.registry().register(request, ip).await?;
     let host = headers.get("host").and_then(|h| h.to_str().ok());
     let config = config.map(|Extension(c)| c);
     Ok((
@@ -150,7 +150,7 @@ pub(crate) async fn register(
 }
 
 pub(crate) async fn heartbeat(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -166,15 +166,15 @@ pub(crate) async fn heartbeat(
         }),
         agents: reports(body.agents),
     };
-    let gateway = relay.registry().heartbeat(beat, ip).await?;
+    let gateway = services.registry().heartbeat(beat, ip).await?;
     Ok(Json(json!({ "ok": true, "status": gateway.status })))
 }
 
 pub(crate) async fn deregister(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     ApiJson(body): ApiJson<DeregisterBody>,
 ) -> Result<StatusCode, ApiError> {
-    relay.registry().deregister(gateway_id(&body.gateway_id)?, &body.relay_token).await?;
+    services.registry().deregister(gateway_id(&body.gateway_id)?, &body.relay_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -187,12 +187,12 @@ pub(crate) struct NewTokenBody {
 }
 
 pub(crate) async fn create_registration_token(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     ApiJson(body): ApiJson<NewTokenBody>,
 ) -> Result<(StatusCode, Json<RegistrationTokenView>), ApiError> {
     let expires_in = body.expires_in_seconds.map(Duration::from_secs);
-    let issued = relay
+    let issued = services
         .registry()
         .create_registration_token(&admin, body.label, expires_in, body.max_uses)
         .await?;
@@ -200,62 +200,62 @@ pub(crate) async fn create_registration_token(
 }
 
 pub(crate) async fn list_registration_tokens(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let page = relay.registry().list_registration_tokens(&admin, query.page(&[])?).await?;
+    let page = services.registry().list_registration_tokens(&admin, query.page(&[])?).await?;
     Ok(Json(page_json("registration_tokens", page, |t| RegistrationTokenView::new(t, None))))
 }
 
 pub(crate) async fn revoke_registration_token(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: RegistrationTokenId = path_id("registration token id", &id)?;
-    relay.registry().revoke_registration_token(&admin, id).await?;
+    services.registry().revoke_registration_token(&admin, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn list_gateways(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let page = query.page(&["status"])?;
     let status = query.filter::<GatewayStatus>("status")?;
-    let gateways = relay.registry().list_gateways(&admin, status, page).await?;
+    let gateways = services.registry().list_gateways(&admin, status, page).await?;
     Ok(Json(page_json("gateways", gateways, |g| GatewayView::new(g, None))))
 }
 
 pub(crate) async fn get_gateway(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<GatewayView>, ApiError> {
     let id: GatewayId = path_id("gateway id", &id)?;
-    let (gateway, agents) = relay.registry().gateway_with_agents(&admin, id).await?;
+    let (gateway, agents) = services.registry().gateway_with_agents(&admin, id).await?;
     Ok(Json(GatewayView::new(gateway, Some(agents))))
 }
 
 pub(crate) async fn delete_gateway(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: GatewayId = path_id("gateway id", &id)?;
-    relay.registry().delete_gateway(&admin, id).await?;
+    services.registry().delete_gateway(&admin, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn gateway_metrics(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: GatewayId = path_id("gateway id", &id)?;
-    let g = relay.registry().gateway(&admin, id).await?;
+    let g = services.registry().gateway(&admin, id).await?;
     Ok(Json(json!({
         "gateway_id": g.id,
         "status": g.status,
@@ -266,19 +266,19 @@ pub(crate) async fn gateway_metrics(
 }
 
 pub(crate) async fn list_agents(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let page = relay.registry().list_agents(&admin, query.page(&[])?).await?;
+    let page = services.registry().list_agents(&admin, query.page(&[])?).await?;
     Ok(Json(page_json("agents", page, AgentView::from)))
 }
 
 pub(crate) async fn list_activity(
-    State(relay): State<Relay>,
+    State(services): State<Services>,
     Admin(admin): Admin,
     query: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let page = relay.registry().list_activity(&admin, query.page(&[])?).await?;
+    let page = services.registry().list_activity(&admin, query.page(&[])?).await?;
     Ok(Json(page_json("activity", page, ActivityView::from)))
 }

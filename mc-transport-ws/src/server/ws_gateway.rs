@@ -9,9 +9,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mc_core::close_code;
 use mc_core::link::LinkOutbound;
 use mc_core::protocol::gateway::{GatewayInbound, decode_gateway_frame};
-use mc_core::router::close_code;
 use mc_core::{FrameLink, GatewayId};
 use serde_json::json;
 
@@ -32,7 +32,7 @@ pub(crate) async fn upgrade(
     let Ok(id) = id.parse::<GatewayId>() else {
         return ApiError::bad_field("gateway id", "is not a valid id").into_response();
     };
-    if state.relay.store().get_gateway(id).await.ok().flatten().is_none() {
+    if state.services.store().get_gateway(id).await.ok().flatten().is_none() {
         return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gateway not found")
             .into_response();
     }
@@ -47,7 +47,7 @@ async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
 }
 
 async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
-    let deadline = state.router.limits().auth_deadline();
+    let deadline = state.relay.limits().auth_deadline();
     let authenticated = tokio::time::timeout(deadline, async {
         loop {
             match socket.recv().await {
@@ -55,7 +55,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
                     return match decode_gateway_frame(&text) {
                         Ok(GatewayInbound::Auth { relay_token }) => Some(
                             state
-                                .relay
+                                .services
                                 .registry()
                                 .authenticate_gateway(id, &relay_token)
                                 .await
@@ -93,7 +93,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
             return;
         }
     }
-    let interval = state.relay.registry().config().interval();
+    let interval = state.services.registry().config().interval();
     let auth_ok = json!({
         "type": "auth_ok",
         "payload": { "gateway_id": id, "config": { "heartbeat_interval_seconds": interval.as_secs() } },
@@ -103,7 +103,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
     }
     let (link, mut outbound) = FrameLink::new(LINK_QUEUE);
     let link = Arc::new(link);
-    let generation = match state.router.attach_gateway(id, link.clone()).await {
+    let generation = match state.relay.attach_gateway(id, link.clone()).await {
         Ok(generation) => generation,
         Err(err) => {
             tracing::warn!(error = %err, gateway = %id, "cannot attach the gateway");
@@ -128,9 +128,9 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
                         metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
                         match decode_gateway_frame(&text) {
                             Ok(GatewayInbound::Res { id: req, ok, payload, error }) => link.resolve(&req, ok, payload, error),
-                            Ok(GatewayInbound::Event { event, payload }) => state.router.gateway_event(id, &event, &payload).await,
+                            Ok(GatewayInbound::Event { event, payload }) => state.relay.gateway_event(id, &event, &payload).await,
                             Ok(GatewayInbound::Heartbeat(beat)) => {
-                                if let Err(err) = state.relay.registry().link_heartbeat(id, beat).await {
+                                if let Err(err) = state.services.registry().link_heartbeat(id, beat).await {
                                     tracing::info!(error = %err, gateway = %id, "gateway heartbeat refused");
                                 }
                                 heard_since_touch = false;
@@ -175,7 +175,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
                 }
                 if heard_since_touch {
                     heard_since_touch = false;
-                    if let Err(err) = state.relay.registry().touch(id).await {
+                    if let Err(err) = state.services.registry().touch(id).await {
                         tracing::warn!(error = %err, gateway = %id, "cannot record gateway liveness");
                     }
                 }
@@ -184,6 +184,6 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
         }
     }
     link.shutdown();
-    state.router.detach_gateway(id, generation).await;
+    state.relay.detach_gateway(id, generation);
     tracing::info!(gateway = %id, "gateway unlinked");
 }

@@ -1,5 +1,5 @@
 //! `/ws/chat`: the users' socket (SPEC §6, §12). This loop only moves frames: decoding is in
-//! `mc_core::protocol`, decisions in `mc_core::Router`.
+//! `mc_core::protocol`, decisions in `mc_core::Relay`.
 
 use std::time::{Duration, Instant};
 
@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mc_core::close_code;
 use mc_core::protocol::{AuthFailure, ClientRequest, ErrorCode, ServerFrame, decode_client_frame};
-use mc_core::router::close_code;
 use mc_core::{Error, Principal, TokenRejection};
 
 use super::AppState;
@@ -24,7 +24,7 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !state.router.limits().origin_allowed(origin) {
+    if !state.relay.limits().origin_allowed(origin) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
@@ -32,7 +32,7 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let limit = state.router.limits().frame_limit();
+    let limit = state.relay.limits().frame_limit();
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(READ_BUFFER)
@@ -136,20 +136,22 @@ async fn authenticate(
         match decode_client_frame(&text) {
             Ok(frame) => match frame.request {
                 ClientRequest::Auth { token } => {
-                    return state.relay.authenticate(&token).await.map(|(p, _)| p).map_err(|err| {
-                        let (reason, code) = match err {
-                            Error::Token(TokenRejection::Expired) => {
-                                (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
-                            }
-                            Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
-                            _ => (AuthFailure::InvalidToken, close_code::UNAUTHORIZED),
-                        };
-                        Refused(
-                            Some(ServerFrame::AuthError { reason }),
-                            code,
-                            "authentication failed",
-                        )
-                    });
+                    return state.services.authenticate(&token).await.map(|(p, _)| p).map_err(
+                        |err| {
+                            let (reason, code) = match err {
+                                Error::Token(TokenRejection::Expired) => {
+                                    (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
+                                }
+                                Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
+                                _ => (AuthFailure::InvalidToken, close_code::UNAUTHORIZED),
+                            };
+                            Refused(
+                                Some(ServerFrame::AuthError { reason }),
+                                code,
+                                "authentication failed",
+                            )
+                        },
+                    );
                 }
                 _ => {
                     let error = ServerFrame::Error {
@@ -187,7 +189,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
         close(&mut socket, close_code::OVERLOADED, "too many connections").await;
         return;
     };
-    let limits = state.router.limits();
+    let limits = state.relay.limits();
     let mut violations = Violations::new(limits.violations_per_minute());
 
     // Boxed, like every large one-off future here, so an idle socket's task stays small.
@@ -211,7 +213,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
             return;
         }
     };
-    let (mut session, auth_ok) = match Box::pin(state.router.connect_user(principal)).await {
+    let (mut session, auth_ok) = match Box::pin(state.relay.connect_user(principal)).await {
         Ok(attached) => attached,
         Err(refusal) => {
             let error = ServerFrame::Error {
@@ -235,7 +237,8 @@ async fn run(state: AppState, mut socket: WebSocket) {
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
+            // While the client's replies back up, its requests wait in TCP.
+            incoming = socket.recv(), if session.wants_input() => {
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
@@ -245,7 +248,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
                             // runs, so an idle socket's task stays small.
                             Ok(frame) => Box::pin(session.handle(frame)).await,
                             Err(err) => {
-                                state.router.reply_error(&connection, err.id, ErrorCode::BadRequest, err.message);
+                                session.reply_error(err.id, ErrorCode::BadRequest, err.message);
                                 if violations.record() {
                                     flush(&mut session, &mut socket).await;
                                     close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
@@ -256,7 +259,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
                     }
                     Some(Ok(Message::Binary(_))) => {
                         last_heard = Instant::now();
-                        state.router.reply_error(&connection, None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text".into());
+                        session.reply_error(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text".into());
                         if violations.record() {
                             flush(&mut session, &mut socket).await;
                             close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
@@ -274,7 +277,6 @@ async fn run(state: AppState, mut socket: WebSocket) {
                 }
             }
             frame = session.next_frame() => {
-                let Some(frame) = frame else { break };
                 metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(1);
                 if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
                     break;

@@ -22,8 +22,8 @@ pub fn cheap_passwords() -> PasswordParams {
 
 pub struct TestServer {
     pub base: String,
+    pub services: Services,
     pub relay: Relay,
-    pub router: mc_core::Router,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
     pub org: Organization,
@@ -79,20 +79,20 @@ impl TestServer {
     ) -> Self {
         let clock = Arc::new(ManualClock::starting_now());
         let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
-        let relay =
-            Relay::builder(store, auth).clock(clock.clone()).registry(registry).build().unwrap();
+        let services =
+            Services::builder(store, auth).clock(clock.clone()).registry(registry).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = mc_core::Router::new(relay.clone(), Arc::new(InProcessBus::new()), limits);
-        let app = mc_transport_ws::server::app(router.clone());
+        let relay = Relay::new(services.clone(), Arc::new(InProcessBus::new()), limits);
+        let app = mc_transport_ws::server::app(relay.clone());
         tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
 
         let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: clock.now() };
-        relay.store().create_org(&org).await.unwrap();
+        services.store().create_org(&org).await.unwrap();
         let mut server = Self {
             base,
+            services,
             relay,
-            router,
             clock,
             http: reqwest::Client::new(),
             org,
@@ -115,7 +115,7 @@ impl TestServer {
             username: username.into(),
             email: None,
             phone: None,
-            password_hash: self.relay.auth().passwords().hash(PASSWORD).await.unwrap(),
+            password_hash: self.services.auth().passwords().hash(PASSWORD).await.unwrap(),
             display_name: None,
             avatar_url: None,
             role,
@@ -124,7 +124,7 @@ impl TestServer {
             created_at: now,
             updated_at: now,
         };
-        self.relay.store().create_user(&user).await.unwrap();
+        self.services.store().create_user(&user).await.unwrap();
         user
     }
 
@@ -147,7 +147,7 @@ impl TestServer {
             created_at: now,
             updated_at: now,
         };
-        self.relay.store().create_gateway(&gateway).await.unwrap();
+        self.services.store().create_gateway(&gateway).await.unwrap();
         let agent = Agent {
             id: AgentId::new(),
             gateway_id: gateway.id,
@@ -156,7 +156,7 @@ impl TestServer {
             status: AgentStatus::Active,
             created_at: now,
         };
-        self.relay.store().create_agent(&agent).await.unwrap();
+        self.services.store().create_agent(&agent).await.unwrap();
         agent
     }
 
@@ -170,7 +170,7 @@ impl TestServer {
             assigned_by: None,
             assigned_at: self.clock.now(),
         };
-        self.relay.store().create_assignment(&assignment).await.unwrap();
+        self.services.store().create_assignment(&assignment).await.unwrap();
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -295,6 +295,7 @@ pub fn median_ms(samples: &mut [std::time::Duration]) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1000.0
 }
 
+pub mod engine;
 pub mod ws;
 
 /// A relay with one registered gateway (agent `main`) and a user `alice` assigned to it.
@@ -332,7 +333,7 @@ impl ChatFixture {
         let gateway_id = r.body["gateway_id"].as_str().unwrap().to_owned();
         let relay_token = r.body["relay_token"].as_str().unwrap().to_owned();
         let gw: GatewayId = gateway_id.parse().unwrap();
-        let agent = s.relay.store().list_gateway_agents(gw).await.unwrap().remove(0);
+        let agent = s.services.store().list_gateway_agents(gw).await.unwrap().remove(0);
         let user = s.create_user(s.org.id, "alice", Role::Member).await;
         s.assign(user.id, agent.id).await;
         let token =
@@ -345,7 +346,7 @@ impl ChatFixture {
             ws::TestGateway::connect(&self.s.base, &self.gateway_id, &self.relay_token, mode).await;
         // Linked once the relay marks it online.
         for _ in 0..200 {
-            if self.s.router.gateway_count() > 0 {
+            if self.s.relay.gateway_count() > 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -368,8 +369,13 @@ impl ChatFixture {
 
     /// Stored messages of a session, in order: (seq, role, content).
     pub async fn history(&self, session: &str) -> Vec<(u64, String, String)> {
-        let page =
-            self.s.relay.store().list_messages(session.parse().unwrap(), None, 500).await.unwrap();
+        let page = self
+            .s
+            .services
+            .store()
+            .list_messages(session.parse().unwrap(), None, 500)
+            .await
+            .unwrap();
         page.messages.into_iter().map(|m| (m.seq, m.role.to_string(), m.content)).collect()
     }
 }

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::ids::*;
 use crate::model::*;
-use crate::store::{Appended, Page, Store, StoreError};
+use crate::store::ConflictKind;
+use crate::store::{Appended, DeliveryUpdate, Page, Store, StoreError};
 use crate::testing::fixtures::{self, ChatWorld, now};
 
 pub async fn session_lifecycle(store: Arc<dyn Store>) {
@@ -270,7 +271,7 @@ pub async fn append_batch_keeps_each_message_atomic(store: Arc<dyn Store>) {
     reply.client_msg_id = None;
     reply.role = MessageRole::Agent;
     let batch = vec![retry, two.clone(), two_again, orphan, elsewhere, reply];
-    let results = store.append_messages(&batch).await;
+    let results = store.write_batch(&batch, &[]).await;
     assert_eq!(results.len(), 6);
     assert!(matches!(&results[0], Ok(Appended::Existing(m)) if *m == stored_first));
     let seq_of = |r: &crate::store::StoreResult<Appended>| r.as_ref().unwrap().message().seq;
@@ -288,5 +289,118 @@ pub async fn append_batch_keeps_each_message_atomic(store: Arc<dyn Store>) {
         store.messages_after(sid, 0, 10).await.unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3], "gapless despite the failures in the batch");
     assert_eq!(store.get_session(sid).await.unwrap().unwrap().last_seq, 3);
-    assert!(store.append_messages(&[]).await.is_empty());
+    assert!(store.write_batch(&[], &[]).await.is_empty());
+}
+
+pub async fn session_origin_is_unique_per_user(store: Arc<dyn Store>) {
+    let world = ChatWorld::create(&store).await;
+    let origin = Uuid::now_v7();
+    let mut first = fixtures::session(world.user.id, &world.agent);
+    first.origin_client_msg_id = Some(origin);
+    store.create_session(&first).await.unwrap();
+    assert_eq!(store.get_session(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.find_session_by_origin(world.user.id, origin).await.unwrap(), Some(first));
+
+    let mut second = fixtures::session(world.user.id, &world.agent);
+    second.origin_client_msg_id = Some(origin);
+    let err = store.create_session(&second).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ConflictKind::SessionOrigin)), "{err:?}");
+    assert_eq!(store.get_session(second.id).await.unwrap(), None, "nothing written");
+
+    // Another user may start a session with the same client id; sessions without an origin
+    // never conflict.
+    let other = fixtures::user(world.org.id);
+    store.create_user(&other).await.unwrap();
+    let mut theirs = fixtures::session(other.id, &world.agent);
+    theirs.origin_client_msg_id = Some(origin);
+    store.create_session(&theirs).await.unwrap();
+    for _ in 0..2 {
+        store.create_session(&fixtures::session(world.user.id, &world.agent)).await.unwrap();
+    }
+    assert_eq!(store.find_session_by_origin(other.id, origin).await.unwrap(), Some(theirs));
+    assert_eq!(store.find_session_by_origin(world.user.id, Uuid::now_v7()).await.unwrap(), None);
+}
+
+pub async fn delivery_states_only_move_forward(store: Arc<dyn Store>) {
+    let world = ChatWorld::create(&store).await;
+    let sid = world.session.id;
+    let user = store.append_message(&fixtures::user_message(sid, "hi")).await.unwrap();
+    let user = user.into_message();
+    assert_eq!(user.delivery, Some(DeliveryState::Stored));
+    let mut reply = fixtures::user_message(sid, "hello");
+    reply.role = MessageRole::Agent;
+    reply.client_msg_id = None;
+    let reply = store.append_message(&reply).await.unwrap().into_message();
+    assert_eq!(reply.delivery, None, "only user messages are delivered");
+
+    let update = |seq: u64, state: DeliveryState| DeliveryUpdate { session_id: sid, seq, state };
+    let state = |seq: u64| {
+        let store = store.clone();
+        async move {
+            let page = store.list_messages(sid, None, 10).await.unwrap();
+            page.messages.into_iter().find(|m| m.seq == seq).unwrap().delivery
+        }
+    };
+    assert!(store.set_delivery(update(1, DeliveryState::Sent)).await.unwrap());
+    assert_eq!(state(1).await, Some(DeliveryState::Sent));
+    assert!(!store.set_delivery(update(1, DeliveryState::Stored)).await.unwrap(), "no way back");
+    assert!(!store.set_delivery(update(1, DeliveryState::Sent)).await.unwrap(), "no change");
+    assert!(store.set_delivery(update(1, DeliveryState::Failed)).await.unwrap());
+    assert!(!store.set_delivery(update(1, DeliveryState::Started)).await.unwrap());
+    assert!(store.set_delivery(update(1, DeliveryState::Answered)).await.unwrap(), "a retry");
+    assert!(!store.set_delivery(update(1, DeliveryState::Failed)).await.unwrap());
+    assert_eq!(state(1).await, Some(DeliveryState::Answered));
+    assert!(!store.set_delivery(update(2, DeliveryState::Sent)).await.unwrap(), "agent message");
+    assert_eq!(state(2).await, None);
+    assert!(!store.set_delivery(update(99, DeliveryState::Sent)).await.unwrap(), "no message");
+    let missing =
+        DeliveryUpdate { session_id: SessionId::new(), seq: 1, state: DeliveryState::Sent };
+    assert!(!store.set_delivery(missing).await.unwrap());
+}
+
+pub async fn pending_deliveries_are_listed_per_gateway(store: Arc<dyn Store>) {
+    let world = ChatWorld::create(&store).await;
+    let sid = world.session.id;
+    let gateway2 = fixtures::gateway(world.org.id);
+    store.create_gateway(&gateway2).await.unwrap();
+    let agent2 = fixtures::agent(gateway2.id);
+    store.create_agent(&agent2).await.unwrap();
+    let elsewhere = fixtures::session(world.user.id, &agent2);
+    store.create_session(&elsewhere).await.unwrap();
+
+    let mut appended = vec![];
+    for (session, text) in [(sid, "a"), (sid, "b"), (elsewhere.id, "c"), (sid, "d"), (sid, "e")] {
+        appended.push(store.append_message(&fixtures::user_message(session, text)).await.unwrap());
+    }
+    let seq = |i: usize| appended[i].message().seq;
+    // b is answered, d started, e failed; a stays stored, c sent.
+    let batch = [
+        DeliveryUpdate { session_id: sid, seq: seq(1), state: DeliveryState::Answered },
+        DeliveryUpdate { session_id: sid, seq: seq(3), state: DeliveryState::Started },
+        DeliveryUpdate { session_id: sid, seq: seq(4), state: DeliveryState::Failed },
+        DeliveryUpdate { session_id: elsewhere.id, seq: 1, state: DeliveryState::Sent },
+    ];
+    let mut reply = fixtures::user_message(sid, "reply to b");
+    reply.role = MessageRole::Agent;
+    reply.client_msg_id = None;
+    let results = store.write_batch(&[reply], &batch).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].as_ref().unwrap().message().seq, 5);
+
+    let pending = store.pending_deliveries(Some(world.gateway.id), 100).await.unwrap();
+    let texts: Vec<(&str, Option<DeliveryState>)> =
+        pending.iter().map(|p| (p.message.content.as_str(), p.message.delivery)).collect();
+    assert_eq!(
+        texts,
+        vec![("a", Some(DeliveryState::Stored)), ("d", Some(DeliveryState::Started))],
+        "oldest first, only the gateway's, only pending"
+    );
+    assert_eq!(pending[0].session, store.get_session(sid).await.unwrap().unwrap());
+    let other = store.pending_deliveries(Some(gateway2.id), 100).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!((other[0].message.content.as_str(), other[0].session.id), ("c", elsewhere.id));
+    let all = store.pending_deliveries(None, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(store.pending_deliveries(None, 2).await.unwrap().len(), 2, "limited");
+    assert!(store.pending_deliveries(Some(GatewayId::new()), 10).await.unwrap().is_empty());
 }

@@ -1,4 +1,6 @@
-//! [`Relay`]: the services of one relay instance, built from parts, shared by every transport.
+//! [`Services`]: the services of one relay instance (accounts, administration, the gateway
+//! registry, the store, the clock and the event channel), built from parts and shared by the
+//! relay engine and every transport.
 
 use std::sync::Arc;
 
@@ -11,9 +13,9 @@ use crate::ids::TokenFamilyId;
 use crate::registry::{RegistryConfig, RegistryService};
 use crate::store::Store;
 
-/// Builds a [`Relay`].
+/// Builds [`Services`].
 #[derive(Debug)]
-pub struct RelayBuilder {
+pub struct ServicesBuilder {
     store: Arc<dyn Store>,
     auth: AuthConfig,
     clock: Arc<dyn Clock>,
@@ -21,7 +23,7 @@ pub struct RelayBuilder {
     registry: RegistryConfig,
 }
 
-impl RelayBuilder {
+impl ServicesBuilder {
     /// Gateway registry settings (heartbeat interval, liveness).
     pub fn registry(mut self, config: RegistryConfig) -> Self {
         self.registry = config;
@@ -42,8 +44,8 @@ impl RelayBuilder {
         self
     }
 
-    /// Builds the relay. Fails on invalid configuration.
-    pub fn build(self) -> Result<Relay> {
+    /// Builds the services. Fails on invalid configuration.
+    pub fn build(self) -> Result<Services> {
         let events = Events::default();
         let auth =
             AuthService::new(self.store.clone(), self.clock.clone(), events.clone(), self.auth)?;
@@ -59,7 +61,7 @@ impl RelayBuilder {
             events.clone(),
             self.registry,
         );
-        Ok(Relay {
+        Ok(Services {
             inner: Arc::new(Inner {
                 store: self.store,
                 clock: self.clock,
@@ -88,15 +90,15 @@ struct Inner {
 
 /// One relay instance's services. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Relay {
+pub struct Services {
     inner: Arc<Inner>,
 }
 
-impl Relay {
-    /// Starts building a relay over `store` with the built-in authentication configured by
-    /// `auth`.
-    pub fn builder(store: Arc<dyn Store>, auth: AuthConfig) -> RelayBuilder {
-        RelayBuilder {
+impl Services {
+    /// Starts building the services over `store` with the built-in authentication configured
+    /// by `auth`.
+    pub fn builder(store: Arc<dyn Store>, auth: AuthConfig) -> ServicesBuilder {
+        ServicesBuilder {
             store,
             auth,
             clock: Arc::new(SystemClock),

@@ -1,0 +1,165 @@
+//! [`Driver`]: the one task per gateway link that sends the relay's requests on it and reports
+//! each answer. It is owned by the link's entry in [`Gateways`](super::gateways): replacing
+//! or detaching the link stops it (its unanswered requests are then answered by the
+//! outbox's rules, not by this task).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::core::Core;
+use crate::bus::{ChatSend, ConnectionId};
+use crate::ids::{GatewayId, UserId};
+use crate::link::{GatewayLink, LinkError};
+
+/// Who asked for a request, to tell them if it fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Asker {
+    pub(crate) user: UserId,
+    pub(crate) connection: ConnectionId,
+    pub(crate) request_id: Option<String>,
+}
+
+/// A request to make on the link.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// `chat.send` of a delivery.
+    Send(Arc<ChatSend>),
+    /// `chat.abort` of a session's run.
+    Abort { session_key: String, run_id: Option<String>, asked_by: Option<Asker> },
+    /// `chat.history` of a delivery's session, to catch up on its run.
+    History(Arc<ChatSend>),
+}
+
+/// A request's answer.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Sent { send: Arc<ChatSend>, answer: Result<Value, LinkError> },
+    Aborted { asked_by: Option<Asker>, answer: Result<Value, LinkError> },
+    History { send: Arc<ChatSend>, answer: Result<Value, LinkError> },
+}
+
+/// Submits jobs to a link's driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Jobs(mpsc::UnboundedSender<Job>);
+
+impl Jobs {
+    /// Queues a job; `false` if the driver stopped (the link is gone).
+    pub(crate) fn submit(&self, job: Job) -> bool {
+        self.0.send(job).is_ok()
+    }
+}
+
+/// A running driver; dropping it stops the task.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    jobs: Jobs,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Driver {
+    /// Starts the driver of `link`, reporting answers to `core` (held weakly: the driver never
+    /// keeps the relay alive).
+    pub(crate) fn start(
+        core: Weak<Core>,
+        gateway: GatewayId,
+        link: Arc<dyn GatewayLink>,
+        timeout: Duration,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(core, gateway, link, timeout, rx)).abort_handle();
+        Self { jobs: Jobs(tx), task }
+    }
+
+    /// A handle to submit jobs with.
+    pub(crate) fn jobs(&self) -> Jobs {
+        self.jobs.clone()
+    }
+}
+
+async fn run(
+    core: Weak<Core>,
+    gateway: GatewayId,
+    link: Arc<dyn GatewayLink>,
+    timeout: Duration,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    let mut calls = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => calls.push(perform(link.clone(), job, timeout)),
+                None => return,
+            },
+            Some(outcome) = calls.next(), if !calls.is_empty() => {
+                let Some(core) = core.upgrade() else { return };
+                core.on_outcome(gateway, outcome);
+            }
+        }
+    }
+}
+
+async fn perform(link: Arc<dyn GatewayLink>, job: Job, timeout: Duration) -> Outcome {
+    match job {
+        Job::Send(send) => {
+            let params = json!({
+                "sessionKey": send.session_key,
+                "message": send.content,
+                "idempotencyKey": send.message_id.to_string(),
+            });
+            let answer = call(link.as_ref(), "chat.send", params, timeout).await;
+            Outcome::Sent { send, answer }
+        }
+        Job::Abort { session_key, run_id, asked_by } => {
+            let params = match &run_id {
+                Some(run) => json!({ "sessionKey": session_key, "runId": run }),
+                None => json!({ "sessionKey": session_key }),
+            };
+            let answer = call(link.as_ref(), "chat.abort", params, timeout).await;
+            Outcome::Aborted { asked_by, answer }
+        }
+        Job::History(send) => {
+            let params = json!({ "sessionKey": send.session_key, "limit": 50 });
+            let answer = call(link.as_ref(), "chat.history", params, timeout).await;
+            Outcome::History { send, answer }
+        }
+    }
+}
+
+/// Calls the gateway, retrying while it says it is starting (`UNAVAILABLE`, retryable, after
+/// `retryAfterMs`), all within `timeout`.
+async fn call(
+    link: &dyn GatewayLink,
+    method: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, LinkError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LinkError::Timeout);
+        }
+        match link.call(method, params.clone(), left).await {
+            Err(LinkError::Remote(e)) if e.code == "UNAVAILABLE" && e.retryable == Some(true) => {
+                let wait = Duration::from_millis(e.retry_after_ms.unwrap_or(250).clamp(50, 5_000));
+                if Instant::now() + wait >= deadline {
+                    return Err(LinkError::Remote(e));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}

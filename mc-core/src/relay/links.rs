@@ -1,0 +1,189 @@
+//! Gateway links coming and going, and the relay's periodic sweep.
+//!
+//! - **Attach**: the link gets its driver; this instance subscribes to the gateway's topic;
+//!   everything pending for the gateway — in the outbox, and in the store (messages a
+//!   previous run of the relay accepted) — is sent on the new link, with the same
+//!   idempotency key, so OpenClaw runs each message once.
+//! - **Detach**: the gateway is *away*: its runs wait, messages for it queue, for the offline
+//!   grace period. A new link within it picks everything up (runs are re-attached by run id;
+//!   OpenClaw sends their events to the new connection, and `chat.history` fills the gap).
+//! - **Sweep** (once a second): gateways away past the grace period expire (their deliveries
+//!   fail with `GATEWAY_ERROR`, their agents go offline); silent runs are given up; full rate
+//!   buckets and old finished deliveries are forgotten; once, a grace period after start,
+//!   messages left pending by a previous run for gateways nobody holds fail.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::core::Core;
+use super::driver::{Driver, Job};
+use crate::bus::{BusMessage, BusTopic, ChatSend};
+use crate::ids::GatewayId;
+use crate::link::GatewayLink;
+use crate::model::DeliveryState;
+use crate::protocol::ErrorCode;
+use crate::store::PendingDelivery;
+
+/// Pending messages loaded from the store per attach or recovery.
+const PENDING_BATCH: u32 = 1000;
+/// How long finished deliveries are remembered (a late copy of one is not run again).
+const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+
+fn chat_send(pending: PendingDelivery) -> ChatSend {
+    let PendingDelivery { message, session } = pending;
+    ChatSend {
+        session_id: session.id,
+        user_id: session.user_id,
+        agent_id: session.agent_id,
+        session_key: session.session_key,
+        message_id: message.id,
+        seq: message.seq,
+        client_id: message.client_msg_id.unwrap_or_else(|| message.id.as_uuid()),
+        content: message.content,
+    }
+}
+
+impl Core {
+    /// Attaches a gateway's link; returns its generation.
+    pub(crate) async fn attach(
+        &self,
+        gateway: GatewayId,
+        link: Arc<dyn GatewayLink>,
+    ) -> crate::Result<u64> {
+        let driver =
+            Driver::start(self.me.clone(), gateway, link.clone(), self.limits.gateway_timeout);
+        let linked = self.gateways.link(gateway, link, driver);
+        if let Some(old) = linked.replaced {
+            // A reconnect won the race with the old socket's close: the new link takes over
+            // (OpenClaw sends run events to every connection).
+            old.close(super::close_code::UNAUTHORIZED);
+        }
+        if linked.needs_subscription {
+            let me = self.me.clone();
+            let handler = Arc::new(move |message: BusMessage| {
+                if let (Some(core), BusMessage::ToGateway(command)) = (me.upgrade(), message) {
+                    core.on_gateway_command(gateway, command);
+                }
+            });
+            let subscription = self.bus.subscribe(BusTopic::Gateway(gateway), handler).await?;
+            self.gateways.subscribed(gateway, subscription);
+        }
+        self.services.registry().set_link_status(gateway, true).await?;
+        self.redeliver(gateway).await;
+        Ok(linked.generation)
+    }
+
+    /// Sends everything pending for the gateway on its new link.
+    async fn redeliver(&self, gateway: GatewayId) {
+        match self.services.store().pending_deliveries(Some(gateway), PENDING_BATCH).await {
+            Ok(stored) => {
+                let now = Instant::now();
+                for pending in stored {
+                    self.outbox.accept(gateway, Arc::new(chat_send(pending)), false, now);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, %gateway, "cannot load the gateway's pending messages")
+            }
+        }
+        let Some(jobs) = self.gateways.jobs(gateway) else { return };
+        for send in self.outbox.for_new_link(gateway) {
+            self.record(&send, DeliveryState::Sent);
+            jobs.submit(Job::Send(send));
+        }
+    }
+
+    /// The link `generation` of a gateway ended: the gateway is away for the grace period.
+    pub(crate) fn detach(&self, gateway: GatewayId, generation: u64) {
+        let until = Instant::now() + self.limits.offline_grace;
+        if let Some(link) = self.gateways.unlink(gateway, generation, until) {
+            link.close(1000);
+            self.outbox.link_lost(gateway);
+        }
+    }
+
+    /// One sweep (see the module docs).
+    pub(crate) async fn sweep(&self, now: Instant) {
+        for gateway in self.gateways.expire(now) {
+            self.gateway_gone(gateway).await;
+        }
+        for delivery in self.outbox.take_silent(now, self.limits.run_idle_timeout) {
+            self.fail_delivery(
+                &delivery.send,
+                ErrorCode::GatewayTimeout,
+                "The agent stopped answering.",
+            )
+            .await;
+        }
+        self.limiter.forget_refilled(now);
+        self.outbox.forget_finished(now.checked_sub(FINISHED_MEMORY).unwrap_or(now));
+    }
+
+    /// The gateway stayed away past the grace period: its deliveries fail, it goes offline
+    /// (unless another instance holds it now).
+    async fn gateway_gone(&self, gateway: GatewayId) {
+        for delivery in self.outbox.take_gateway(gateway, Instant::now()) {
+            self.fail_delivery(
+                &delivery.send,
+                ErrorCode::GatewayError,
+                "The agent's gateway disconnected and did not come back.",
+            )
+            .await;
+        }
+        let elsewhere = self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false);
+        if !elsewhere
+            && let Err(err) = self.services.registry().set_link_status(gateway, false).await
+        {
+            tracing::warn!(error = %err, %gateway, "cannot mark the gateway offline");
+        }
+    }
+
+    /// Fails the messages a previous run of the relay left pending whose gateway nobody
+    /// holds (called once, a grace period after start).
+    pub(crate) async fn fail_orphans(&self) {
+        let pending = match self.services.store().pending_deliveries(None, PENDING_BATCH).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look for messages left pending");
+                return;
+            }
+        };
+        for pending in pending {
+            let gateway = pending.session.gateway_id;
+            if self.gateways.holds(gateway)
+                || self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false)
+            {
+                continue;
+            }
+            let send = chat_send(pending);
+            self.fail_delivery(
+                &send,
+                ErrorCode::GatewayError,
+                "The relay restarted and the agent's gateway did not come back; send it again.",
+            )
+            .await;
+        }
+    }
+}
+
+/// Starts the sweeper: every `every`, one sweep; once, a grace period after start, orphans.
+pub(crate) fn start_sweeper(core: &Arc<Core>, every: Duration) {
+    let me: Weak<Core> = Arc::downgrade(core);
+    let orphans_at = Instant::now() + core.limits.offline_grace;
+    core.tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut orphans_done = false;
+        loop {
+            let now = ticks.tick().await;
+            let Some(core) = me.upgrade() else { return };
+            core.sweep(now).await;
+            if !orphans_done && now >= orphans_at {
+                orphans_done = true;
+                core.fail_orphans().await;
+            }
+        }
+    });
+}

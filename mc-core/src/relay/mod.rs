@@ -1,0 +1,339 @@
+//! The relay engine (SPEC §6, §7.1, §9): [`Relay`] decides what to store and whom to send what.
+//! It knows no sockets: transports attach user connections ([`Relay::connect_user`] gives a
+//! [`UserSession`]) and gateway links ([`Relay::attach_gateway`] with any
+//! [`GatewayLink`]), feed it decoded frames, and write out what it queues.
+//!
+//! # Follow one message
+//! 1. The user's socket hands a decoded `chat` to [`UserSession::handle`], which charges the
+//!    user's request budget (`limits`) and calls `Core::chat` (`chat.rs`): check the content,
+//!    the assignment and that some instance holds the gateway; find or create the session
+//!    (one per first client id); store the message through the group-commit `writer`; show
+//!    it to the user's other devices; hand it over as a bus command to the gateway's holder.
+//! 2. On the holder (`replies.rs`, `on_gateway_command`), the message enters the `outbox` and
+//!    the link's `driver` sends `chat.send`. Back in `chat.rs` the user gets the `ack`.
+//! 3. The gateway answers (`on_outcome`: the run started) and streams `chat` events
+//!    (`on_gateway_event`): each delta updates the run's text (`run_text`) and goes to the
+//!    user as a `chunk`; the first terminal event takes the delivery out of the outbox — a
+//!    `final` stores the reply together with the request's `answered` state and sends it;
+//!    an `error` stores a failure notice (with `failed`) and sends an `error`.
+//! 4. Every frame for a user crosses the bus to the instances holding the user's sockets
+//!    (`connections`), which queue it for each socket (`queue`: one policy for every frame).
+//!
+//! If the link drops (`links.rs`) the gateway is *away*: its runs and messages wait for the
+//! grace period and are picked up by the next link; past it they fail. See ARCHITECTURE.md.
+
+mod chat;
+mod connections;
+mod control;
+mod core;
+mod driver;
+mod gateways;
+mod limits;
+mod links;
+mod outbox;
+mod queue;
+mod reads;
+mod replies;
+mod resume;
+mod run_text;
+mod tasks;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use connections::{ConnectRefusal, UserConnection};
+pub use limits::RelayLimits;
+
+use self::chat::ChatRequest;
+use self::core::Core;
+use self::resume::Resume;
+use crate::Services;
+use crate::auth::Principal;
+use crate::bus::{Bus, BusMessage, BusTopic};
+use crate::ids::GatewayId;
+use crate::link::GatewayLink;
+use crate::model::AgentStatus;
+use crate::protocol::server::assignment_status;
+use crate::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ErrorCode, ServerFrame};
+
+/// WebSocket close codes the relay uses (SPEC §6).
+pub mod close_code {
+    /// Unauthorized: refresh the token, then reconnect.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// Forbidden (suspended user, refused origin): do not retry.
+    pub const FORBIDDEN: u16 = 4003;
+    /// Too many protocol violations.
+    pub const VIOLATIONS: u16 = 4008;
+    /// Frame too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// Server restarting: reconnect elsewhere.
+    pub const RESTARTING: u16 = 1012;
+    /// Overloaded (too slow, too many connections): back off.
+    pub const OVERLOADED: u16 = 1013;
+}
+
+/// The relay engine of one instance. Cheap to clone; its background tasks stop when the last
+/// clone (and the last [`UserSession`]) is dropped.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    core: Arc<Core>,
+}
+
+impl Relay {
+    /// A relay over `services`, delivering through `bus`. Must be created inside a tokio
+    /// runtime: it starts its writer, its event handler and its sweeper.
+    pub fn new(services: Services, bus: Arc<dyn Bus>, limits: RelayLimits) -> Self {
+        let feed = services.events().attach_feed();
+        let (writer, _writer_task) = writer::Writer::start(services.store().clone());
+        let core = Arc::new_cyclic(|me| Core {
+            limiter: limits::Limiter::new(limits.rate_per_sec, limits.rate_burst),
+            services,
+            bus,
+            limits,
+            connections: connections::Connections::default(),
+            gateways: gateways::Gateways::default(),
+            outbox: outbox::Outbox::default(),
+            writer,
+            tasks: tasks::Tasks::default(),
+            me: me.clone(),
+        });
+        control::start(&core, feed);
+        let every = (core.limits.offline_grace.min(core.limits.run_idle_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        links::start_sweeper(&core, every);
+        Relay { core }
+    }
+
+    /// The services the relay runs on.
+    pub fn services(&self) -> &Services {
+        &self.core.services
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &RelayLimits {
+        &self.core.limits
+    }
+
+    /// User sockets attached to this instance.
+    pub fn connection_count(&self) -> usize {
+        self.core.connections.count()
+    }
+
+    /// Gateway links attached to this instance.
+    pub fn gateway_count(&self) -> usize {
+        self.core.gateways.linked()
+    }
+
+    /// Messages accepted for gateways held here and not yet answered or failed.
+    pub fn pending_deliveries(&self) -> usize {
+        self.core.outbox.len()
+    }
+
+    /// Attaches an authenticated user socket; returns it with its `auth_ok` frame.
+    pub async fn connect_user(
+        &self,
+        principal: Principal,
+    ) -> Result<(UserSession, ServerFrame), ConnectRefusal> {
+        let core = &self.core;
+        let user = principal.user_id;
+        let organization = principal.organization_id;
+        let assignments = core.load_assignments(user).await.map_err(|err| {
+            tracing::warn!(error = %err, %user, "cannot load assignments");
+            ConnectRefusal::Unavailable
+        })?;
+        let infos = assignment_infos(&assignments);
+        let attached = core.connections.attach(
+            principal,
+            assignments,
+            core.limits.max_connections_per_user,
+            core.limits.outbound_queue,
+        )?;
+        let session = UserSession {
+            core: core.clone(),
+            connection: attached.connection,
+            resume: Resume::default(),
+        };
+        if let Some(generation) = attached.subscribe {
+            let me = core.me.clone();
+            let handler = Arc::new(move |message: BusMessage| {
+                if let Some(core) = me.upgrade() {
+                    core.connections.deliver(user, message);
+                }
+            });
+            match core.bus.subscribe(BusTopic::User(user), handler).await {
+                Ok(subscription) => core.connections.subscribed(user, generation, subscription),
+                Err(err) => {
+                    tracing::warn!(error = %err, %user, "cannot subscribe to the user's topic");
+                    return Err(ConnectRefusal::Unavailable);
+                }
+            }
+        }
+        let auth_ok = ServerFrame::AuthOk {
+            user_id: user,
+            organization_id: organization,
+            heartbeat_interval_seconds: core.limits.heartbeat_interval.as_secs(),
+            assignments: infos,
+        };
+        Ok((session, auth_ok))
+    }
+
+    /// Attaches a gateway's link (its socket authenticated); marks it online and sends it
+    /// what is pending. Returns the link's generation, for [`detach_gateway`](Self::detach_gateway).
+    pub async fn attach_gateway(
+        &self,
+        gateway: GatewayId,
+        link: Arc<dyn GatewayLink>,
+    ) -> crate::Result<u64> {
+        self.core.attach(gateway, link).await
+    }
+
+    /// Detaches the link `generation` of a gateway (its socket ended). Its runs and messages
+    /// wait for the offline grace period; past it they fail and its agents go offline.
+    pub fn detach_gateway(&self, gateway: GatewayId, generation: u64) {
+        self.core.detach(gateway, generation);
+    }
+
+    /// Handles an event a gateway pushed (`{type:"event", event, payload}`).
+    pub async fn gateway_event(
+        &self,
+        gateway: GatewayId,
+        event: &str,
+        payload: &serde_json::Value,
+    ) {
+        self.core.on_gateway_event(gateway, event, payload).await;
+    }
+
+    /// Closes every user socket and gateway link on this instance with `code` (shutdown: 1012).
+    pub fn close_all(&self, code: u16) {
+        self.core.connections.kick_all(code);
+        self.core.gateways.close_all(code);
+    }
+}
+
+/// The assignments as `auth_ok` lists them.
+fn assignment_infos(
+    assignments: &std::collections::HashMap<crate::ids::AgentId, crate::store::AssignedAgent>,
+) -> Vec<AssignmentInfo> {
+    let mut infos: Vec<AssignmentInfo> = assignments
+        .values()
+        .map(|a| AssignmentInfo {
+            agent_id: a.agent.id,
+            agent_name: a.agent.name.clone(),
+            gateway_id: a.agent.gateway_id,
+            status: assignment_status(a.agent.status == AgentStatus::Gone, a.gateway_status),
+            board_name: a.assignment.board_name.clone(),
+        })
+        .collect();
+    infos.sort_by_key(|i| i.agent_id);
+    infos
+}
+
+/// An attached user socket, as its transport drives it: read a frame when
+/// [`wants_input`](Self::wants_input), [`handle`](Self::handle) it, write what
+/// [`next_frame`](Self::next_frame) gives, close when [`UserConnection::kicked`] resolves.
+/// Dropping it detaches the socket.
+#[derive(Debug)]
+pub struct UserSession {
+    core: Arc<Core>,
+    connection: Arc<UserConnection>,
+    resume: Resume,
+}
+
+impl UserSession {
+    /// The connection.
+    pub fn connection(&self) -> &Arc<UserConnection> {
+        &self.connection
+    }
+
+    /// Whether the transport should read the next request: `false` while too many replies
+    /// are unwritten (the client sends faster than it reads).
+    pub fn wants_input(&self) -> bool {
+        self.connection.queue().accepts_requests()
+    }
+
+    /// The next frame to write: replies, then live frames, then (when both are empty) the
+    /// next page of a resume. Waits until there is one; cancel-safe.
+    pub async fn next_frame(&mut self) -> Arc<str> {
+        loop {
+            if let Some(frame) = self.try_next_frame() {
+                return frame;
+            }
+            if !self.resume.is_idle() {
+                self.resume.fetch(&self.core).await;
+                continue;
+            }
+            self.connection.queue().changed().await;
+        }
+    }
+
+    /// The next frame already there, without waiting (nothing is fetched).
+    pub fn try_next_frame(&mut self) -> Option<Arc<str>> {
+        if let Some(frame) = self.connection.queue().pop() {
+            return Some(frame);
+        }
+        self.resume.next_buffered(&self.core, &self.connection)
+    }
+
+    /// Handles one decoded frame from the socket.
+    pub async fn handle(&mut self, frame: ClientFrame) {
+        let ClientFrame { id, request } = frame;
+        let core = &self.core;
+        let conn = &self.connection;
+        let user = conn.principal().user_id;
+        if let Err(wait) = core.limiter.take(user, limits::cost(&request), Instant::now()) {
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            conn.reply(&ServerFrame::Error {
+                id,
+                code: ErrorCode::RateLimited,
+                message: format!("too many requests; retry in {ms} ms"),
+                retry_after_ms: Some(ms),
+            });
+            return;
+        }
+        let result = match request {
+            ClientRequest::Auth { .. } => {
+                Err(core::Failure::new(ErrorCode::BadRequest, "already authenticated"))
+            }
+            ClientRequest::Chat { client_id, agent_id, content, session_id } => {
+                core.chat(conn, ChatRequest { client_id, agent_id, content, session_id }).await
+            }
+            ClientRequest::History { session_id, before_seq, limit } => {
+                core.history(conn, id.clone(), session_id, before_seq, limit).await
+            }
+            ClientRequest::Resume { sessions } => {
+                self.resume.plan(core, conn, id.clone(), sessions).await
+            }
+            ClientRequest::Sessions => core.sessions(conn, id.clone()).await,
+            ClientRequest::Abort { session_id, run_id } => {
+                core.abort(conn, id.clone(), session_id, run_id).await
+            }
+            ClientRequest::Heartbeat => {
+                conn.reply(&ServerFrame::Heartbeat { id: id.clone() });
+                Ok(())
+            }
+            ClientRequest::Subscribe { topics } => {
+                core.set_topics(conn, Core::topics_after(conn, &topics, true)).await
+            }
+            ClientRequest::Unsubscribe { topics } => {
+                core.set_topics(conn, Core::topics_after(conn, &topics, false)).await
+            }
+        };
+        if let Err(failure) = result {
+            conn.reply(&failure.frame(id));
+        }
+    }
+
+    /// Answers a frame that could not be decoded (or a binary frame) with an `error`.
+    pub fn reply_error(&self, id: Option<String>, code: ErrorCode, message: String) {
+        self.connection.reply(&ServerFrame::Error { id, code, message, retry_after_ms: None });
+    }
+}
+
+impl Drop for UserSession {
+    fn drop(&mut self) {
+        self.core.connections.detach(&self.connection);
+    }
+}

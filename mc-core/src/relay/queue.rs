@@ -1,0 +1,152 @@
+//! [`FrameQueue`]: what waits to be written to one user socket, and the one policy every
+//! frame the relay queues follows.
+//!
+//! Frames come in three kinds, and each kind has its rule:
+//! - **replies** to the socket's own requests (`ack`, `error`, `history`, `sessions`, a
+//!   heartbeat's answer) never wait and are never refused; instead, while too many of them
+//!   are unwritten, the socket stops reading requests ([`FrameQueue::accepts_requests`]), so a
+//!   client that sends faster than it reads is slowed down by TCP itself;
+//! - **live** frames nobody on this socket asked for (chunks, stored messages, `system`
+//!   events, admin events) never wait either: a socket with `limit` of them unwritten cannot
+//!   keep up, and is closed with 1013 (it reconnects and resumes);
+//! - **bulk** frames (a `resume`'s stored messages) are produced only when both lanes above
+//!   are empty (the session's resume job fetches its next page then), so a resume of any
+//!   size paces itself to the reader and never pushes the socket over its limit.
+//!
+//! Replies are written before live frames, live frames before bulk ones.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// Unwritten replies past which the socket stops reading requests.
+pub(crate) const REPLY_BACKLOG: usize = 32;
+
+#[derive(Debug, Default)]
+struct Lanes {
+    replies: VecDeque<Arc<str>>,
+    live: VecDeque<Arc<str>>,
+}
+
+/// One socket's outbound frames.
+#[derive(Debug)]
+pub(crate) struct FrameQueue {
+    lanes: Mutex<Lanes>,
+    ready: Notify,
+    live_limit: usize,
+}
+
+/// Whether a live frame was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued.
+    Queued,
+    /// The live lane is full: the socket cannot keep up.
+    Full,
+}
+
+impl FrameQueue {
+    pub(crate) fn new(live_limit: usize) -> Self {
+        Self { lanes: Mutex::default(), ready: Notify::new(), live_limit: live_limit.max(1) }
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a reply to the socket's own request.
+    pub(crate) fn push_reply(&self, frame: Arc<str>) {
+        self.lanes().replies.push_back(frame);
+        self.ready.notify_one();
+    }
+
+    /// Queues a live frame, unless the socket already has `limit` of them unwritten.
+    pub(crate) fn push_live(&self, frame: Arc<str>) -> Pushed {
+        let mut lanes = self.lanes();
+        if lanes.live.len() >= self.live_limit {
+            return Pushed::Full;
+        }
+        lanes.live.push_back(frame);
+        drop(lanes);
+        self.ready.notify_one();
+        Pushed::Queued
+    }
+
+    /// The next frame to write: replies first, then live frames.
+    pub(crate) fn pop(&self) -> Option<Arc<str>> {
+        let mut lanes = self.lanes();
+        lanes.replies.pop_front().or_else(|| lanes.live.pop_front())
+    }
+
+    /// Whether nothing is queued.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        let lanes = self.lanes();
+        lanes.replies.is_empty() && lanes.live.is_empty()
+    }
+
+    /// Whether the socket may read its next request (few enough replies are unwritten).
+    pub(crate) fn accepts_requests(&self) -> bool {
+        self.lanes().replies.len() < REPLY_BACKLOG
+    }
+
+    /// Resolves once something was queued since the last [`pop`](Self::pop) found nothing
+    /// (one waiter: the socket's writer).
+    pub(crate) async fn changed(&self) {
+        self.ready.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn replies_go_first_and_live_frames_are_capped() {
+        let q = FrameQueue::new(2);
+        assert_eq!(q.push_live(f("live1")), Pushed::Queued);
+        q.push_reply(f("reply"));
+        assert_eq!(q.push_live(f("live2")), Pushed::Queued);
+        assert_eq!(q.push_live(f("live3")), Pushed::Full, "a slow socket");
+        assert_eq!(q.pop().as_deref(), Some("reply"));
+        assert_eq!(q.pop().as_deref(), Some("live1"));
+        assert_eq!(q.pop().as_deref(), Some("live2"));
+        assert!(q.pop().is_none() && q.is_empty());
+    }
+
+    #[test]
+    fn too_many_unwritten_replies_stop_reading() {
+        let q = FrameQueue::new(2);
+        for i in 0..REPLY_BACKLOG {
+            assert!(q.accepts_requests());
+            q.push_reply(f(&i.to_string()));
+        }
+        assert!(!q.accepts_requests(), "replies are never refused, reading stops instead");
+        q.pop();
+        assert!(q.accepts_requests());
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_writer_even_if_it_came_first() {
+        let q = Arc::new(FrameQueue::new(4));
+        q.push_live(f("early"));
+        // The permit is kept: the writer does not miss a frame queued before it waited.
+        q.changed().await;
+        assert_eq!(q.pop().as_deref(), Some("early"));
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                q.changed().await;
+                q.pop()
+            })
+        };
+        tokio::task::yield_now().await;
+        q.push_reply(f("later"));
+        assert_eq!(waiter.await.unwrap().as_deref(), Some("later"));
+    }
+}

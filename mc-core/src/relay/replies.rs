@@ -1,0 +1,313 @@
+//! The gateway's side of a message, on the instance holding its link: accepting it into the
+//! outbox and sending it, what the gateway answers (`res` to `chat.send`, `chat.abort`,
+//! `chat.history`), and what it streams (`chat` events: deltas become `chunk`s, the first
+//! terminal event ends the run — `final` stores the reply, `error`/`aborted` the failure).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::core::Core;
+use super::driver::{Asker, Job, Outcome};
+use super::outbox::{Delivery, Progress, Stage};
+use super::run_text::TextUpdate;
+use crate::bus::{ChatSend, GatewayCommand};
+use crate::ids::{GatewayId, MessageId};
+use crate::link::LinkError;
+use crate::model::{DeliveryState, MessageRole, NewMessage};
+use crate::protocol::gateway::message_text;
+use crate::protocol::{ChatEvent, ChatMessage, ChatState, ErrorCode, ServerFrame};
+use crate::store::DeliveryUpdate;
+
+impl Core {
+    /// Handles a command for a gateway held here (the gateway topic's bus handler).
+    pub(crate) fn on_gateway_command(&self, gateway: GatewayId, command: GatewayCommand) {
+        match command {
+            GatewayCommand::ChatSend { send, retry } => {
+                self.accept_delivery(gateway, Arc::new(send), retry);
+            }
+            GatewayCommand::Abort {
+                session_key, run_id, user_id, connection, request_id, ..
+            } => {
+                let asker = Asker { user: user_id, connection, request_id };
+                let job = Job::Abort { session_key, run_id, asked_by: Some(asker.clone()) };
+                if !self.gateways.jobs(gateway).is_some_and(|jobs| jobs.submit(job)) {
+                    self.spawn(move |core| async move {
+                        let message = "the agent's gateway is not connected".to_owned();
+                        core.tell_asker(&asker, ErrorCode::AgentUnavailable, message).await;
+                    });
+                }
+            }
+            GatewayCommand::CatchUp { session_id, user_id, connection } => {
+                self.spawn(move |core| async move {
+                    let Some(gate) = core.gateways.gate(gateway) else { return };
+                    let _order = gate.lock().await;
+                    if let Some((run, text)) = core.outbox.streaming_text(gateway, session_id) {
+                        let chunk = ServerFrame::Chunk {
+                            session_id,
+                            run_id: run.to_string(),
+                            delta: text,
+                            offset: 0,
+                        };
+                        core.send_to_user(user_id, &chunk, Some(connection), None).await;
+                    }
+                });
+            }
+            GatewayCommand::Close => {
+                if let Some(link) = self.gateways.link_of(gateway) {
+                    link.close(super::close_code::UNAUTHORIZED);
+                }
+            }
+        }
+    }
+
+    /// Takes a message into the outbox and, if the gateway is linked, sends it.
+    pub(crate) fn accept_delivery(&self, gateway: GatewayId, send: Arc<ChatSend>, retry: bool) {
+        if !self.outbox.accept(gateway, send.clone(), retry, tokio::time::Instant::now()) {
+            return;
+        }
+        if let Some(jobs) = self.gateways.jobs(gateway)
+            && self.outbox.mark_sent(send.message_id)
+        {
+            self.record(&send, DeliveryState::Sent);
+            jobs.submit(Job::Send(send));
+        }
+    }
+
+    /// Handles the answer to one of the relay's requests on a link (called by its driver).
+    pub(crate) fn on_outcome(&self, gateway: GatewayId, outcome: Outcome) {
+        match outcome {
+            Outcome::Sent { send, answer: Ok(payload) } => self.on_sent(gateway, send, &payload),
+            Outcome::Sent { send, answer: Err(err) } => self.on_send_failed(gateway, send, err),
+            Outcome::Aborted { asked_by: Some(asker), answer: Err(err) } => {
+                self.spawn(move |core| async move {
+                    let code = link_error_code(&err);
+                    core.tell_asker(&asker, code, format!("abort failed: {err}")).await;
+                });
+            }
+            Outcome::Aborted { .. } => {}
+            Outcome::History { send, answer: Ok(history) } => {
+                self.catch_up_from_history(gateway, send, &history);
+            }
+            Outcome::History { send, answer: Err(err) } => {
+                tracing::info!(error = %err, message = %send.message_id, "chat.history failed; waiting for the run's events");
+            }
+        }
+    }
+
+    /// `chat.send` accepted: `started` is a new run; `in_flight` (still running) and `ok`
+    /// (finished while the link was away) are caught up from the session's history.
+    fn on_sent(&self, gateway: GatewayId, send: Arc<ChatSend>, payload: &Value) {
+        if self.outbox.stage(send.message_id).is_none() {
+            return;
+        }
+        if self.outbox.mark_started(send.message_id, tokio::time::Instant::now()) {
+            self.record(&send, DeliveryState::Started);
+        }
+        let status = payload.get("status").and_then(Value::as_str).unwrap_or("started");
+        if matches!(status, "in_flight" | "ok")
+            && let Some(jobs) = self.gateways.jobs(gateway)
+        {
+            jobs.submit(Job::History(send));
+        }
+    }
+
+    fn on_send_failed(&self, gateway: GatewayId, send: Arc<ChatSend>, err: LinkError) {
+        let (code, text) = match &err {
+            // The link dropped: the message waits for the next one (or the grace period).
+            LinkError::Closed => return,
+            // Events already flowing mean the gateway is working on it: a late answer is no
+            // failure.
+            LinkError::Timeout if self.outbox.stage(send.message_id) == Some(Stage::Started) => {
+                return;
+            }
+            LinkError::Timeout => {
+                (ErrorCode::GatewayTimeout, "The agent did not answer in time.".to_owned())
+            }
+            LinkError::Remote(e) => (
+                ErrorCode::GatewayError,
+                format!("The agent's gateway refused the message: {}", e.message),
+            ),
+        };
+        let Some(delivery) =
+            self.outbox.take(gateway, send.message_id, tokio::time::Instant::now())
+        else {
+            return;
+        };
+        if matches!(err, LinkError::Timeout) {
+            self.stop_run(gateway, &delivery.send);
+        }
+        self.spawn(move |core| async move {
+            core.fail_delivery(&delivery.send, code, &text).await;
+        });
+    }
+
+    /// Asks the gateway to stop a run the relay gave up on (best effort).
+    fn stop_run(&self, gateway: GatewayId, send: &ChatSend) {
+        if let Some(jobs) = self.gateways.jobs(gateway) {
+            jobs.submit(Job::Abort {
+                session_key: send.session_key.clone(),
+                run_id: Some(send.message_id.to_string()),
+                asked_by: None,
+            });
+        }
+    }
+
+    /// Catches a run up from `chat.history`: its final reply if it finished, else the text
+    /// of the run in flight.
+    fn catch_up_from_history(&self, gateway: GatewayId, send: Arc<ChatSend>, history: &Value) {
+        let run = send.message_id.to_string();
+        let final_text = history.get("messages").and_then(Value::as_array).and_then(|messages| {
+            messages
+                .iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                .find(|m| m.pointer("/__openclaw/runId").and_then(Value::as_str) == Some(&run))
+                .and_then(message_text)
+        });
+        if let Some(text) = final_text {
+            self.finish_run(gateway, send.message_id, Some(text));
+            return;
+        }
+        let in_flight = history
+            .get("inFlightRun")
+            .filter(|r| r.get("runId").and_then(Value::as_str) == Some(&run))
+            .and_then(|r| r.get("text"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(text) = in_flight {
+            self.spawn(move |core| async move {
+                core.apply_text(gateway, send.message_id, TextUpdate::Whole(&text)).await;
+            });
+        }
+    }
+
+    /// Handles an event a gateway pushed.
+    pub(crate) async fn on_gateway_event(&self, gateway: GatewayId, event: &str, payload: &Value) {
+        if event != "chat" {
+            return;
+        }
+        let Some(ev) = ChatEvent::parse(payload) else { return };
+        // Runs of this relay are named by their message's id; anything else is not ours.
+        let Ok(id) = ev.run_id.parse::<MessageId>() else { return };
+        match ev.state {
+            ChatState::Delta => {
+                let update = match (&ev.text, &ev.delta_text) {
+                    (Some(whole), _) => TextUpdate::Whole(whole),
+                    (None, Some(delta)) if ev.replace => TextUpdate::Replace(delta),
+                    (None, Some(delta)) => TextUpdate::Append(delta),
+                    (None, None) => return,
+                };
+                self.apply_text(gateway, id, update).await;
+            }
+            ChatState::Final => self.finish_run(gateway, id, ev.text),
+            ChatState::Error | ChatState::Aborted => {
+                let Some(delivery) = self.outbox.take(gateway, id, tokio::time::Instant::now())
+                else {
+                    return;
+                };
+                let why = ev.error_message.unwrap_or_default();
+                let text = match (ev.state, why.is_empty()) {
+                    (ChatState::Aborted, true) => "The agent's run was stopped.".to_owned(),
+                    (ChatState::Aborted, false) => format!("The agent's run was stopped: {why}"),
+                    (_, true) => "The agent's run failed.".to_owned(),
+                    (_, false) => format!("The agent's run failed: {why}"),
+                };
+                self.spawn(move |core| async move {
+                    core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
+                });
+            }
+            ChatState::Status | ChatState::Other => {
+                self.outbox.touch(gateway, id, tokio::time::Instant::now());
+            }
+        }
+    }
+
+    /// Applies new text to a run and sends the user the chunk; a reply past the cap stops
+    /// the run.
+    async fn apply_text(&self, gateway: GatewayId, id: MessageId, update: TextUpdate<'_>) {
+        let Some(gate) = self.gateways.gate(gateway) else { return };
+        let _order = gate.lock().await;
+        let cap = self.limits.max_reply_bytes;
+        match self.outbox.apply(gateway, id, update, cap, tokio::time::Instant::now()) {
+            Progress::Nothing => {}
+            Progress::Chunk { send, offset, delta } => {
+                let chunk = ServerFrame::Chunk {
+                    session_id: send.session_id,
+                    run_id: id.to_string(),
+                    delta,
+                    offset,
+                };
+                self.send_to_user(send.user_id, &chunk, None, None).await;
+            }
+            Progress::TooLong(delivery) => self.reply_too_long(gateway, delivery),
+        }
+    }
+
+    fn reply_too_long(&self, gateway: GatewayId, delivery: Delivery) {
+        self.stop_run(gateway, &delivery.send);
+        let text = format!(
+            "The agent's reply was longer than {} KiB, so it was stopped.",
+            self.limits.max_reply_bytes / 1024
+        );
+        self.spawn(move |core| async move {
+            core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
+        });
+    }
+
+    /// A run's first terminal `final`: stores the reply (with its request's `answered`) off
+    /// the gateway's reading task, so the replies of many runs share a commit.
+    fn finish_run(&self, gateway: GatewayId, id: MessageId, text: Option<String>) {
+        let Some(delivery) = self.outbox.take(gateway, id, tokio::time::Instant::now()) else {
+            return;
+        };
+        let text = text.unwrap_or_else(|| delivery.text.as_str().to_owned());
+        if text.len() > self.limits.max_reply_bytes {
+            self.reply_too_long(gateway, delivery);
+            return;
+        }
+        self.spawn(move |core| async move { core.store_reply(delivery, text).await });
+    }
+
+    async fn store_reply(&self, delivery: Delivery, text: String) {
+        let send = &delivery.send;
+        let reply = NewMessage {
+            id: MessageId::new(),
+            session_id: send.session_id,
+            role: MessageRole::Agent,
+            content: text,
+            client_msg_id: None,
+            run_id: Some(send.message_id.to_string()),
+            created_at: self.now(),
+        };
+        let answered = DeliveryUpdate {
+            session_id: send.session_id,
+            seq: send.seq,
+            state: DeliveryState::Answered,
+        };
+        match self.writer.append(reply, Some(answered)).await {
+            Ok(stored) => {
+                let frame = ServerFrame::Chat(ChatMessage::new(stored.message(), send.agent_id));
+                self.send_to_user(send.user_id, &frame, None, None).await;
+                metrics::histogram!("mc_round_trip_seconds")
+                    .record(delivery.accepted_at.elapsed().as_secs_f64());
+            }
+            Err(err) => {
+                tracing::error!(error = %err, message = %send.message_id, "cannot store an agent reply");
+                let frame = ServerFrame::Error {
+                    id: Some(send.client_id.to_string()),
+                    code: ErrorCode::Internal,
+                    message: "the agent's reply could not be stored; ask again".into(),
+                    retry_after_ms: None,
+                };
+                self.send_to_user(send.user_id, &frame, None, None).await;
+            }
+        }
+    }
+}
+
+fn link_error_code(err: &LinkError) -> ErrorCode {
+    match err {
+        LinkError::Timeout => ErrorCode::GatewayTimeout,
+        _ => ErrorCode::GatewayError,
+    }
+}
