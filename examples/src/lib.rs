@@ -2,6 +2,8 @@
 //! `embed`). Binaries own configuration, logging and the process; the relay itself is in the
 //! library crates.
 //!
+//! - [`bench`]: `mc-bench`: the relay against `nats-server` and a bare echo server, the
+//!   store's group commit, and chat during a sign-in storm.
 //! - [`echo`]: the demo echo agent that streams its reply word by word.
 //! - [`bridge`]: the gateway side of the relay link: connect, authenticate, serve requests,
 //!   heartbeat with process metrics, reconnect forever with jittered backoff.
@@ -10,6 +12,7 @@
 //! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
 //!   demo, metrics, serving and shutdown.
 
+pub mod bench;
 pub mod bridge;
 pub mod echo;
 pub mod files;

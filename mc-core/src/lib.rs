@@ -84,7 +84,9 @@ pub use model::*;
 #[cfg(feature = "server")]
 pub use registry::{RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
-pub use relay::{ConnectRefusal, Relay, RelayLimits, UserConnection, UserSession, close_code};
+pub use relay::{
+    ConnectRefusal, MessageWriter, Relay, RelayLimits, UserConnection, UserSession, close_code,
+};
 #[cfg(feature = "server")]
 pub use services::{Services, ServicesBuilder};
 pub use store::*;

@@ -282,27 +282,8 @@ impl MessageStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(e, "message"))?;
-        let mut sessions: std::collections::HashMap<SessionId, ChatSession> =
-            std::collections::HashMap::new();
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let message = message_from_row(row)?;
-            let session = match sessions.get(&message.session_id) {
-                Some(session) => session.clone(),
-                None => {
-                    let row = sqlx::query("SELECT * FROM chat_sessions WHERE id = $1")
-                        .bind(message.session_id.as_uuid())
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(|e| store_error(e, "session"))?;
-                    let session = session_from_row(&row)?;
-                    sessions.insert(session.id, session.clone());
-                    session
-                }
-            };
-            pending.push(PendingDelivery { message, session });
-        }
-        Ok(pending)
+        let messages = rows.iter().map(message_from_row).collect::<StoreResult<Vec<_>>>()?;
+        PendingDelivery::with_sessions(messages, self).await
     }
 
     async fn list_messages(

@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
 use crate::codec::{RowExt, int, json, opt_ts, ts};
-use crate::error::store_error;
+use crate::error::{copy_error, store_error};
 
 fn session_from_row(row: &SqliteRow) -> StoreResult<ChatSession> {
     Ok(ChatSession {
@@ -149,18 +149,6 @@ impl SessionStore for SqliteStore {
     }
 }
 
-/// A copy of a batch-wide error for each message of the batch.
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(kind) => StoreError::Conflict(*kind),
-        StoreError::NotFound(what) => StoreError::NotFound(what),
-        StoreError::Unavailable { message, .. } => {
-            StoreError::Unavailable { message: message.clone(), source: None }
-        }
-        other => StoreError::corrupt(other.to_string()),
-    }
-}
-
 /// Applies one delivery update inside a transaction (only forward: see `DeliveryUpdate`).
 pub(crate) async fn set_delivery_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
@@ -238,6 +226,10 @@ async fn append_in(
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append_message(&self, m: &NewMessage) -> StoreResult<Appended> {
+        if let Some(thread) = &self.messages {
+            let mut results = thread.write_batch(vec![m.clone()], Vec::new()).await;
+            return results.pop().unwrap_or(Err(StoreError::NotFound("session")));
+        }
         let mut tx = self.begin_write().await?;
         let appended = append_in(&mut tx, m).await?;
         tx.commit().await.map_err(|e| store_error(e, "session"))?;
@@ -249,6 +241,9 @@ impl MessageStore for SqliteStore {
         messages: &[NewMessage],
         deliveries: &[DeliveryUpdate],
     ) -> Vec<StoreResult<Appended>> {
+        if let Some(thread) = &self.messages {
+            return thread.write_batch(messages.to_vec(), deliveries.to_vec()).await;
+        }
         if messages.len() + deliveries.len() > 1 {
             // A few statements for the whole batch; if that fails as a whole, roll back and
             // take the one-by-one path below.
@@ -271,7 +266,7 @@ impl MessageStore for SqliteStore {
         // all-or-nothing on its own, since a failed statement changes nothing.
         let mut tx = match self.begin_write().await {
             Ok(tx) => tx,
-            Err(e) => return messages.iter().map(|_| Err(clone_error(&e))).collect(),
+            Err(e) => return messages.iter().map(|_| Err(copy_error(&e))).collect(),
         };
         let mut results = Vec::with_capacity(messages.len());
         for m in messages {
@@ -284,12 +279,15 @@ impl MessageStore for SqliteStore {
         }
         if let Err(e) = tx.commit().await {
             let e = store_error(e, "session");
-            return messages.iter().map(|_| Err(clone_error(&e))).collect();
+            return messages.iter().map(|_| Err(copy_error(&e))).collect();
         }
         results
     }
 
     async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool> {
+        if let Some(thread) = &self.messages {
+            return thread.set_delivery(update).await;
+        }
         let mut tx = self.begin_write().await?;
         let changed = set_delivery_in(&mut tx, &update).await?;
         tx.commit().await.map_err(|e| store_error(e, "message"))?;
@@ -311,27 +309,8 @@ impl MessageStore for SqliteStore {
         .fetch_all(&self.writer)
         .await
         .map_err(|e| store_error(e, "message"))?;
-        let mut sessions: std::collections::HashMap<SessionId, ChatSession> =
-            std::collections::HashMap::new();
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let message = message_from_row(row)?;
-            let session = match sessions.get(&message.session_id) {
-                Some(session) => session.clone(),
-                None => {
-                    let row = sqlx::query("SELECT * FROM chat_sessions WHERE id = ?1")
-                        .bind(message.session_id.as_uuid())
-                        .fetch_one(&self.writer)
-                        .await
-                        .map_err(|e| store_error(e, "session"))?;
-                    let session = session_from_row(&row)?;
-                    sessions.insert(session.id, session.clone());
-                    session
-                }
-            };
-            pending.push(PendingDelivery { message, session });
-        }
-        Ok(pending)
+        let messages = rows.iter().map(message_from_row).collect::<StoreResult<Vec<_>>>()?;
+        PendingDelivery::with_sessions(messages, self).await
     }
 
     async fn list_messages(

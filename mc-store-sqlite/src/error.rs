@@ -34,6 +34,21 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The message writer's connection could not be opened on the database file.
+    #[error("cannot open the SQLite message writer: {0}")]
+    Writer(String),
+}
+
+/// A copy of a batch-wide error, for each message of the batch.
+pub(crate) fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(kind) => StoreError::Conflict(*kind),
+        StoreError::NotFound(what) => StoreError::NotFound(what),
+        StoreError::Unavailable { message, .. } => {
+            StoreError::Unavailable { message: message.clone(), source: None }
+        }
+        other => StoreError::corrupt(other.to_string()),
+    }
 }
 
 /// Maps a driver error to a [`StoreError`]. `missing` names what a foreign-key failure or an

@@ -5,8 +5,10 @@
 //! open, WAL journal, a busy timeout, foreign keys on.
 //!
 //! Writes go through a single writer connection (SQLite allows one writer at a time; queueing
-//! in the pool is fairer and faster than sleeping in SQLite's busy handler); reads use a
-//! separate pool of read-only connections that WAL lets run alongside the writer.
+//! in the pool is fairer and faster than sleeping in SQLite's busy handler), except, for files,
+//! messages: their group-commit batches run on a writer thread of their own, one job per batch
+//! (`writer.rs`); reads use a separate pool of read-only connections that WAL lets run
+//! alongside the writers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mc_store_sqlite::Error> {
@@ -24,6 +26,7 @@ mod error;
 mod identity;
 mod registry;
 mod store;
+mod writer;
 
 pub use error::Error;
 pub use store::{SqliteStore, SqliteStoreOptions, Synchronous};

@@ -75,10 +75,13 @@ impl SqliteStoreOptions {
 /// The SQLite store. Cheap to clone: clones share the connection pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// One connection: every write, and reads that must see the write in progress.
+    /// One connection: every write but messages', and reads that must see the write in
+    /// progress.
     pub(crate) writer: SqlitePool,
     /// Read-only connections (the writer itself for in-memory databases).
     pub(crate) reader: SqlitePool,
+    /// Files only: the thread that writes messages and their delivery states.
+    pub(crate) messages: Option<std::sync::Arc<crate::writer::WriterThread>>,
 }
 
 impl SqliteStore {
@@ -110,6 +113,12 @@ impl SqliteStore {
             // page cache per connection (a maximum, allocated as used) and reads through mmap.
             .pragma("cache_size", "-32768")
             .pragma("mmap_size", "268435456");
+        // Files are checkpointed by a thread of their own (`writer.rs`), not inside commits.
+        let connect = if options.is_memory() {
+            connect
+        } else {
+            connect.pragma("wal_autocheckpoint", crate::writer::WAL_SAFETY_PAGES.to_string())
+        };
 
         let memory = options.is_memory();
         // An in-memory database lives as long as its one connection: never let it go idle.
@@ -126,17 +135,23 @@ impl SqliteStore {
             .await
             .map_err(|source| Error::Migrate { url: url.clone(), source })?;
 
-        let reader = if memory {
-            writer.clone()
+        let (reader, messages) = if memory {
+            (writer.clone(), None)
         } else {
-            SqlitePoolOptions::new()
+            let reader = SqlitePoolOptions::new()
                 .max_connections(options.readers)
-                .connect_with(connect.read_only(true))
+                .connect_with(connect.clone().read_only(true))
                 .await
-                .map_err(|source| Error::Open { url: url.clone(), source })?
+                .map_err(|source| Error::Open { url: url.clone(), source })?;
+            let thread = crate::writer::WriterThread::open(
+                connect.get_filename(),
+                options.synchronous,
+                options.busy_timeout,
+            )?;
+            (reader, Some(std::sync::Arc::new(thread)))
         };
         tracing::debug!(%url, memory, readers = options.readers, "opened SQLite store");
-        Ok(Self { writer, reader })
+        Ok(Self { writer, reader, messages })
     }
 
     /// Closes every connection, waiting for those in use to be returned.

@@ -311,6 +311,8 @@ async fn after_a_restart_pending_messages_are_redelivered_once() {
     before.relay.detach_gateway(before.gateway(), generation);
     user.handle(chat(before.agent(), "stored before the crash", Some(session)).0).await;
     let stored_ack = frame(&mut user).await;
+    // `sent` is recorded lazily (it is worth nothing once the run is answered).
+    tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(
         before.history(session).await.iter().map(|h| h.3).collect::<Vec<_>>(),
         vec![Some(DeliveryState::Sent), Some(DeliveryState::Stored)]

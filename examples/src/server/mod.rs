@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Administer the database directly (organizations, users, registration tokens, assignments).
     Admin(admin::AdminArgs),
 }
@@ -52,8 +52,17 @@ pub enum OpenStore {
 }
 
 impl OpenStore {
-    /// Opens (creating and migrating) the database at `url`.
+    /// Opens (creating and migrating) the database at `url`, with SQLite's default durability.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_with(url, mc_store_sqlite::Synchronous::Normal).await
+    }
+
+    /// Opens (creating and migrating) the database at `url`; a SQLite file's commits survive
+    /// what `synchronous` says.
+    pub async fn open_with(
+        url: &str,
+        synchronous: mc_store_sqlite::Synchronous,
+    ) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(PgStore::connect(url).await?));
         }
@@ -63,7 +72,8 @@ impl OpenStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        Ok(Self::Sqlite(SqliteStore::open(url).await?))
+        let options = mc_store_sqlite::SqliteStoreOptions::new(url).synchronous(synchronous);
+        Ok(Self::Sqlite(SqliteStore::open_with(options).await?))
     }
 
     /// The store as the relay takes it.
@@ -108,7 +118,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Serve(args) => runtime.block_on(run::serve(args)),
+        Command::Serve(args) => runtime.block_on(run::serve(*args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
     }
 }

@@ -102,7 +102,7 @@ pub async fn serve(args: ServeArgs) -> i32 {
 
 async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
-    let store = OpenStore::open(&settings.database)
+    let store = OpenStore::open_with(&settings.database, settings.sqlite_synchronous)
         .await
         .with_context(|| format!("database {}", settings.database))?;
     let auth = AuthConfig::new(JwtKey::new(jwt_secret(&settings)?)?)

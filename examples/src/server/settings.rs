@@ -53,7 +53,13 @@ pub struct ServeArgs {
     /// Longest chat content, bytes [default: 16384].
     #[arg(long, env = "MC_MAX_CONTENT_BYTES")]
     pub max_content_bytes: Option<u64>,
-    /// Chat messages per second per user; 0 turns the limit off [default: 20].
+    /// Longest agent reply, bytes; longer runs are stopped and reported [default: 262144].
+    #[arg(long, env = "MC_MAX_REPLY_BYTES")]
+    pub max_reply_bytes: Option<u64>,
+    /// What a SQLite commit survives: `normal` (a process crash) or `full` (a power loss too) [default: normal].
+    #[arg(long, env = "MC_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: Option<String>,
+    /// Requests per second per user (a chat costs one); 0 turns the limit off [default: 20].
     #[arg(long, env = "MC_RATE_LIMIT_PER_SEC")]
     pub rate_limit_per_sec: Option<u32>,
     /// Burst of the per-user rate limit; 0 turns the limit off [default: 40].
@@ -109,6 +115,8 @@ struct FileSettings {
     allowed_origins: Option<String>,
     max_frame_bytes: Option<u64>,
     max_content_bytes: Option<u64>,
+    max_reply_bytes: Option<u64>,
+    sqlite_synchronous: Option<String>,
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
     max_connections: Option<u64>,
@@ -141,6 +149,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The database URL.
     pub database: String,
+    /// What a SQLite commit survives.
+    pub sqlite_synchronous: mc_store_sqlite::Synchronous,
     /// The JWT secret, if given.
     pub jwt_secret: Option<String>,
     /// The public URL, if given.
@@ -272,6 +282,24 @@ impl Settings {
             16 * 1024,
             frame,
         )?;
+        let reply = positive(
+            "max-reply-bytes",
+            "MC_MAX_REPLY_BYTES",
+            pick!(max_reply_bytes),
+            256 * 1024,
+            64 * 1024 * 1024,
+        )?;
+        let sqlite_synchronous = match pick!(sqlite_synchronous).as_deref() {
+            None | Some("normal") => mc_store_sqlite::Synchronous::Normal,
+            Some("full") => mc_store_sqlite::Synchronous::Full,
+            Some(other) => {
+                return Err(bad(
+                    "sqlite-synchronous",
+                    "MC_SQLITE_SYNCHRONOUS",
+                    format!("{other:?} is neither normal nor full"),
+                ));
+            }
+        };
         let max_connections = positive(
             "max-connections",
             "MC_MAX_CONNECTIONS",
@@ -342,6 +370,7 @@ impl Settings {
         let limits = mc_core::RelayLimits::default()
             .max_frame_bytes(frame as usize)
             .max_content_bytes(content as usize)
+            .max_reply_bytes(reply as usize)
             .rate_per_sec(pick!(rate_limit_per_sec).unwrap_or(20))
             .rate_burst(pick!(rate_limit_burst).unwrap_or(40))
             .max_connections(max_connections as usize)
@@ -354,6 +383,7 @@ impl Settings {
         Ok(Self {
             listen,
             database,
+            sqlite_synchronous,
             jwt_secret,
             public_url,
             allowed_origins,
@@ -401,6 +431,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database, "sqlite://mc.db");
         assert_eq!(s.limits.frame_limit(), 65_536);
+        assert_eq!(s.sqlite_synchronous, mc_store_sqlite::Synchronous::Normal);
         assert!(!s.demo);
     }
 
@@ -427,6 +458,11 @@ mod tests {
                 "MC_ALLOWED_ORIGINS",
             ),
             (ServeArgs { log_format: Some("xml".into()), ..Default::default() }, "MC_LOG_FORMAT"),
+            (
+                ServeArgs { sqlite_synchronous: Some("off".into()), ..Default::default() },
+                "MC_SQLITE_SYNCHRONOUS",
+            ),
+            (ServeArgs { max_reply_bytes: Some(0), ..Default::default() }, "MC_MAX_REPLY_BYTES"),
             (
                 ServeArgs { redis: Some("redis://127.0.0.1".into()), ..Default::default() },
                 "MC_REDIS_URL",

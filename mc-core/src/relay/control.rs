@@ -40,20 +40,10 @@ impl Core {
     async fn on_event(&self, event: RelayEvent) {
         match event {
             RelayEvent::UserBlocked { user_id } => {
-                let reason = "account suspended".into();
-                self.publish_user(
-                    user_id,
-                    BusMessage::CloseUser { code: close_code::FORBIDDEN, reason },
-                )
-                .await;
+                self.close_user(user_id, close_code::FORBIDDEN, "account suspended").await;
             }
             RelayEvent::LoggedOut { user_id } => {
-                let reason = "logged out".into();
-                self.publish_user(
-                    user_id,
-                    BusMessage::CloseUser { code: close_code::UNAUTHORIZED, reason },
-                )
-                .await;
+                self.close_user(user_id, close_code::UNAUTHORIZED, "logged out").await;
             }
             RelayEvent::PasswordChanged { .. } => {}
             RelayEvent::AssignmentsChanged { user_id, .. } => {
@@ -112,6 +102,11 @@ impl Core {
                 self.org_event(organization_id, Topic::SessionCreated, payload).await;
             }
         }
+    }
+
+    /// Closes every socket of the user, on every instance.
+    async fn close_user(&self, user: crate::ids::UserId, code: u16, reason: &str) {
+        self.publish_user(user, BusMessage::CloseUser { code, reason: reason.into() }).await;
     }
 
     async fn org_event(&self, org: OrgId, topic: Topic, payload: serde_json::Value) {

@@ -11,7 +11,7 @@ use super::gateways::Gateways;
 use super::limits::{Limiter, RelayLimits};
 use super::outbox::Outbox;
 use super::tasks::Tasks;
-use super::writer::Writer;
+use super::writer::MessageWriter;
 use crate::Services;
 use crate::bus::{Bus, BusMessage, BusTopic, ChatSend, ConnectionId, GatewayCommand};
 use crate::ids::{AgentId, MessageId, SessionId, UserId};
@@ -65,7 +65,7 @@ pub(crate) struct Core {
     pub(crate) limiter: Limiter,
     pub(crate) gateways: Gateways,
     pub(crate) outbox: Outbox,
-    pub(crate) writer: Writer,
+    pub(crate) writer: MessageWriter,
     pub(crate) tasks: Tasks,
     pub(crate) me: Weak<Core>,
 }

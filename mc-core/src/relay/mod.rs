@@ -46,6 +46,7 @@ use tokio::time::Instant;
 
 pub use connections::{ConnectRefusal, UserConnection};
 pub use limits::RelayLimits;
+pub use writer::MessageWriter;
 
 use self::chat::ChatRequest;
 use self::core::Core;
@@ -87,7 +88,7 @@ impl Relay {
     /// runtime: it starts its writer, its event handler and its sweeper.
     pub fn new(services: Services, bus: Arc<dyn Bus>, limits: RelayLimits) -> Self {
         let feed = services.events().attach_feed();
-        let (writer, _writer_task) = writer::Writer::start(services.store().clone());
+        let (writer, _writer_task) = writer::MessageWriter::start(services.store().clone());
         let core = Arc::new_cyclic(|me| Core {
             limiter: limits::Limiter::new(limits.rate_per_sec, limits.rate_burst),
             services,

@@ -1,4 +1,4 @@
-//! [`Writer`]: group commit. Concurrent appends, and the delivery states recorded meanwhile,
+//! [`MessageWriter`]: group commit. Concurrent appends, and the delivery states recorded meanwhile,
 //! are gathered into one store call ([`MessageStore::write_batch`], one transaction where
 //! the store can), so throughput is not capped at one transaction per message. With no
 //! contention a batch is a single message and adds no delay.
@@ -6,8 +6,11 @@
 //! An append may carry a delivery update that must be stored with it (an agent's reply and
 //! its request's `answered`, a failure notice and its request's `failed`): both then land in
 //! the same batch. Other delivery updates (`sent`, `started`) are recorded without waiting
-//! and ride along with the next batch; several updates of one message in a batch collapse to
-//! the furthest.
+//! and held for [`LAZY_UPDATES`] before they ride along with a batch: a later update of the
+//! same message replaces them meanwhile, so a run that is answered within that time costs no
+//! write beyond its `answered`. (A crash loses at most that much of `sent`/`started`; such a
+//! message is simply still `stored` and is sent again, which its idempotency key makes
+//! harmless.)
 //!
 //! [`MessageStore::write_batch`]: crate::store::MessageStore::write_batch
 
@@ -15,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::ids::SessionId;
 use crate::model::NewMessage;
@@ -22,6 +26,8 @@ use crate::store::{Appended, DeliveryUpdate, Store, StoreError, StoreResult};
 
 /// Most appends in one batch.
 const MAX_BATCH: usize = 256;
+/// How long delivery updates wait for appends to ride along with.
+pub(crate) const LAZY_UPDATES: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Append {
     message: NewMessage,
@@ -29,9 +35,11 @@ struct Append {
     done: oneshot::Sender<StoreResult<Appended>>,
 }
 
-/// The writer's handle. Cheap to clone; the task ends when every clone is dropped.
+/// Group commit of messages and delivery states (the relay's writer; usable on its own, e.g.
+/// to measure a store). Cheap to clone; its task ends, after writing what it holds, when every
+/// clone is dropped.
 #[derive(Debug, Clone)]
-pub(crate) struct Writer {
+pub struct MessageWriter {
     appends: mpsc::Sender<Append>,
     deliveries: mpsc::UnboundedSender<DeliveryUpdate>,
 }
@@ -42,9 +50,10 @@ impl std::fmt::Debug for Append {
     }
 }
 
-impl Writer {
-    /// Starts the writer task over `store`; the caller owns the returned task.
-    pub(crate) fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
+impl MessageWriter {
+    /// Starts the writer task over `store` (inside a tokio runtime); returns its handle and
+    /// the task.
+    pub fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
         let (appends, append_rx) = mpsc::channel(4 * MAX_BATCH);
         let (deliveries, delivery_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, append_rx, delivery_rx));
@@ -52,7 +61,7 @@ impl Writer {
     }
 
     /// Appends a message (and stores `with` in the same batch); waits for the commit.
-    pub(crate) async fn append(
+    pub async fn append(
         &self,
         message: NewMessage,
         with: Option<DeliveryUpdate>,
@@ -67,8 +76,55 @@ impl Writer {
     }
 
     /// Records a delivery state with the next batch, without waiting.
-    pub(crate) fn record(&self, update: DeliveryUpdate) {
+    pub fn record(&self, update: DeliveryUpdate) {
         let _ = self.deliveries.send(update);
+    }
+}
+
+/// Delivery updates waiting to be written, one per message (the furthest asked for).
+#[derive(Default)]
+struct Held {
+    updates: HashMap<(SessionId, u64), (Instant, DeliveryUpdate)>,
+}
+
+impl Held {
+    fn hold(&mut self, update: DeliveryUpdate, now: Instant) {
+        let key = (update.session_id, update.seq);
+        let entry = self.updates.entry(key).or_insert((now, update));
+        if update.state.rank() > entry.1.state.rank() {
+            entry.1 = update;
+        }
+    }
+
+    /// An update written with an append supersedes what is held for the same message.
+    fn supersede(&mut self, update: &DeliveryUpdate) {
+        let key = (update.session_id, update.seq);
+        if self.updates.get(&key).is_some_and(|(_, held)| held.state.rank() <= update.state.rank())
+        {
+            self.updates.remove(&key);
+        }
+    }
+
+    /// Takes the updates held since before `ripe`.
+    fn take_ripe(&mut self, ripe: Instant) -> Vec<DeliveryUpdate> {
+        let mut taken = vec![];
+        self.updates.retain(|_, (since, update)| {
+            let keep = *since > ripe;
+            if !keep {
+                taken.push(*update);
+            }
+            keep
+        });
+        taken
+    }
+
+    fn take_all(&mut self) -> Vec<DeliveryUpdate> {
+        self.updates.drain().map(|(_, (_, update))| update).collect()
+    }
+
+    /// When the oldest held update is ripe.
+    fn next_ripe(&self) -> Option<Instant> {
+        self.updates.values().map(|(since, _)| *since + LAZY_UPDATES).min()
     }
 }
 
@@ -78,19 +134,25 @@ async fn run(
     mut deliveries: mpsc::UnboundedReceiver<DeliveryUpdate>,
 ) {
     let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
-    let mut updates: Vec<DeliveryUpdate> = Vec::new();
+    let mut held = Held::default();
     loop {
-        // Wait for work of either kind, then take whatever else is already there.
+        // Wait for an append (or for held updates to ripen), then take whatever else is
+        // already there.
+        let flush_at = held.next_ripe();
         tokio::select! {
             biased;
             append = appends.recv() => match append {
                 Some(a) => batch.push(a),
                 None => break,
             },
-            update = deliveries.recv() => match update {
-                Some(u) => updates.push(u),
-                None => break,
-            },
+            update = deliveries.recv() => {
+                match update {
+                    Some(u) => held.hold(u, Instant::now()),
+                    None => break,
+                }
+                continue;
+            }
+            () = sleep_until(flush_at), if flush_at.is_some() => {}
         }
         while batch.len() < MAX_BATCH {
             match appends.try_recv() {
@@ -98,15 +160,22 @@ async fn run(
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
         while let Ok(u) = deliveries.try_recv() {
-            updates.push(u);
+            held.hold(u, now);
         }
+        for with in batch.iter().filter_map(|a| a.with.as_ref()) {
+            held.supersede(with);
+        }
+        let ripe = now.checked_sub(LAZY_UPDATES).unwrap_or(now);
+        let mut updates = held.take_ripe(ripe);
         commit(store.as_ref(), &mut batch, &mut updates).await;
     }
     // Whatever is left when the relay stops is still written.
     while let Ok(u) = deliveries.try_recv() {
-        updates.push(u);
+        held.hold(u, Instant::now());
     }
+    let mut updates = held.take_all();
     if !batch.is_empty() || !updates.is_empty() {
         commit(store.as_ref(), &mut batch, &mut updates).await;
     }
@@ -123,6 +192,13 @@ async fn commit(store: &dyn Store, batch: &mut Vec<Append>, updates: &mut Vec<De
             metrics::counter!("mc_messages_stored_total", "role" => m.role.as_str()).increment(1);
         }
         let _ = waiter.send(result);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -151,6 +227,24 @@ fn furthest(updates: Vec<DeliveryUpdate>) -> Vec<DeliveryUpdate> {
 mod tests {
     use super::*;
     use crate::model::DeliveryState;
+
+    #[test]
+    fn held_updates_ripen_unless_a_later_one_supersedes_them() {
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let u = |session, state| DeliveryUpdate { session_id: session, seq: 1, state };
+        let start = Instant::now();
+        let mut held = Held::default();
+        held.hold(u(a, DeliveryState::Sent), start);
+        held.hold(u(a, DeliveryState::Started), start + LAZY_UPDATES / 2);
+        held.hold(u(b, DeliveryState::Sent), start + LAZY_UPDATES / 2);
+        assert_eq!(held.next_ripe(), Some(start + LAZY_UPDATES), "the first hold sets the time");
+        let before = start.checked_sub(std::time::Duration::from_millis(1)).unwrap_or(start);
+        assert!(held.take_ripe(before).is_empty(), "nothing held that long");
+        held.supersede(&u(b, DeliveryState::Answered));
+        let ripe = held.take_ripe(start + LAZY_UPDATES / 2);
+        assert_eq!(ripe, vec![u(a, DeliveryState::Started)], "b was answered: nothing to write");
+        assert!(held.take_all().is_empty());
+    }
 
     #[test]
     fn updates_of_one_message_collapse_to_the_furthest() {

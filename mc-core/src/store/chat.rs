@@ -85,6 +85,33 @@ pub struct PendingDelivery {
     pub session: ChatSession,
 }
 
+impl PendingDelivery {
+    /// Pairs each of `messages` with its session, read from `sessions` once per session; a
+    /// message whose session vanished meanwhile is left out.
+    pub async fn with_sessions(
+        messages: Vec<Message>,
+        sessions: &(impl SessionStore + ?Sized),
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let mut known: std::collections::HashMap<SessionId, ChatSession> =
+            std::collections::HashMap::new();
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let session = match known.get(&message.session_id) {
+                Some(session) => session.clone(),
+                None => match sessions.get_session(message.session_id).await? {
+                    Some(session) => {
+                        known.insert(session.id, session.clone());
+                        session
+                    }
+                    None => continue,
+                },
+            };
+            pending.push(PendingDelivery { message, session });
+        }
+        Ok(pending)
+    }
+}
+
 /// A page of a session's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagePage {

@@ -9,6 +9,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use mc_core::close_code;
 use mc_core::link::LinkOutbound;
 use mc_core::protocol::gateway::{GatewayInbound, decode_gateway_frame};
@@ -17,7 +18,11 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::ws_user::{READ_BUFFER, close};
+use super::ws_user::close;
+
+/// A gateway's socket carries every run of its users: read it in large pieces (one socket per
+/// gateway, so its buffer's memory does not matter).
+const GATEWAY_READ_BUFFER: usize = 64 * 1024;
 
 /// Frames queued towards one gateway before callers wait (backpressure).
 const LINK_QUEUE: usize = 256;
@@ -38,7 +43,7 @@ pub(crate) async fn upgrade(
     }
     ws.max_message_size(GATEWAY_FRAME_LIMIT)
         .max_frame_size(GATEWAY_FRAME_LIMIT)
-        .read_buffer_size(READ_BUFFER)
+        .read_buffer_size(GATEWAY_READ_BUFFER)
         .on_upgrade(move |socket| run(state, id, socket))
 }
 
@@ -157,8 +162,29 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
             out = outbound.recv() => {
                 match out {
                     Some(LinkOutbound::Frame(frame)) => {
-                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "out").increment(1);
-                        if socket.send(Message::Text(frame.into())).await.is_err() { break; }
+                        // Everything already queued goes out in one write.
+                        let mut written = 1;
+                        let mut ok = socket.feed(Message::Text(frame.into())).await.is_ok();
+                        let mut close_with = None;
+                        while ok && written < super::ws_user::WRITE_BATCH {
+                            match outbound.try_recv() {
+                                Ok(LinkOutbound::Frame(more)) => {
+                                    ok = socket.feed(Message::Text(more.into())).await.is_ok();
+                                    written += 1;
+                                }
+                                Ok(LinkOutbound::Close(code)) => {
+                                    close_with = Some(code);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "out").increment(written);
+                        if !ok || socket.flush().await.is_err() { break; }
+                        if let Some(code) = close_with {
+                            close(&mut socket, code, "closing").await;
+                            break;
+                        }
                     }
                     Some(LinkOutbound::Close(code)) => {
                         let reason = if code == close_code::UNAUTHORIZED { "relay token revoked" } else { "closing" };

@@ -7,12 +7,16 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use mc_core::close_code;
 use mc_core::protocol::{AuthFailure, ClientRequest, ErrorCode, ServerFrame, decode_client_frame};
 use mc_core::{Error, Principal, TokenRejection};
 
 use super::AppState;
 use super::error::ApiError;
+
+/// Most frames written to a socket with one flush.
+pub(crate) const WRITE_BATCH: u64 = 32;
 
 /// Buffer sizes chosen for memory per idle socket: messages larger than this still work
 /// (the read buffer grows), but an idle socket does not pin 128 KiB.
@@ -277,8 +281,16 @@ async fn run(state: AppState, mut socket: WebSocket) {
                 }
             }
             frame = session.next_frame() => {
-                metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(1);
-                if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
+                // Everything already queued goes out in one write.
+                let mut written = 1;
+                let mut ok = socket.feed(Message::Text(frame.as_ref().into())).await.is_ok();
+                while ok && written < WRITE_BATCH {
+                    let Some(more) = session.try_next_frame() else { break };
+                    ok = socket.feed(Message::Text(more.as_ref().into())).await.is_ok();
+                    written += 1;
+                }
+                metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(written);
+                if !ok || socket.flush().await.is_err() {
                     break;
                 }
             }

@@ -1,0 +1,394 @@
+//! `mc-bench`: the relay measured against the floor and the bar, side by side in one run
+//! (SPEC §15, BENCHMARKS.md).
+//!
+//! - `mc-bench` (round trips): `users` clients in a closed loop, each sending a chat and waiting
+//!   for the answer, against three systems on the same 2 cores — the relay (its own process;
+//!   every message stored before its ack; the echo gateway answering with OpenClaw frames), a
+//!   `nats-server` over WebSocket (request/reply through one responder, nothing stored), and a
+//!   bare tokio-tungstenite echo server (one hop, nothing stored). Each system runs `runs`
+//!   times, interleaved; the median run of each is reported with relay ÷ NATS and relay ÷
+//!   echo. Optionally the relay's memory per idle authenticated socket.
+//! - `mc-bench store`: durable appends per second through the group-commit writer.
+//! - `mc-bench storm`: the relay's chat p99 while 200 users sign in at once (Argon2id at OWASP
+//!   strength), against its quiet p99.
+
+pub mod echo;
+pub mod figures;
+pub mod nats;
+pub mod procs;
+pub mod relay;
+pub mod store;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use figures::{RunFigures, ratios};
+use procs::ChildProcess;
+
+/// Idle users hold this many sockets each (the per-user limit).
+pub const SOCKETS_PER_IDLE_USER: usize = 8;
+
+/// `mc-bench`'s command line.
+#[derive(Parser)]
+#[command(about = "Benchmark the relay against nats-server and a bare WebSocket echo server")]
+pub struct Args {
+    /// Concurrent users.
+    #[arg(long, default_value_t = 64, global = true)]
+    pub users: usize,
+    /// Messages each user sends per run (one at a time, waiting for the reply).
+    #[arg(long, default_value_t = 200, global = true)]
+    pub messages: usize,
+    /// Runs per system (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Idle authenticated sockets to hold for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub idle: usize,
+    /// The relay's database: a SQLite file in a temporary directory by default; or
+    /// `sqlite::memory:`, or a `postgres://` URL.
+    #[arg(long, global = true)]
+    pub database: Option<String>,
+    /// SQLite's synchronous setting for the relay's file: `normal` (default) or `full`.
+    #[arg(long, default_value = "normal", global = true)]
+    pub synchronous: String,
+    /// Skip the NATS row (when `nats-server` is not installed).
+    #[arg(long)]
+    pub no_nats: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to run.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Durable appends per second through the group-commit writer.
+    Store {
+        /// Concurrent appenders.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 200_000)]
+        total: usize,
+    },
+    /// Chat p99 during a sign-in storm, against quiet p99.
+    Storm {
+        /// Sign-ins at once.
+        #[arg(long, default_value_t = 200)]
+        sign_ins: usize,
+    },
+    /// (internal) Run the relay for the benchmark.
+    #[command(hide = true)]
+    ServeRelay(relay::RelayChild),
+    /// (internal) Run the baseline echo server.
+    #[command(hide = true)]
+    ServeEcho,
+}
+
+/// The chat frame user `i` sends as message `m` (to `agent`, in `session` if known).
+pub fn chat_frame(i: usize, m: usize, to: Option<(&str, Option<&str>)>) -> String {
+    let id = uuid::Uuid::now_v7();
+    let content = format!("user {i} message {m}");
+    match to {
+        Some((agent, Some(session))) => json!({ "type": "chat", "id": id, "payload": { "agent_id": agent, "content": content, "session_id": session } }),
+        Some((agent, None)) => json!({ "type": "chat", "id": id, "payload": { "agent_id": agent, "content": content } }),
+        None => json!({ "type": "chat", "id": id, "payload": { "content": content } }),
+    }
+    .to_string()
+}
+
+/// Runs `mc-bench`.
+pub async fn main(args: Args) -> anyhow::Result<()> {
+    match &args.command {
+        Some(Command::ServeRelay(child)) => relay::serve(child.clone()).await,
+        Some(Command::ServeEcho) => echo::serve().await,
+        Some(Command::Store { writers, total }) => store_bench(&args, *writers, *total).await,
+        Some(Command::Storm { sign_ins }) => storm(&args, *sign_ins).await,
+        None => round_trips(&args).await,
+    }
+}
+
+/// A relay child and what it printed.
+struct RelayProcess {
+    process: ChildProcess,
+    tokens: Vec<String>,
+    base: String,
+    org: String,
+    gateway_id: String,
+    relay_token: String,
+    agent: String,
+}
+
+fn start_relay(args: &Args, users: usize, storm_users: usize) -> anyhow::Result<RelayProcess> {
+    let mut child_args = vec![
+        "serve-relay".to_owned(),
+        "--users".into(),
+        users.to_string(),
+        "--storm-users".into(),
+        storm_users.to_string(),
+        "--synchronous".into(),
+        args.synchronous.clone(),
+    ];
+    if let Some(db) = &args.database {
+        child_args.extend(["--database".to_owned(), db.clone()]);
+    }
+    let mut process = ChildProcess::itself(&child_args)?;
+    let mut tokens = vec![];
+    let ready = loop {
+        let line = process.line()?;
+        if let Some(token) = line.strip_prefix("TOKEN ") {
+            tokens.push(token.to_owned());
+        } else if let Some(ready) = line.strip_prefix("READY ") {
+            break ready.to_owned();
+        }
+    };
+    let parts: Vec<&str> = ready.split_whitespace().collect();
+    let [base, org, gateway_id, relay_token, agent] = parts[..] else {
+        bail!("bad READY line: {ready}")
+    };
+    Ok(RelayProcess {
+        base: base.into(),
+        org: org.into(),
+        gateway_id: gateway_id.into(),
+        relay_token: relay_token.into(),
+        agent: agent.into(),
+        process,
+        tokens,
+    })
+}
+
+async fn round_trips(args: &Args) -> anyhow::Result<()> {
+    let idle_users = args.idle.div_ceil(SOCKETS_PER_IDLE_USER);
+    let relay = start_relay(args, args.users + idle_users, 0)?;
+    let _gateway = relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token).await?;
+    let mut sockets = Vec::with_capacity(args.users);
+    for token in &relay.tokens[..args.users] {
+        sockets.push((relay::user_socket(&relay.base, token).await?, None));
+    }
+    let nats = if args.no_nats { None } else { Some(nats::start().await?) };
+    let _responder = match &nats {
+        Some(server) => Some(nats::responder(&server.url).await?),
+        None => None,
+    };
+    let mut echo = ChildProcess::itself(&["serve-echo".into()])?;
+    let echo_url = echo.line()?.strip_prefix("READY ").context("echo READY")?.to_owned();
+
+    // Warm up every system once (connections, sessions, caches), then measure.
+    let warm = (args.messages / 10).max(5);
+    sockets = relay::run(sockets, &relay.agent, warm).await?.2;
+    if let Some(server) = &nats {
+        nats::run(&server.url, args.users, warm).await?;
+    }
+    echo::run(&echo_url, args.users, warm).await?;
+
+    let (mut relay_runs, mut nats_runs, mut echo_runs) = (vec![], vec![], vec![]);
+    let mut client_cpu = 0.0;
+    for _ in 0..args.runs.max(1) {
+        let cpu = relay.process.cpu_seconds();
+        let own = procs_self_cpu();
+        let (latencies, elapsed, back) = relay::run(sockets, &relay.agent, args.messages).await?;
+        client_cpu += procs_self_cpu() - own;
+        sockets = back;
+        let used = relay.process.cpu_seconds() - cpu;
+        relay_runs.push(RunFigures::new(latencies, elapsed, used, relay.process.peak_rss_kib()));
+        if let Some(server) = &nats {
+            let cpu = server.process.cpu_seconds();
+            let (latencies, elapsed) = nats::run(&server.url, args.users, args.messages).await?;
+            let used = server.process.cpu_seconds() - cpu;
+            nats_runs.push(RunFigures::new(
+                latencies,
+                elapsed,
+                used,
+                server.process.peak_rss_kib(),
+            ));
+        }
+        let cpu = echo.cpu_seconds();
+        let (latencies, elapsed) = echo::run(&echo_url, args.users, args.messages).await?;
+        let used = echo.cpu_seconds() - cpu;
+        echo_runs.push(RunFigures::new(latencies, elapsed, used, echo.peak_rss_kib()));
+    }
+    drop(echo);
+    let phases = relay::PHASES.take();
+    let relay_median = RunFigures::median(relay_runs.clone()).context("no relay run")?;
+    let nats_median = RunFigures::median(nats_runs.clone());
+    let echo_median = RunFigures::median(echo_runs.clone()).context("no echo run")?;
+
+    let idle = if args.idle > 0 {
+        Some(
+            relay::idle_bytes_per_socket(
+                &relay.base,
+                &relay.tokens[args.users..],
+                args.idle,
+                || relay.process.rss_kib(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    let db = args.database.as_deref().unwrap_or("SQLite file");
+    if args.json {
+        let report = json!({
+            "users": args.users, "messages": args.messages, "runs": args.runs, "database": db,
+            "relay": relay_median, "nats": nats_median, "echo": echo_median,
+            "all_runs": { "relay": relay_runs, "nats": nats_runs, "echo": echo_runs },
+            "idle_sockets": args.idle, "idle_bytes_per_socket": idle.map(|i| i.2),
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "{} users x {} messages, median of {} runs; relay on {db} (synchronous={}), every message stored before its ack",
+        args.users, args.messages, args.runs, args.synchronous
+    );
+    println!("{}", RunFigures::header());
+    println!("{}", relay_median.row("relay"));
+    if let Some(n) = &nats_median {
+        println!("{}", n.row("nats"));
+    }
+    println!("{}", echo_median.row("echo"));
+    if let Some(n) = &nats_median {
+        println!("relay / nats: {}", ratios(&relay_median, n));
+    }
+    println!("relay / echo: {}", ratios(&relay_median, &echo_median));
+    let each = |runs: &[RunFigures]| {
+        runs.iter().map(|r| format!("{:.0}", r.round_trips_per_sec)).collect::<Vec<_>>().join(", ")
+    };
+    println!(
+        "runs (rt/s): relay {}; nats {}; echo {}",
+        each(&relay_runs),
+        each(&nats_runs),
+        each(&echo_runs)
+    );
+    let relay_total: f64 = relay_runs.iter().map(|r| r.server_cpu_seconds).sum();
+    println!(
+        "relay runs' CPU: relay process {relay_total:.2} s, this process (users and echo gateway) {client_cpu:.2} s"
+    );
+    println!(
+        "relay round trip: {:.0}% until the ack (stored, handed over), {:.0}% ack to chunk (the gateway), {:.0}% chunk to the stored reply",
+        phases[0] * 100.0,
+        phases[1] * 100.0,
+        phases[2] * 100.0
+    );
+    if let Some((before, after, per)) = idle {
+        println!(
+            "idle: {} authenticated sockets, relay RSS {before} -> {after} KiB = {per:.0} bytes per socket",
+            args.idle
+        );
+    }
+    Ok(())
+}
+
+async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mc-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let url = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("store.db").display()));
+    let store: std::sync::Arc<dyn mc_core::Store> = if url.starts_with("postgres") {
+        std::sync::Arc::new(mc_store_postgres::PgStore::connect(&url).await?)
+    } else {
+        let sync = match args.synchronous.as_str() {
+            "full" => mc_store_sqlite::Synchronous::Full,
+            _ => mc_store_sqlite::Synchronous::Normal,
+        };
+        let options = mc_store_sqlite::SqliteStoreOptions::new(&url).synchronous(sync);
+        std::sync::Arc::new(mc_store_sqlite::SqliteStore::open_with(options).await?)
+    };
+    let cpu = procs_self_cpu();
+    let figures = store::run(store, writers, total).await?;
+    let cpu = procs_self_cpu() - cpu;
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite file" };
+    if args.json {
+        println!(
+            "{}",
+            json!({ "database": db, "writers": writers, "figures": figures, "process_cpu_seconds": cpu })
+        );
+    } else {
+        println!(
+            "store ({db}, synchronous={}): {} appends by {writers} writers in {:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, this process {cpu:.2} CPU s",
+            args.synchronous,
+            figures.messages,
+            figures.seconds,
+            figures.messages_per_sec,
+            figures.p50_ms,
+            figures.p99_ms
+        );
+    }
+    Ok(())
+}
+
+fn procs_self_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn storm(args: &Args, sign_ins: usize) -> anyhow::Result<()> {
+    let relay = start_relay(args, args.users, sign_ins)?;
+    let _gateway = relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token).await?;
+    let mut sockets = Vec::with_capacity(args.users);
+    for token in &relay.tokens[..args.users] {
+        sockets.push((relay::user_socket(&relay.base, token).await?, None));
+    }
+    sockets = relay::run(sockets, &relay.agent, 10).await?.2;
+    let (quiet, elapsed, back) = relay::run(sockets, &relay.agent, args.messages).await?;
+    let quiet = RunFigures::new(quiet, elapsed, 0.0, 0);
+    // The same load while the storm runs: as many messages as fit in the storm's duration.
+    let storm = relay::sign_in_storm(&relay.base, &relay.org, sign_ins);
+    let chats = async {
+        let mut all = vec![];
+        let mut sockets = back;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            let (latencies, _, back) = relay::run(sockets, &relay.agent, 10).await?;
+            sockets = back;
+            all.extend(latencies);
+            if STORM_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+        }
+        anyhow::Ok((all, started.elapsed()))
+    };
+    let storm = async {
+        let took = storm.await;
+        STORM_DONE.store(true, std::sync::atomic::Ordering::SeqCst);
+        took
+    };
+    let (took, chats) = tokio::join!(storm, chats);
+    let took = took?;
+    let (during, elapsed) = chats?;
+    let during = RunFigures::new(during, elapsed, 0.0, 0);
+    if args.json {
+        println!(
+            "{}",
+            json!({ "sign_ins": sign_ins, "storm_seconds": took.as_secs_f64(), "quiet": quiet, "during": during, "p99_ratio": during.p99_ms / quiet.p99_ms })
+        );
+    } else {
+        println!(
+            "{sign_ins} sign-ins at once took {:.2} s ({:.0}/s); chat p99 quiet {:.2} ms, during the storm {:.2} ms ({:.2}x; p50 {:.2} -> {:.2} ms, {:.0} -> {:.0} rt/s)",
+            took.as_secs_f64(),
+            sign_ins as f64 / took.as_secs_f64(),
+            quiet.p99_ms,
+            during.p99_ms,
+            during.p99_ms / quiet.p99_ms,
+            quiet.p50_ms,
+            during.p50_ms,
+            quiet.round_trips_per_sec,
+            during.round_trips_per_sec
+        );
+    }
+    Ok(())
+}
+
+static STORM_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
