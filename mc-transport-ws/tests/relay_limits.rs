@@ -297,3 +297,37 @@ async fn a_suspension_during_a_flood_of_events_still_closes_the_sockets() {
         tokio::time::timeout(SOON, user.connection().kicked()).await.expect("closed in time");
     assert_eq!(code, 4003);
 }
+
+#[tokio::test]
+async fn a_flood_of_requests_does_not_starve_live_frames() {
+    // A client that keeps sending requests, reading only as much as it must to be read from
+    // again, while a run streams to it: the live frames still get out, in turn.
+    let limits = RelayLimits::default().outbound_queue(16).rate_per_sec(0).rate_burst(0);
+    let e = Engine::new(limits).await;
+    let (mut gw, _) = e.link().await;
+    let mut user = e.connect().await;
+    user.handle(chat(e.agent(), "stream to me", None).0).await;
+    let req = gw.request_of("chat.send").await;
+    let (run, key) = run_of(&req);
+    gw.answer(&req, json!({ "runId": run, "status": "started" }));
+    let mut streamed = String::new();
+    let mut written = vec![];
+    for i in 0..2000 {
+        if i % 10 == 0 {
+            streamed.push('x');
+            e.event(&run, &key, "delta", text(&streamed)).await;
+        }
+        while !user.wants_input() {
+            let frame = user.try_next_frame().expect("a frame is waiting");
+            written.push(serde_json::from_str::<Value>(&frame).unwrap());
+        }
+        user.handle(request(&format!("hb{i}"), ClientRequest::Heartbeat)).await;
+    }
+    written.extend(queued(&mut user).await);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), user.connection().kicked()).await.is_err(),
+        "not closed as too slow"
+    );
+    let chunks = written.iter().filter(|f| f["type"] == "chunk").count();
+    assert_eq!(chunks, 200, "every delta reached the socket");
+}

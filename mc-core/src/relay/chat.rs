@@ -1,5 +1,5 @@
 //! A user's `chat`, from the frame to its `ack`: check it, find its session, store it, show it
-//! to the user's other devices, hand it to its gateway's holder, ack it. What happens next is
+//! to the user's other devices, ack it, hand it to its gateway's holder. What happens next is
 //! in `replies`.
 //!
 //! The `ack` promises delivery: the message is stored, and its gateway's holder has it in its
@@ -57,17 +57,19 @@ impl Core {
             client_id: chat.client_id,
             content: message.content.clone(),
         });
-        let handed = if fresh || needs_handing_again(&message) {
-            self.hand_over(meta.gateway_id, send.clone(), !fresh).await
-        } else {
-            true
-        };
+        // The ack is queued before the hand-off, so no chunk of the run can overtake it; a
+        // hand-off that finds no holder is reported right after it.
         conn.reply(&ServerFrame::Ack {
             client_id: chat.client_id,
             session_id,
             message_id: message.id,
             seq: message.seq,
         });
+        let handed = if fresh || needs_handing_again(&message) {
+            self.hand_over(meta.gateway_id, send.clone(), !fresh).await
+        } else {
+            true
+        };
         if !handed {
             let text = "The agent's gateway disconnected before the message could be delivered; send it again later.";
             self.fail_delivery(&send, ErrorCode::GatewayError, text).await;

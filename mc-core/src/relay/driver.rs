@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::core::Core;
 use crate::bus::{ChatSend, ConnectionId};
 use crate::ids::{GatewayId, UserId};
 use crate::link::{GatewayLink, LinkError};
@@ -44,6 +43,12 @@ pub(crate) enum Outcome {
     History { send: Arc<ChatSend>, answer: Result<Value, LinkError> },
 }
 
+/// Who hears the answers (the relay's core; held weakly, so a driver never keeps it alive).
+pub(crate) trait Answers: Send + Sync {
+    /// Handles one answer to a request on `gateway`'s link.
+    fn answered(&self, gateway: GatewayId, outcome: Outcome);
+}
+
 /// Submits jobs to a link's driver. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Jobs(mpsc::UnboundedSender<Job>);
@@ -69,16 +74,15 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    /// Starts the driver of `link`, reporting answers to `core` (held weakly: the driver never
-    /// keeps the relay alive).
+    /// Starts the driver of `link`, reporting answers to `answers`.
     pub(crate) fn start(
-        core: Weak<Core>,
+        answers: Weak<dyn Answers>,
         gateway: GatewayId,
         link: Arc<dyn GatewayLink>,
         timeout: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(core, gateway, link, timeout, rx)).abort_handle();
+        let task = tokio::spawn(run(answers, gateway, link, timeout, rx)).abort_handle();
         Self { jobs: Jobs(tx), task }
     }
 
@@ -89,7 +93,7 @@ impl Driver {
 }
 
 async fn run(
-    core: Weak<Core>,
+    answers: Weak<dyn Answers>,
     gateway: GatewayId,
     link: Arc<dyn GatewayLink>,
     timeout: Duration,
@@ -103,8 +107,8 @@ async fn run(
                 None => return,
             },
             Some(outcome) = calls.next(), if !calls.is_empty() => {
-                let Some(core) = core.upgrade() else { return };
-                core.on_outcome(gateway, outcome);
+                let Some(answers) = answers.upgrade() else { return };
+                answers.answered(gateway, outcome);
             }
         }
     }

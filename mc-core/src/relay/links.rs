@@ -52,8 +52,8 @@ impl Core {
         gateway: GatewayId,
         link: Arc<dyn GatewayLink>,
     ) -> crate::Result<u64> {
-        let driver =
-            Driver::start(self.me.clone(), gateway, link.clone(), self.limits.gateway_timeout);
+        let answers: Weak<dyn super::driver::Answers> = self.me.clone();
+        let driver = Driver::start(answers, gateway, link.clone(), self.limits.gateway_timeout);
         let linked = self.gateways.link(gateway, link, driver);
         if let Some(old) = linked.replaced {
             // A reconnect won the race with the old socket's close: the new link takes over

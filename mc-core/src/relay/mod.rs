@@ -8,9 +8,10 @@
 //!    user's request budget (`limits`) and calls `Core::chat` (`chat.rs`): check the content,
 //!    the assignment and that some instance holds the gateway; find or create the session
 //!    (one per first client id); store the message through the group-commit `writer`; show
-//!    it to the user's other devices; hand it over as a bus command to the gateway's holder.
+//!    it to the user's other devices; queue the `ack`; hand the message over as a bus command
+//!    to the gateway's holder.
 //! 2. On the holder (`replies.rs`, `on_gateway_command`), the message enters the `outbox` and
-//!    the link's `driver` sends `chat.send`. Back in `chat.rs` the user gets the `ack`.
+//!    the link's `driver` sends `chat.send`.
 //! 3. The gateway answers (`on_outcome`: the run started) and streams `chat` events
 //!    (`on_gateway_event`): each delta updates the run's text (`run_text`) and goes to the
 //!    user as a `chunk`; the first terminal event takes the delivery out of the outbox — a
@@ -23,6 +24,7 @@
 //! grace period and are picked up by the next link; past it they fail. See ARCHITECTURE.md.
 
 mod chat;
+pub mod close_code;
 mod connections;
 mod control;
 mod core;
@@ -59,22 +61,6 @@ use crate::link::GatewayLink;
 use crate::model::AgentStatus;
 use crate::protocol::server::assignment_status;
 use crate::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ErrorCode, ServerFrame};
-
-/// WebSocket close codes the relay uses (SPEC §6).
-pub mod close_code {
-    /// Unauthorized: refresh the token, then reconnect.
-    pub const UNAUTHORIZED: u16 = 4001;
-    /// Forbidden (suspended user, refused origin): do not retry.
-    pub const FORBIDDEN: u16 = 4003;
-    /// Too many protocol violations.
-    pub const VIOLATIONS: u16 = 4008;
-    /// Frame too big.
-    pub const TOO_BIG: u16 = 1009;
-    /// Server restarting: reconnect elsewhere.
-    pub const RESTARTING: u16 = 1012;
-    /// Overloaded (too slow, too many connections): back off.
-    pub const OVERLOADED: u16 = 1013;
-}
 
 /// The relay engine of one instance. Cheap to clone; its background tasks stop when the last
 /// clone (and the last [`UserSession`]) is dropped.
@@ -255,7 +241,8 @@ impl UserSession {
         self.connection.queue().accepts_requests()
     }
 
-    /// The next frame to write: replies, then live frames, then (when both are empty) the
+    /// The next frame to write: replies and live frames in the order they were queued, then
+    /// (when there are none) the
     /// next page of a resume. Waits until there is one; cancel-safe.
     pub async fn next_frame(&mut self) -> Arc<str> {
         loop {

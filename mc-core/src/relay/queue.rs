@@ -9,11 +9,13 @@
 //! - **live** frames nobody on this socket asked for (chunks, stored messages, `system`
 //!   events, admin events) never wait either: a socket with `limit` of them unwritten cannot
 //!   keep up, and is closed with 1013 (it reconnects and resumes);
-//! - **bulk** frames (a `resume`'s stored messages) are produced only when both lanes above
-//!   are empty (the session's resume job fetches its next page then), so a resume of any
-//!   size paces itself to the reader and never pushes the socket over its limit.
+//! - **bulk** frames (a `resume`'s stored messages) are produced only when no reply or live
+//!   frame is waiting (the session's resume job fetches its next page then), so a resume of
+//!   any size paces itself to the reader and never pushes the socket over its limit.
 //!
-//! Replies are written before live frames, live frames before bulk ones.
+//! Replies and live frames share one first-in, first-out line (so nothing overtakes what was
+//! queued before it, and a flood of requests cannot starve live frames); bulk frames come
+//! after both.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,8 +27,10 @@ pub(crate) const REPLY_BACKLOG: usize = 32;
 
 #[derive(Debug, Default)]
 struct Lanes {
-    replies: VecDeque<Arc<str>>,
-    live: VecDeque<Arc<str>>,
+    /// Replies and live frames, in the order they were queued; `true` marks a live one.
+    line: VecDeque<(bool, Arc<str>)>,
+    replies: usize,
+    live: usize,
 }
 
 /// One socket's outbound frames.
@@ -42,7 +46,7 @@ pub(crate) struct FrameQueue {
 pub(crate) enum Pushed {
     /// Queued.
     Queued,
-    /// The live lane is full: the socket cannot keep up.
+    /// `limit` live frames are unwritten: the socket cannot keep up.
     Full,
 }
 
@@ -57,38 +61,47 @@ impl FrameQueue {
 
     /// Queues a reply to the socket's own request.
     pub(crate) fn push_reply(&self, frame: Arc<str>) {
-        self.lanes().replies.push_back(frame);
+        let mut lanes = self.lanes();
+        lanes.line.push_back((false, frame));
+        lanes.replies += 1;
+        drop(lanes);
         self.ready.notify_one();
     }
 
     /// Queues a live frame, unless the socket already has `limit` of them unwritten.
     pub(crate) fn push_live(&self, frame: Arc<str>) -> Pushed {
         let mut lanes = self.lanes();
-        if lanes.live.len() >= self.live_limit {
+        if lanes.live >= self.live_limit {
             return Pushed::Full;
         }
-        lanes.live.push_back(frame);
+        lanes.line.push_back((true, frame));
+        lanes.live += 1;
         drop(lanes);
         self.ready.notify_one();
         Pushed::Queued
     }
 
-    /// The next frame to write: replies first, then live frames.
+    /// The next reply or live frame, in the order they were queued.
     pub(crate) fn pop(&self) -> Option<Arc<str>> {
         let mut lanes = self.lanes();
-        lanes.replies.pop_front().or_else(|| lanes.live.pop_front())
+        let (live, frame) = lanes.line.pop_front()?;
+        if live {
+            lanes.live -= 1;
+        } else {
+            lanes.replies -= 1;
+        }
+        Some(frame)
     }
 
     /// Whether nothing is queued.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        let lanes = self.lanes();
-        lanes.replies.is_empty() && lanes.live.is_empty()
+        self.lanes().line.is_empty()
     }
 
     /// Whether the socket may read its next request (few enough replies are unwritten).
     pub(crate) fn accepts_requests(&self) -> bool {
-        self.lanes().replies.len() < REPLY_BACKLOG
+        self.lanes().replies < REPLY_BACKLOG
     }
 
     /// Resolves once something was queued since the last [`pop`](Self::pop) found nothing
@@ -107,16 +120,21 @@ mod tests {
     }
 
     #[test]
-    fn replies_go_first_and_live_frames_are_capped() {
+    fn frames_keep_their_order_and_live_frames_are_capped() {
         let q = FrameQueue::new(2);
         assert_eq!(q.push_live(f("live1")), Pushed::Queued);
         q.push_reply(f("reply"));
         assert_eq!(q.push_live(f("live2")), Pushed::Queued);
         assert_eq!(q.push_live(f("live3")), Pushed::Full, "a slow socket");
+        for _ in 0..10 {
+            q.push_reply(f("more replies are never refused"));
+        }
+        assert_eq!(q.pop().as_deref(), Some("live1"), "nothing overtakes what came first");
         assert_eq!(q.pop().as_deref(), Some("reply"));
-        assert_eq!(q.pop().as_deref(), Some("live1"));
         assert_eq!(q.pop().as_deref(), Some("live2"));
-        assert!(q.pop().is_none() && q.is_empty());
+        assert_eq!(q.push_live(f("live3")), Pushed::Queued, "room again");
+        while q.pop().is_some() {}
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::core::Core;
-use super::driver::{Asker, Job, Outcome};
+use super::driver::{Answers, Asker, Job, Outcome};
 use super::outbox::{Delivery, Progress, Stage};
 use super::run_text::TextUpdate;
 use crate::bus::{ChatSend, GatewayCommand};
@@ -302,6 +302,12 @@ impl Core {
                 self.send_to_user(send.user_id, &frame, None, None).await;
             }
         }
+    }
+}
+
+impl Answers for Core {
+    fn answered(&self, gateway: GatewayId, outcome: Outcome) {
+        self.on_outcome(gateway, outcome);
     }
 }
 

@@ -3,7 +3,7 @@
 //! pushes `event`s; a `heartbeat` frame may replace HTTP heartbeats.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};

@@ -1,7 +1,9 @@
 //! `/ws/chat`: the users' socket (SPEC §6, §12). This loop only moves frames: decoding is in
 //! `mc_core::protocol`, decisions in `mc_core::Relay`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
