@@ -11,6 +11,8 @@
 //! - [`files`]: secret files written owner-only (0600).
 //! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
 //!   demo, metrics, serving and shutdown.
+//! - [`testbed`]: a fake streaming model and real OpenClaw gateways, for the real-gateway
+//!   tests.
 
 pub mod bench;
 pub mod bridge;
@@ -18,6 +20,7 @@ pub mod echo;
 pub mod files;
 pub mod process;
 pub mod server;
+pub mod testbed;
 
 /// Random bytes from the OS.
 pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {

@@ -8,6 +8,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `server` | yes | [`server::app`]: `/api/v1/…`, `/ws/chat`, `/ws/gateway/{id}/relay`, `/healthz`, `/readyz` |
+//! | `client` | no | [`openclaw`]: the outbound connection to an OpenClaw gateway (`ws://`; `wss://` is not built yet) |
 //!
 //! ```no_run
 //! # async fn demo(services: mc_core::Services) -> std::io::Result<()> {
@@ -19,7 +20,9 @@
 //! # }
 //! ```
 //!
-//! The client SDK (feature `client`) and the outbound OpenClaw connector are not built yet.
+//! The users' client SDK is not built yet.
 
+#[cfg(feature = "client")]
+pub mod openclaw;
 #[cfg(feature = "server")]
 pub mod server;

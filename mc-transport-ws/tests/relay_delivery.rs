@@ -441,3 +441,67 @@ async fn a_replaced_link_keeps_the_runs() {
     let (reply, _) = until(&mut user, "chat").await;
     assert_eq!(reply["payload"]["content"], "done");
 }
+
+#[tokio::test]
+async fn what_the_agent_is_doing_reaches_the_user_as_agent_status() {
+    let e = Engine::new(RelayLimits::default()).await;
+    let (mut gw, _) = e.link().await;
+    let mut user = e.connect().await;
+    user.handle(chat(e.agent(), "think about it", None).0).await;
+    let req = gw.request_of("chat.send").await;
+    let (run, key) = run_of(&req);
+    gw.answer(&req, json!({ "runId": run, "status": "started" }));
+    let agent_event = |stream: &str, data: Value| json!({ "runId": run, "sessionKey": key, "stream": stream, "data": data, "seq": 1 });
+    e.event(&run, &key, "status", json!({ "phase": "preparing_workspace" })).await;
+    e.event(&run, &key, "status", json!({ "phase": "preparing_workspace" })).await;
+    for (stream, data) in [
+        ("run_status", json!({ "phase": "preparing_context" })),
+        ("lifecycle", json!({ "phase": "start" })),
+        ("lifecycle", json!({ "phase": "model", "provider": "fake" })),
+        ("assistant", json!({ "text": "Hi", "delta": "Hi" })),
+        ("assistant", json!({ "text": "Hi!", "delta": "!" })),
+        ("usage", json!({ "outputTokens": 2 })),
+        ("lifecycle", json!({ "phase": "end" })),
+    ] {
+        e.relay.gateway_event(e.gateway(), "agent", &agent_event(stream, data)).await;
+    }
+    e.relay
+        .gateway_event(e.gateway(), "agent", &json!({ "runId": "not-ours", "stream": "assistant" }))
+        .await;
+    let mut seen = vec![];
+    loop {
+        let text = tokio::time::timeout(SOON, user.next_frame()).await.unwrap();
+        let f: Value = serde_json::from_str(&text).unwrap();
+        if f["type"] == "system" && f["payload"]["event"] == "agent_status" {
+            assert_eq!(f["payload"]["run_id"], run.as_str());
+            assert_eq!(f["payload"]["agent_id"], e.agent().to_string());
+            seen.push((
+                f["payload"]["phase"].as_str().unwrap().to_owned(),
+                f["payload"]["detail"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        if seen.len() == 5 {
+            break;
+        }
+    }
+    let expected = [
+        ("preparing", "preparing_workspace"),
+        ("preparing", "preparing_context"),
+        ("thinking", "start"),
+        ("thinking", "model"),
+        ("typing", "assistant"),
+    ];
+    assert_eq!(
+        seen,
+        expected.map(|(p, d)| (p.to_owned(), d.to_owned())).to_vec(),
+        "each change once; usage and end say nothing"
+    );
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    let more: Vec<Value> = std::iter::from_fn(|| user.try_next_frame())
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .filter(|f| f["payload"]["event"] == "agent_status")
+        .collect();
+    assert!(more.is_empty(), "{more:?}");
+}

@@ -176,6 +176,21 @@ pub enum ServerFrame {
         /// The session concerned.
         session_id: Option<SessionId>,
     },
+    /// What the agent is doing in a run (`system` with `event: "agent_status"`): `phase` is
+    /// `preparing`, `thinking`, `typing` or `tool_use`; `detail` is OpenClaw's own phase or
+    /// stream name.
+    AgentStatus {
+        /// The agent.
+        agent_id: AgentId,
+        /// The session.
+        session_id: SessionId,
+        /// The run.
+        run_id: String,
+        /// What it is doing.
+        phase: &'static str,
+        /// OpenClaw's words for it.
+        detail: Option<String>,
+    },
     /// A page of history.
     History {
         /// Request id.
@@ -302,6 +317,16 @@ impl ServerFrame {
                 }
                 if let Some(session) = session_id {
                     payload.insert("session_id".into(), json!(session));
+                }
+                render("system", None, payload)
+            }
+            ServerFrame::AgentStatus { agent_id, session_id, run_id, phase, detail } => {
+                let mut payload = json!({
+                    "event": "agent_status", "agent_id": agent_id, "session_id": session_id,
+                    "run_id": run_id, "phase": phase,
+                });
+                if let Some(detail) = detail {
+                    payload["detail"] = json!(detail);
                 }
                 render("system", None, payload)
             }

@@ -39,6 +39,8 @@ pub(crate) struct Delivery {
     pub(crate) text: RunText,
     pub(crate) accepted_at: Instant,
     pub(crate) last_event: Instant,
+    /// The activity last announced to the user (`thinking`, `typing`, …).
+    pub(crate) phase: Option<(&'static str, Option<String>)>,
 }
 
 /// What a text update did to a run.
@@ -93,9 +95,31 @@ impl Outbox {
                 text: RunText::default(),
                 accepted_at: now,
                 last_event: now,
+                phase: None,
             },
         );
         true
+    }
+
+    /// Notes what a run of `gateway` is doing; gives its message when that is news (the
+    /// phase or its detail changed), to tell the user.
+    pub(crate) fn activity(
+        &self,
+        gateway: GatewayId,
+        id: MessageId,
+        phase: &'static str,
+        detail: Option<String>,
+        now: Instant,
+    ) -> Option<Arc<ChatSend>> {
+        let mut state = self.state();
+        let d = state.pending.get_mut(&id).filter(|d| d.gateway == gateway)?;
+        d.last_event = now;
+        let next = Some((phase, detail));
+        if d.phase == next {
+            return None;
+        }
+        d.phase = next;
+        Some(d.send.clone())
     }
 
     /// `Queued → Sent`; `true` if it changed.

@@ -183,9 +183,60 @@ impl Core {
 
     /// Handles an event a gateway pushed.
     pub(crate) async fn on_gateway_event(&self, gateway: GatewayId, event: &str, payload: &Value) {
-        if event != "chat" {
-            return;
+        match event {
+            "chat" => self.on_chat_event(gateway, payload).await,
+            "agent" => self.on_agent_event(gateway, payload).await,
+            _ => {}
         }
+    }
+
+    /// An `agent` event: what the run is doing, told to the user as `agent_status`.
+    async fn on_agent_event(&self, gateway: GatewayId, payload: &Value) {
+        let Some(Ok(id)) =
+            payload.get("runId").and_then(Value::as_str).map(str::parse::<MessageId>)
+        else {
+            return;
+        };
+        let stream = payload.get("stream").and_then(Value::as_str).unwrap_or_default();
+        let detail = payload.pointer("/data/phase").and_then(Value::as_str).map(str::to_owned);
+        let phase = match (stream, detail.as_deref()) {
+            ("lifecycle", Some("start" | "model" | "fallback_step")) => "thinking",
+            ("run_status", _) => "preparing",
+            ("assistant", _) => "typing",
+            (s, _) if s.starts_with("tool") => "tool_use",
+            _ => {
+                self.outbox.touch(gateway, id, tokio::time::Instant::now());
+                return;
+            }
+        };
+        let detail =
+            if phase == "tool_use" || phase == "typing" { Some(stream.to_owned()) } else { detail };
+        self.announce(gateway, id, phase, detail).await;
+    }
+
+    /// Tells the run's user what it is doing, if that changed.
+    async fn announce(
+        &self,
+        gateway: GatewayId,
+        id: MessageId,
+        phase: &'static str,
+        detail: Option<String>,
+    ) {
+        let now = tokio::time::Instant::now();
+        let Some(send) = self.outbox.activity(gateway, id, phase, detail.clone(), now) else {
+            return;
+        };
+        let frame = ServerFrame::AgentStatus {
+            agent_id: send.agent_id,
+            session_id: send.session_id,
+            run_id: id.to_string(),
+            phase,
+            detail,
+        };
+        self.send_to_user(send.user_id, &frame, None, None).await;
+    }
+
+    async fn on_chat_event(&self, gateway: GatewayId, payload: &Value) {
         let Some(ev) = ChatEvent::parse(payload) else { return };
         // Runs of this relay are named by their message's id; anything else is not ours.
         let Ok(id) = ev.run_id.parse::<MessageId>() else { return };
@@ -216,9 +267,11 @@ impl Core {
                     core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
                 });
             }
-            ChatState::Status | ChatState::Other => {
-                self.outbox.touch(gateway, id, tokio::time::Instant::now());
+            ChatState::Status => {
+                let detail = payload.get("phase").and_then(Value::as_str).map(str::to_owned);
+                self.announce(gateway, id, "preparing", detail).await;
             }
+            ChatState::Other => self.outbox.touch(gateway, id, tokio::time::Instant::now()),
         }
     }
 
