@@ -1,7 +1,8 @@
 //! The gateway side of the relay link (SPEC §7.3): dial `/ws/gateway/{id}/relay`,
-//! authenticate with the relay token, answer the relay's OpenClaw requests with an agent,
-//! heartbeat on the socket with this process's metrics, and reconnect forever (1 s base,
-//! 10 s cap, full jitter) until told to stop.
+//! authenticate with the relay token, answer the relay's OpenClaw requests with a [`Backend`]
+//! (the built-in echo agent, or a local OpenClaw gateway the requests are forwarded to),
+//! heartbeat on the socket with this process's metrics and the backend's agents, and
+//! reconnect forever (1 s base, 10 s cap, full jitter) until told to stop.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,57 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::echo::EchoAgent;
+use crate::forward::OpenClawBackend;
 use crate::process::ProcessSampler;
+
+/// What answers the relay's requests.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The built-in echo agent.
+    Echo(Arc<EchoAgent>),
+    /// A local OpenClaw gateway, requests forwarded to it.
+    OpenClaw(Arc<OpenClawBackend>),
+}
+
+impl Backend {
+    /// The agents to report.
+    pub fn agents(&self) -> Vec<mc_core::AgentReport> {
+        match self {
+            Backend::Echo(_) => EchoAgent::agents(),
+            Backend::OpenClaw(openclaw) => openclaw.agents(),
+        }
+    }
+
+    fn handle(&self, request: &Value, out: mpsc::Sender<String>) {
+        match self {
+            Backend::Echo(agent) => agent.handle(request, out),
+            Backend::OpenClaw(openclaw) => openclaw.forward(request, out),
+        }
+    }
+
+    fn busy(&self) -> usize {
+        match self {
+            Backend::Echo(agent) => agent.active_runs(),
+            Backend::OpenClaw(openclaw) => openclaw.in_flight(),
+        }
+    }
+
+    /// Waits until the backend can serve (the local gateway is connected); `false` on
+    /// shutdown.
+    pub async fn ready(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let Backend::OpenClaw(openclaw) = self else { return true };
+        let mut up = openclaw.up();
+        loop {
+            if *up.borrow_and_update() {
+                return true;
+            }
+            tokio::select! {
+                changed = up.changed() => if changed.is_err() { return false },
+                _ = until_set(shutdown) => return false,
+            }
+        }
+    }
+}
 
 /// Where and how to link.
 #[derive(Debug, Clone)]
@@ -78,16 +129,19 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     ceiling.mul_f64((r as f64) / (u64::MAX as f64))
 }
 
-/// Links to the relay and serves `agent` until `shutdown` turns true or the relay refuses the
-/// token.
+/// Links to the relay and serves `backend` until `shutdown` turns true or the relay refuses
+/// the token. While the backend cannot serve (its local gateway is down) it holds no link.
 pub async fn run(
     settings: &BridgeSettings,
-    agent: Arc<EchoAgent>,
+    backend: Backend,
     mut shutdown: watch::Receiver<bool>,
 ) -> BridgeEnd {
     let mut attempt = 0u32;
     loop {
-        match session(settings, &agent, &mut shutdown).await {
+        if !backend.ready(&mut shutdown).await {
+            return BridgeEnd::Shutdown;
+        }
+        match session(settings, &backend, &mut shutdown).await {
             SessionEnd::Shutdown => return BridgeEnd::Shutdown,
             SessionEnd::Unauthorized => return BridgeEnd::Unauthorized,
             SessionEnd::Dropped(lasted) => {
@@ -114,7 +168,7 @@ pub async fn run(
 
 async fn session(
     settings: &BridgeSettings,
-    agent: &Arc<EchoAgent>,
+    backend: &Backend,
     shutdown: &mut watch::Receiver<bool>,
 ) -> SessionEnd {
     let started = Instant::now();
@@ -160,20 +214,66 @@ async fn session(
     };
     tracing::info!("linked to the relay");
 
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    let mut local_up = match backend {
+        Backend::OpenClaw(openclaw) => {
+            openclaw.set_relay(Some(out_tx.clone()));
+            Some(openclaw.up())
+        }
+        Backend::Echo(_) => None,
+    };
+    let end = linked(
+        socket,
+        backend,
+        &out_tx,
+        &mut out_rx,
+        interval,
+        local_up.as_mut(),
+        shutdown,
+        dropped,
+    )
+    .await;
+    if let Backend::OpenClaw(openclaw) = backend {
+        openclaw.set_relay(None);
+    }
+    end
+}
+
+/// Serves an authenticated relay link until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn linked(
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    backend: &Backend,
+    out_tx: &mpsc::Sender<String>,
+    out_rx: &mut mpsc::Receiver<String>,
+    interval: Duration,
+    mut local_up: Option<&mut watch::Receiver<bool>>,
+    shutdown: &mut watch::Receiver<bool>,
+    dropped: impl Fn() -> SessionEnd,
+) -> SessionEnd {
     let mut sampler = ProcessSampler::new();
     let mut ticks = tokio::time::interval(interval);
-    let agents: Vec<Value> = EchoAgent::agents()
-        .iter()
-        .map(|a| json!({ "agent_key": a.agent_key, "name": a.name }))
-        .collect();
     loop {
+        let local_down = async {
+            match local_up.as_mut() {
+                Some(up) => {
+                    while *up.borrow_and_update() {
+                        if up.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
                     if frame["type"] == "req" {
-                        agent.handle(&frame, out_tx.clone());
+                        backend.handle(&frame, out_tx.clone());
                     }
                 }
                 Some(Ok(Message::Close(close))) => {
@@ -191,8 +291,19 @@ async fn session(
                     return dropped();
                 }
             }
+            () = local_down => {
+                // No local gateway to forward to: let the relay see the gateway away.
+                tracing::warn!("the local OpenClaw gateway is down; unlinking from the relay until it is back");
+                let _ = socket.close(Some(CloseFrame { code: 1012.into(), reason: "local gateway restarting".into() })).await;
+                return dropped();
+            }
             _ = ticks.tick() => {
-                let runs = u32::try_from(agent.active_runs()).unwrap_or(u32::MAX);
+                let runs = u32::try_from(backend.busy()).unwrap_or(u32::MAX);
+                let agents: Vec<Value> = backend
+                    .agents()
+                    .iter()
+                    .map(|a| json!({ "agent_key": a.agent_key, "name": a.name }))
+                    .collect();
                 let metrics = sampler.sample(runs, agents.len() as u32);
                 let beat = json!({ "type": "heartbeat", "payload": { "metrics": metrics, "agents": agents, "status": "online" } });
                 if socket.send(Message::Text(beat.to_string().into())).await.is_err() {

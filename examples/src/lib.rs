@@ -7,6 +7,7 @@
 //! - [`echo`]: the demo echo agent that streams its reply word by word.
 //! - [`bridge`]: the gateway side of the relay link: connect, authenticate, serve requests,
 //!   heartbeat with process metrics, reconnect forever with jittered backoff.
+//! - [`forward`]: the bridge's forwarding to a local OpenClaw gateway.
 //! - [`process`]: the process metrics heartbeats carry.
 //! - [`files`]: secret files written owner-only (0600).
 //! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod bridge;
 pub mod echo;
 pub mod files;
+pub mod forward;
 pub mod process;
 pub mod server;
 pub mod testbed;

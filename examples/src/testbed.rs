@@ -243,6 +243,13 @@ impl Gateway {
         self.launch()
     }
 
+    /// Kills it at once (as a crash would: runs in flight are lost), then starts it again
+    /// with the same state, waiting until it is ready.
+    pub fn crash_and_restart(&self) -> anyhow::Result<()> {
+        let _ = Command::new(script()).arg("kill").arg(self.dir.path()).output();
+        self.launch()
+    }
+
     /// Runs `openclaw ARGS…` against it (e.g. `devices approve <id>`); returns its output.
     pub fn openclaw(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = Command::new(script())

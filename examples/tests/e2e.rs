@@ -4,202 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use common::*;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const SERVER: &str = env!("CARGO_BIN_EXE_mc-server");
-const GATEWAY: &str = env!("CARGO_BIN_EXE_mc-gateway");
-const CHAT: &str = env!("CARGO_BIN_EXE_mc-chat");
-
-/// Runs `mc-server admin --database <db> <args>`; returns (exit code, stdout, stderr).
-fn admin(db: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(SERVER).args(["admin", "--database", db]).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    )
-}
-
-fn admin_ok(db: &str, args: &[&str]) -> String {
-    let (code, out, err) = admin(db, args);
-    assert_eq!(code, 0, "admin {args:?}: {err}");
-    out
-}
-
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `mc-server serve` on a free port; returns it and its base URL.
-fn start_server(db: &str) -> (Proc, String) {
-    let mut child = Command::new(SERVER)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", db, "--offline-grace-secs", "1"])
-        .args(["--heartbeat-interval-secs", "5", "--shutdown-timeout-secs", "5"])
-        .env("MC_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc { child }, base)
-}
-
 fn start_gateway(config: &Path, state: &Path) -> Proc {
-    let child = Command::new(GATEWAY)
-        .args(["--echo", "--echo-word-delay-ms", "5", "--config"])
-        .arg(config)
-        .arg("--state")
-        .arg(state)
-        .env("MC_LOG", "warn")
-        .spawn()
-        .unwrap();
-    Proc { child }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn login(http: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
-    let r = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "organization": "acme", "username": username, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "login {username}: {}", r.status());
-    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
-}
-
-/// `GET {base}{path}` as `token`'s holder, as JSON.
-async fn get_json(http: &reqwest::Client, base: &str, path: &str, token: &str) -> Value {
-    let r = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-async fn socket(base: &str, token: &str) -> (Ws, Value) {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("{}/ws/chat", base.replacen("http", "ws", 1)),
-        None,
-        true,
-    )
-    .await
-    .unwrap();
-    ws.send(Message::Text(
-        json!({ "type": "auth", "payload": { "token": token } }).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let ok = next(&mut ws).await.unwrap();
-    assert_eq!(ok["type"], "auth_ok", "{ok}");
-    (ws, ok["payload"].clone())
-}
-
-/// The next frame (server heartbeats skipped), or the close code.
-async fn next(ws: &mut Ws) -> Result<Value, u16> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("a frame in time")
-        {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "heartbeat" {
-                    continue;
-                }
-                return Ok(v);
-            }
-            Some(Ok(Message::Close(c))) => return Err(c.map_or(1005, |c| c.code.into())),
-            Some(Ok(_)) => continue,
-            _ => return Err(1006),
-        }
-    }
-}
-
-async fn until(ws: &mut Ws, kind: &str) -> (Value, Vec<Value>) {
-    let mut before = vec![];
-    loop {
-        let frame = next(ws)
-            .await
-            .unwrap_or_else(|code| panic!("closed {code} waiting for {kind}: {before:?}"));
-        if frame["type"] == kind {
-            return (frame, before);
-        }
-        before.push(frame);
-    }
-}
-
-/// Waits for a `system` frame with this event (presence announcements may arrive late).
-async fn system_event(ws: &mut Ws, event: &str) {
-    loop {
-        let (frame, _) = until(ws, "system").await;
-        if frame["payload"]["event"] == event {
-            return;
-        }
-    }
-}
-
-async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> (Value, Value) {
-    let mut payload = json!({ "agent_id": agent, "content": text });
-    if let Some(s) = session {
-        payload["session_id"] = json!(s);
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    ws.send(Message::Text(
-        json!({ "type": "chat", "id": id, "payload": payload }).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let (ack, _) = until(ws, "ack").await;
-    let (reply, chunks) = until(ws, "chat").await;
-    assert!(chunks.iter().filter(|c| c["type"] == "chunk").count() >= 2, "streamed: {chunks:?}");
-    (ack, reply)
+    start_bridge(&["--echo", "--echo-word-delay-ms", "5"], config, state)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,6 +286,15 @@ fn bad_settings_exit_2_and_name_the_setting() {
     );
     std::fs::write(&config, format!("mission_control:\n  api_server: \"http://127.0.0.1:1\"\n  organization_id: \"{org}\"\n  registration_token: \"gw_reg_x\"\ngateway:\n  name: \"g\"\n")).unwrap();
     let out = Command::new(GATEWAY).args(["--config"]).arg(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "without --echo");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    assert_eq!(out.status.code(), Some(2), "without --echo, a local gateway must be named");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("openclaw.url"));
+    for (url, says) in
+        [("wss://127.0.0.1:1", "wss:// is not built"), ("http://x", "not a ws:// URL")]
+    {
+        std::fs::write(&config, format!("mission_control:\n  api_server: \"http://127.0.0.1:1\"\n  organization_id: \"{org}\"\n  registration_token: \"gw_reg_x\"\ngateway:\n  name: \"g\"\nopenclaw:\n  url: \"{url}\"\n")).unwrap();
+        let out = Command::new(GATEWAY).args(["--config"]).arg(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("openclaw.url") && err.contains(says), "{err}");
+    }
 }

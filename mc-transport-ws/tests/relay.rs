@@ -149,7 +149,11 @@ async fn every_device_of_the_user_gets_the_session() {
     );
     assert_eq!(echo["payload"]["session_id"], ack["payload"]["session_id"]);
     let (laptop_reply, chunks) = laptop.until("chat").await;
-    assert!(chunks.iter().all(|c| c["type"] == "chunk") && !chunks.is_empty());
+    // What the agent is doing, then the stream.
+    let streamed =
+        |c: &&serde_json::Value| c["type"] == "chunk" || c["payload"]["event"] == "agent_status";
+    assert!(chunks.iter().all(|c| streamed(&c)), "{chunks:?}");
+    assert!(chunks.iter().any(|c| c["type"] == "chunk"), "{chunks:?}");
     assert_eq!(laptop_reply, reply);
 }
 

@@ -423,6 +423,34 @@ async fn a_refused_or_unanswered_message_fails_with_its_id() {
 }
 
 #[tokio::test]
+async fn a_run_that_ends_without_a_reply_fails_instead_of_storing_an_empty_one() {
+    // OpenClaw ends a run with a bare `final` when it folds the message into another turn
+    // (seen on a real gateway right after a crash-restart).
+    let e = Engine::new(RelayLimits::default()).await;
+    let (mut gw, _) = e.link().await;
+    let mut user = e.connect().await;
+    let (frame_, client_id) = chat(e.agent(), "are you there?", None);
+    user.handle(frame_).await;
+    let req = gw.request_of("chat.send").await;
+    let (ack, _) = until(&mut user, "ack").await;
+    let (run, key) = run_of(&req);
+    gw.answer(&req, json!({ "runId": run, "status": "started" }));
+    e.event(&run, &key, "final", json!({})).await;
+    let (error, _) = until(&mut user, "error").await;
+    assert_eq!(
+        (error["id"].as_str(), error["payload"]["code"].as_str()),
+        (Some(client_id.to_string().as_str()), Some("GATEWAY_ERROR"))
+    );
+    assert!(error["payload"]["message"].as_str().unwrap().contains("without a reply"));
+    let history = e.history(session_of(&ack)).await;
+    assert_eq!(
+        states(&history),
+        vec![("user".into(), Some(DeliveryState::Failed)), ("system".into(), None)],
+        "no empty agent message"
+    );
+}
+
+#[tokio::test]
 async fn a_replaced_link_keeps_the_runs() {
     let e = Engine::new(RelayLimits::default()).await;
     let (mut first, old_generation) = e.link().await;

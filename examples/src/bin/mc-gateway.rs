@@ -7,17 +7,21 @@
 //! It reads a YAML config shaped like seed 000's `gateway-config.yaml`, registers with the
 //! relay (or reuses the id and relay token saved in its state file, mode 0600), links to the
 //! relay and reconnects forever (1 s base, 10 s cap, full jitter), heartbeating with this
-//! process's memory and CPU. `--echo` serves the built-in demo agent, which streams its reply
-//! word by word. Forwarding to a real OpenClaw gateway is not built yet: without `--echo` the
-//! program says so and exits with code 2.
+//! process's memory and CPU. Without `--echo` it connects to the local OpenClaw gateway named
+//! by `openclaw.url` (with `openclaw.token`, or `OPENCLAW_GATEWAY_TOKEN` from the environment,
+//! which wins) as `gateway-client`/`backend`, reports the agents of its `agents.list`, and
+//! forwards the relay's requests and the gateway's events both ways. `--echo` serves the
+//! built-in demo agent instead, which streams its reply word by word.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use examples::bridge::{self, BridgeEnd, BridgeSettings};
+use examples::bridge::{self, Backend, BridgeEnd, BridgeSettings};
 use examples::echo::EchoAgent;
+use examples::forward::OpenClawBackend;
+use mc_transport_ws::openclaw::OpenClawOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -78,15 +82,24 @@ struct GatewaySection {
     heartbeat_interval_seconds: Option<u64>,
 }
 
-/// The local OpenClaw gateway (used once forwarding is built).
-#[derive(Debug, Deserialize)]
+/// The local OpenClaw gateway.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OpenClaw {
-    #[allow(dead_code)]
+    /// `ws://127.0.0.1:18789`.
     url: String,
-    #[allow(dead_code)]
+    /// The gateway's shared token (`OPENCLAW_GATEWAY_TOKEN` overrides it).
     #[serde(default)]
     token: Option<String>,
+}
+
+impl std::fmt::Debug for OpenClaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenClaw")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -147,6 +160,17 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
     if config.gateway.heartbeat_interval_seconds == Some(0) {
         return Err(bad("gateway.heartbeat_interval_seconds", "must be at least 1"));
     }
+    if let Some(openclaw) = &config.openclaw {
+        if openclaw.url.starts_with("wss://") {
+            return Err(bad(
+                "openclaw.url",
+                "wss:// is not built into this bridge yet; the local gateway is on loopback: use ws://",
+            ));
+        }
+        if !openclaw.url.starts_with("ws://") {
+            return Err(bad("openclaw.url", format!("{:?} is not a ws:// URL", openclaw.url)));
+        }
+    }
     Ok(config)
 }
 
@@ -161,6 +185,7 @@ fn load_state(path: &Path, config: &Config) -> Option<State> {
 /// Registers (retrying while the relay is unreachable); a refused token is a config error.
 async fn register(
     config: &Config,
+    backend: &Backend,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<State>> {
     let http = reqwest::Client::new();
@@ -168,7 +193,8 @@ async fn register(
         "{}/api/v1/gateway-registry/register",
         config.mission_control.api_server.trim_end_matches('/')
     );
-    let agents: Vec<_> = EchoAgent::agents()
+    let agents: Vec<_> = backend
+        .agents()
         .iter()
         .map(|a| json!({ "agent_key": a.agent_key, "name": a.name }))
         .collect();
@@ -227,18 +253,30 @@ async fn register(
     }
 }
 
+/// The backend: the echo agent, or the local OpenClaw gateway of the config.
+fn backend(args: &Args, config: &Config) -> anyhow::Result<Backend> {
+    if args.echo {
+        return Ok(Backend::Echo(EchoAgent::new(Duration::from_millis(args.echo_word_delay_ms))));
+    }
+    let Some(openclaw) = &config.openclaw else {
+        return Err(bad(
+            "openclaw.url",
+            "is needed to forward to a local OpenClaw gateway (or run with --echo)",
+        ));
+    };
+    let token = std::env::var("OPENCLAW_GATEWAY_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| openclaw.token.clone());
+    let mut options = OpenClawOptions::new(openclaw.url.clone()).token(token);
+    // The local gateway is next door: notice it is back within seconds.
+    options.reconnect_max = Duration::from_secs(5);
+    Ok(Backend::OpenClaw(OpenClawBackend::start(options)))
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
-    if !args.echo {
-        let target = config
-            .openclaw
-            .as_ref()
-            .map_or("a local OpenClaw gateway".to_owned(), |o| o.url.clone());
-        return Err(anyhow::anyhow!(
-            "forwarding to {target} is not built yet; run with --echo to serve the built-in echo agent"
-        )
-        .context(ExitCode(2)));
-    }
+    let backend = backend(&args, &config)?;
     let state_path = args.state.clone().unwrap_or_else(|| {
         let mut name = args.config.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".state.json");
@@ -250,7 +288,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(signal, "stopping");
         let _ = stop.send(true);
     });
-    let agent = EchoAgent::new(Duration::from_millis(args.echo_word_delay_ms));
+    if matches!(backend, Backend::OpenClaw(_)) {
+        tracing::info!("waiting for the local OpenClaw gateway");
+        if !backend.ready(&mut stopped).await {
+            return Ok(());
+        }
+    }
     loop {
         let state = match load_state(&state_path, &config) {
             Some(state) => {
@@ -258,7 +301,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 state
             }
             None => {
-                let Some(state) = register(&config, &mut stopped).await? else { return Ok(()) };
+                let Some(state) = register(&config, &backend, &mut stopped).await? else {
+                    return Ok(());
+                };
                 examples::files::write_secret(
                     &state_path,
                     serde_json::to_string_pretty(&state)?.as_bytes(),
@@ -280,7 +325,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if config.gateway.reconnect_max_retries.is_some_and(|n| n >= 0) {
             tracing::info!("reconnect_max_retries is ignored: the bridge reconnects forever");
         }
-        match bridge::run(&settings, agent.clone(), stopped.clone()).await {
+        match bridge::run(&settings, backend.clone(), stopped.clone()).await {
             BridgeEnd::Shutdown => return Ok(()),
             BridgeEnd::Unauthorized => {
                 tracing::warn!("the relay refused the saved relay token; registering again");

@@ -162,7 +162,8 @@ pub fn start_gateway(
     let url = format!("ws://{address}/ws/gateway/{}/relay", setup.gateway_id);
     let settings = BridgeSettings::new(url, setup.relay_token.clone());
     tokio::spawn(async move {
-        let end = bridge::run(&settings, EchoAgent::new(Duration::from_millis(60)), stopped).await;
+        let backend = bridge::Backend::Echo(EchoAgent::new(Duration::from_millis(60)));
+        let end = bridge::run(&settings, backend, stopped).await;
         tracing::info!(?end, "demo echo gateway stopped");
     })
 }

@@ -314,6 +314,16 @@ impl Core {
             return;
         };
         let text = text.unwrap_or_else(|| delivery.text.as_str().to_owned());
+        if text.trim().is_empty() {
+            // OpenClaw ends a run this way when it folds the message into another turn (e.g.
+            // the recovery of a turn a restart interrupted) or the agent chose to stay
+            // silent: there is no reply to store, and the user must not wait for one.
+            let text = "The agent finished without a reply.";
+            self.spawn(move |core| async move {
+                core.fail_delivery(&delivery.send, ErrorCode::GatewayError, text).await;
+            });
+            return;
+        }
         if text.len() > self.limits.max_reply_bytes {
             self.reply_too_long(gateway, delivery);
             return;

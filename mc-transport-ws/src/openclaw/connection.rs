@@ -306,7 +306,11 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>
                 jittered(options.reconnect_base, options.reconnect_max, attempt)
             }
             Ended::Refused(failure) => {
-                tracing::warn!(url = %options.url, %failure, "OpenClaw gateway refused the connection");
+                if matches!(failure, ConnectFailure::Starting { .. }) {
+                    tracing::debug!(url = %options.url, %failure, "OpenClaw gateway starting");
+                } else {
+                    tracing::warn!(url = %options.url, %failure, "OpenClaw gateway refused the connection");
+                }
                 shared.state.send_replace(ConnectionState::Refused(failure.clone()));
                 let wait = failure.retry_after();
                 let _ = events.send(ConnectionEvent::Refused(failure));

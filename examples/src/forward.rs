@@ -1,0 +1,193 @@
+//! [`OpenClawBackend`]: the bridge's forwarding to its local OpenClaw gateway (SPEC §7.3). The
+//! relay's requests are made on the local gateway as they come (each answered with the
+//! relay's request id); the gateway's `chat` and `agent` events go to the relay as they
+//! come. The agents come from `agents.list`, read again at every (re)connection.
+//!
+//! While the local gateway is down the bridge holds no relay link (the relay then treats the
+//! gateway as away, and fails its runs if it stays away past the grace period); when the
+//! gateway is back, the bridge links again and the relay sends what is pending, with the same
+//! idempotency keys.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mc_core::AgentReport;
+use mc_transport_ws::openclaw::{
+    CallError, ConnectFailure, ConnectionEvent, OpenClawConnection, OpenClawOptions,
+};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+/// Time a forwarded request may take (the relay applies its own timeout too).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The local OpenClaw gateway, as the bridge's backend.
+#[derive(Debug)]
+pub struct OpenClawBackend {
+    connection: OpenClawConnection,
+    up: watch::Receiver<bool>,
+    agents: Mutex<Vec<AgentReport>>,
+    to_relay: Mutex<Option<mpsc::Sender<String>>>,
+    in_flight: AtomicUsize,
+}
+
+/// An OpenClaw agent as the relay knows it: its id is the agent key, its name (if any) the name.
+fn agent_reports(list: &Value) -> Vec<AgentReport> {
+    list.get("agents")
+        .and_then(Value::as_array)
+        .map(|agents| {
+            agents
+                .iter()
+                .filter_map(|a| {
+                    let key = a.get("id").and_then(Value::as_str)?;
+                    let name = a
+                        .get("name")
+                        .or_else(|| a.pointer("/identity/name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(key);
+                    Some(AgentReport { agent_key: key.to_owned(), name: name.to_owned() })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl OpenClawBackend {
+    /// Connects to the local gateway (and keeps connecting); see [`ready`](Self::ready).
+    pub fn start(options: OpenClawOptions) -> Arc<Self> {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let connection = OpenClawConnection::start(options, events_tx);
+        let (up_tx, up) = watch::channel(false);
+        let backend = Arc::new(Self {
+            connection,
+            up,
+            agents: Mutex::new(Vec::new()),
+            to_relay: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        });
+        let weak = Arc::downgrade(&backend);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let Some(backend) = weak.upgrade() else { return };
+                match event {
+                    ConnectionEvent::Up(hello) => {
+                        tracing::info!(version = %hello.server.version, "linked to the local OpenClaw gateway");
+                        match backend
+                            .connection
+                            .call("agents.list", json!({}), Duration::from_secs(15))
+                            .await
+                        {
+                            Ok(list) => {
+                                let agents = agent_reports(&list);
+                                tracing::info!(agents = agents.len(), "OpenClaw agents");
+                                *backend.agents.lock().unwrap_or_else(|p| p.into_inner()) = agents;
+                            }
+                            Err(err) => tracing::warn!(error = %err, "agents.list failed"),
+                        }
+                        let _ = up_tx.send(true);
+                    }
+                    ConnectionEvent::Down(why) => {
+                        tracing::warn!(reason = %why, "the local OpenClaw gateway went away");
+                        let _ = up_tx.send(false);
+                    }
+                    ConnectionEvent::Refused(failure) => {
+                        if matches!(failure, ConnectFailure::Starting { .. }) {
+                            tracing::info!(%failure, "the local OpenClaw gateway is starting");
+                        } else {
+                            tracing::error!(%failure, "the local OpenClaw gateway refused the bridge");
+                        }
+                        let _ = up_tx.send(false);
+                    }
+                    ConnectionEvent::Event { name, payload } => {
+                        if matches!(name.as_str(), "chat" | "agent") {
+                            backend.to_relay(
+                                json!({ "type": "event", "event": name, "payload": payload })
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    ConnectionEvent::DeviceToken(_) => {}
+                    _ => {}
+                }
+            }
+        });
+        backend
+    }
+
+    /// Whether the local gateway is connected (and its agents read), and its changes.
+    pub fn up(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
+    /// The agents the local gateway reports.
+    pub fn agents(&self) -> Vec<AgentReport> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Requests being forwarded.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Sends the gateway's frames to `relay` (the current relay link), or to nobody.
+    pub fn set_relay(&self, relay: Option<mpsc::Sender<String>>) {
+        *self.to_relay.lock().unwrap_or_else(|p| p.into_inner()) = relay;
+    }
+
+    fn to_relay(&self, frame: String) {
+        if let Some(relay) = self.to_relay.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            // A relay that cannot keep up loses events; it catches up from chat.history.
+            let _ = relay.try_send(frame);
+        }
+    }
+
+    /// Forwards one relay request and sends the answer, under the relay's id, to `out`.
+    pub fn forward(self: &Arc<Self>, request: &Value, out: mpsc::Sender<String>) {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        let backend = self.clone();
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let answer = backend.connection.call(&method, params, FORWARD_TIMEOUT).await;
+            backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let frame = match answer {
+                Ok(payload) => json!({ "type": "res", "id": id, "ok": true, "payload": payload }),
+                Err(CallError::Remote(error)) => {
+                    json!({ "type": "res", "id": id, "ok": false, "error": error })
+                }
+                Err(CallError::Timeout) => json!({ "type": "res", "id": id, "ok": false, "error": {
+                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway did not answer in time" } }),
+                Err(_) => json!({ "type": "res", "id": id, "ok": false, "error": {
+                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway is not connected",
+                    "retryable": true, "retryAfterMs": 1000 } }),
+            };
+            let _ = out.send(frame.to_string()).await;
+        });
+    }
+
+    /// Closes the connection to the local gateway.
+    pub fn close(&self) {
+        self.connection.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_come_from_agents_list() {
+        let list = json!({ "defaultId": "main", "agents": [
+            { "id": "main", "workspace": "/w", "model": { "primary": "fake/fake-echo" } },
+            { "id": "ops", "name": "Operations" },
+            { "workspace": "no id" },
+        ]});
+        let agents = agent_reports(&list);
+        assert_eq!(agents.len(), 2);
+        assert_eq!((agents[0].agent_key.as_str(), agents[0].name.as_str()), ("main", "main"));
+        assert_eq!(agents[1].name, "Operations");
+        assert!(agent_reports(&json!({})).is_empty());
+    }
+}

@@ -1,0 +1,213 @@
+//! What the end-to-end tests share: the example binaries as processes, the admin CLI, and a
+//! user's WebSocket.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_mc-server");
+pub const GATEWAY: &str = env!("CARGO_BIN_EXE_mc-gateway");
+pub const CHAT: &str = env!("CARGO_BIN_EXE_mc-chat");
+
+/// Runs `mc-server admin --database <db> <args>`; returns (exit code, stdout, stderr).
+pub fn admin(db: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(SERVER).args(["admin", "--database", db]).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+pub fn admin_ok(db: &str, args: &[&str]) -> String {
+    let (code, out, err) = admin(db, args);
+    assert_eq!(code, 0, "admin {args:?}: {err}");
+    out
+}
+
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mc-server serve` on a free port (offline grace 1 s); returns it and its base URL.
+pub fn start_server(db: &str) -> (Proc, String) {
+    start_server_with(db, &["--offline-grace-secs", "1"])
+}
+
+/// Starts `mc-server serve` on a free port with extra flags; returns it and its base URL.
+pub fn start_server_with(db: &str, extra: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(SERVER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .args(extra)
+        .args(["--heartbeat-interval-secs", "5", "--shutdown-timeout-secs", "5"])
+        .env("MC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc { child }, base)
+}
+
+/// Starts `mc-gateway ARGS --config CONFIG --state STATE`.
+pub fn start_bridge(args: &[&str], config: &Path, state: &Path) -> Proc {
+    let child = Command::new(GATEWAY)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--state")
+        .arg(state)
+        .env("MC_LOG", "warn")
+        .spawn()
+        .unwrap();
+    Proc { child }
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn login(http: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "organization": "acme", "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "login {username}: {}", r.status());
+    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `GET {base}{path}` as `token`'s holder, as JSON.
+pub async fn get_json(http: &reqwest::Client, base: &str, path: &str, token: &str) -> Value {
+    let r = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+pub async fn socket(base: &str, token: &str) -> (Ws, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("{}/ws/chat", base.replacen("http", "ws", 1)),
+        None,
+        true,
+    )
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        json!({ "type": "auth", "payload": { "token": token } }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let ok = next(&mut ws).await.unwrap();
+    assert_eq!(ok["type"], "auth_ok", "{ok}");
+    (ws, ok["payload"].clone())
+}
+
+/// The next frame, or the close code. The server's heartbeats are answered (as a client
+/// must, or it is closed after three silent intervals) and skipped.
+pub async fn next(ws: &mut Ws) -> Result<Value, u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "heartbeat" {
+                    let answer = json!({ "type": "heartbeat", "id": v["id"] });
+                    let _ = ws.send(Message::Text(answer.to_string().into())).await;
+                    continue;
+                }
+                return Ok(v);
+            }
+            Some(Ok(Message::Close(c))) => return Err(c.map_or(1005, |c| c.code.into())),
+            Some(Ok(_)) => continue,
+            _ => return Err(1006),
+        }
+    }
+}
+
+pub async fn until(ws: &mut Ws, kind: &str) -> (Value, Vec<Value>) {
+    let mut before = vec![];
+    loop {
+        let frame = next(ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed {code} waiting for {kind}: {before:?}"));
+        if frame["type"] == kind {
+            return (frame, before);
+        }
+        before.push(frame);
+    }
+}
+
+/// Waits for a `system` frame with this event (presence announcements may arrive late).
+pub async fn system_event(ws: &mut Ws, event: &str) {
+    loop {
+        let (frame, _) = until(ws, "system").await;
+        if frame["payload"]["event"] == event {
+            return;
+        }
+    }
+}
+
+pub async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> (Value, Value) {
+    let mut payload = json!({ "agent_id": agent, "content": text });
+    if let Some(s) = session {
+        payload["session_id"] = json!(s);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    ws.send(Message::Text(
+        json!({ "type": "chat", "id": id, "payload": payload }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let (ack, _) = until(ws, "ack").await;
+    let (reply, chunks) = until(ws, "chat").await;
+    assert!(chunks.iter().filter(|c| c["type"] == "chunk").count() >= 2, "streamed: {chunks:?}");
+    (ack, reply)
+}
