@@ -82,6 +82,11 @@ pub struct SqliteStore {
     pub(crate) reader: SqlitePool,
     /// Files only: the thread that writes messages and their delivery states.
     pub(crate) messages: Option<std::sync::Arc<crate::writer::WriterThread>>,
+    /// In-memory only: a connection that is never used and never closed while the store
+    /// lives. An in-memory database lasts as long as one connection to it is open, and the
+    /// pool may replace its connection (sqlx closes one that fails its check after a
+    /// cancelled query); without this the replacement would open an empty database.
+    _memory_anchor: Option<std::sync::Arc<std::sync::Mutex<sqlx::SqliteConnection>>>,
 }
 
 impl SqliteStore {
@@ -121,7 +126,16 @@ impl SqliteStore {
         };
 
         let memory = options.is_memory();
-        // An in-memory database lives as long as its one connection: never let it go idle.
+        let memory_anchor = if memory {
+            use sqlx::Connection as _;
+            let anchor = sqlx::SqliteConnection::connect_with(&connect)
+                .await
+                .map_err(|source| Error::Open { url: url.clone(), source })?;
+            Some(std::sync::Arc::new(std::sync::Mutex::new(anchor)))
+        } else {
+            None
+        };
+        // An in-memory database lives as long as a connection to it: never let it go idle.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(u32::from(memory))
@@ -151,7 +165,7 @@ impl SqliteStore {
             (reader, Some(std::sync::Arc::new(thread)))
         };
         tracing::debug!(%url, memory, readers = options.readers, "opened SQLite store");
-        Ok(Self { writer, reader, messages })
+        Ok(Self { writer, reader, messages, _memory_anchor: memory_anchor })
     }
 
     /// Closes every connection, waiting for those in use to be returned.
@@ -181,5 +195,25 @@ impl StoreHealth for SqliteStore {
 
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool may close its one connection (after a cancelled query fails its check); the
+    /// in-memory database must outlive it.
+    #[tokio::test]
+    async fn an_in_memory_database_survives_its_connection_being_replaced() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        sqlx::query("CREATE TABLE kept (v INTEGER)").execute(&store.writer).await.unwrap();
+        sqlx::query("INSERT INTO kept VALUES (7)").execute(&store.writer).await.unwrap();
+        let mut conn = store.writer.acquire().await.unwrap();
+        conn.close_on_drop();
+        drop(conn);
+        let (v,): (i64,) =
+            sqlx::query_as("SELECT v FROM kept").fetch_one(&store.writer).await.unwrap();
+        assert_eq!(v, 7);
     }
 }

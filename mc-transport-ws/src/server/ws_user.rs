@@ -149,7 +149,19 @@ async fn authenticate(
                                     (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
                                 }
                                 Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
-                                _ => (AuthFailure::InvalidToken, close_code::UNAUTHORIZED),
+                                Error::Token(_) => {
+                                    (AuthFailure::InvalidToken, close_code::UNAUTHORIZED)
+                                }
+                                // The token was not judged (the store failed): telling the
+                                // client it is invalid would sign it out for nothing.
+                                err => {
+                                    tracing::warn!(error = %err, "could not check a user socket's token");
+                                    return Refused(
+                                        None,
+                                        close_code::OVERLOADED,
+                                        "the relay cannot check tokens now; reconnect shortly",
+                                    );
+                                }
                             };
                             Refused(
                                 Some(ServerFrame::AuthError { reason }),
