@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mc_core::AgentReport;
 use mc_transport_ws::openclaw::{
-    CallError, ConnectFailure, ConnectionEvent, OpenClawConnection, OpenClawOptions,
+    CallError, ConnectFailure, ConnectionEvent, OpenClawConnection, OpenClawOptions, agent_reports,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -33,26 +33,6 @@ pub struct OpenClawBackend {
 }
 
 /// An OpenClaw agent as the relay knows it: its id is the agent key, its name (if any) the name.
-fn agent_reports(list: &Value) -> Vec<AgentReport> {
-    list.get("agents")
-        .and_then(Value::as_array)
-        .map(|agents| {
-            agents
-                .iter()
-                .filter_map(|a| {
-                    let key = a.get("id").and_then(Value::as_str)?;
-                    let name = a
-                        .get("name")
-                        .or_else(|| a.pointer("/identity/name"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(key);
-                    Some(AgentReport { agent_key: key.to_owned(), name: name.to_owned() })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl OpenClawBackend {
     /// Connects to the local gateway (and keeps connecting); see [`ready`](Self::ready).
     pub fn start(options: OpenClawOptions) -> Arc<Self> {

@@ -9,6 +9,7 @@
 //!   heartbeat with process metrics, reconnect forever with jittered backoff.
 //! - [`forward`]: the bridge's forwarding to a local OpenClaw gateway.
 //! - [`process`]: the process metrics heartbeats carry.
+//! - [`proxy`]: a real nginx reverse proxy on loopback, for tests.
 //! - [`files`]: secret files written owner-only (0600).
 //! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
 //!   demo, metrics, serving and shutdown.
@@ -21,6 +22,7 @@ pub mod echo;
 pub mod files;
 pub mod forward;
 pub mod process;
+pub mod proxy;
 pub mod server;
 pub mod testbed;
 

@@ -45,7 +45,8 @@ struct ModelState {
 }
 
 /// The fake model: `POST /v1/chat/completions` answers every request with
-/// `Echo: <the last user text>`, streamed in pieces of six characters.
+/// `Echo: <the last user text>`, streamed in pieces of six characters, paced by
+/// [`FakeModel::set_chunk_delay`] or by a `[pace:N]` (ms) in the text.
 #[derive(Debug)]
 pub struct FakeModel {
     addr: SocketAddr,
@@ -120,14 +121,24 @@ fn last_user_text(body: &Value) -> String {
     String::new()
 }
 
+/// A pause asked for in the text itself, `[pace:N]` (milliseconds between pieces), so tests
+/// running side by side need not share [`FakeModel::set_chunk_delay`].
+fn pace_in(text: &str) -> Option<u64> {
+    let rest = &text[text.find("[pace:")? + "[pace:".len()..];
+    rest[..rest.find(']')?].parse().ok().map(|ms: u64| ms.min(10_000))
+}
+
 async fn completions(State(state): State<Arc<ModelState>>, body: Bytes) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
     };
     let model = request.get("model").cloned().unwrap_or(Value::Null);
-    let reply = format!("Echo: {}", last_user_text(&request));
-    let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
+    let text = last_user_text(&request);
+    let reply = format!("Echo: {text}");
+    let delay = Duration::from_millis(
+        pace_in(&text).unwrap_or_else(|| state.chunk_delay_ms.load(Ordering::SeqCst)),
+    );
     let created = chrono::Utc::now().timestamp();
     let chunk = move |delta: Value, finish: Value| {
         let c = json!({ "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
@@ -167,6 +178,9 @@ pub struct GatewayOptions {
     pub pairing_required: bool,
     /// No model configured: every run fails.
     pub no_model: bool,
+    /// A proxy on 127.0.0.1 is trusted to name the client (`gateway.trustedProxies`), so a
+    /// connection through [`crate::proxy::Nginx`] counts as coming from where it says.
+    pub trust_loopback_proxy: bool,
 }
 
 /// A real OpenClaw gateway on loopback, stopped when dropped.
@@ -210,6 +224,9 @@ impl Gateway {
         }
         if self.options.no_model {
             command.arg("--no-model");
+        }
+        if self.options.trust_loopback_proxy {
+            command.arg("--trust-loopback-proxy");
         }
         let output = command.output().context("run scripts/openclaw-testbed start")?;
         if !output.status.success() {

@@ -82,7 +82,7 @@ pub use ids::*;
 pub use link::{FrameLink, GatewayLink, LinkError};
 pub use model::*;
 #[cfg(feature = "server")]
-pub use registry::{RegistryConfig, RegistryService};
+pub use registry::{OutboundGatewayRequest, RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
 pub use relay::{
     ConnectRefusal, MessageWriter, Relay, RelayLimits, UserConnection, UserSession, close_code,

@@ -103,6 +103,11 @@ impl FrameLink {
         self.pending().clear();
     }
 
+    /// Requests waiting for their answer.
+    pub fn pending_requests(&self) -> usize {
+        self.pending().len()
+    }
+
     /// Whether the link is closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)

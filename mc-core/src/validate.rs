@@ -134,6 +134,11 @@ pub fn endpoint_url(field: &str, value: &str) -> Result<()> {
     )
 }
 
+/// A `ws://` or `wss://` URL of at most 2048 bytes without spaces (a socket the relay dials).
+pub fn ws_url(field: &str, value: &str) -> Result<()> {
+    url_with(field, value, &["wss://", "ws://"], "a ws:// or wss://")
+}
+
 /// Free text of at most `max` characters with no control characters (may be empty).
 pub fn plain_text(field: &str, value: &str, max: usize) -> Result<()> {
     if chars(value) > max {

@@ -19,6 +19,7 @@ mod chat;
 mod codec;
 mod error;
 mod identity;
+mod outbound;
 mod registry;
 mod store;
 

@@ -187,33 +187,41 @@ async fn fetch_gateway<'e>(
         .transpose()
 }
 
+/// Inserts a gateway row (alone, or inside a caller's transaction).
+pub(crate) async fn insert_gateway<'e, E>(executor: E, g: &Gateway) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO gateways (id, organization_id, name, url, workspace_root, version,
+            capabilities, status, relay_token_hash, last_heartbeat_at, connection_info,
+            auto_registered, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .bind(g.id.as_uuid())
+    .bind(g.organization_id.as_uuid())
+    .bind(&g.name)
+    .bind(&g.url)
+    .bind(&g.workspace_root)
+    .bind(&g.version)
+    .bind(json(&g.capabilities)?)
+    .bind(g.status.as_str())
+    .bind(&g.relay_token_hash.as_bytes()[..])
+    .bind(opt_ts(g.last_heartbeat_at))
+    .bind(json(&g.connection_info)?)
+    .bind(g.auto_registered)
+    .bind(ts(g.created_at))
+    .bind(ts(g.updated_at))
+    .execute(executor)
+    .await
+    .map_err(|e| store_error(e, "organization"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl GatewayStore for SqliteStore {
     async fn create_gateway(&self, g: &Gateway) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO gateways (id, organization_id, name, url, workspace_root, version,
-                capabilities, status, relay_token_hash, last_heartbeat_at, connection_info,
-                auto_registered, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .bind(g.id.as_uuid())
-        .bind(g.organization_id.as_uuid())
-        .bind(&g.name)
-        .bind(&g.url)
-        .bind(&g.workspace_root)
-        .bind(&g.version)
-        .bind(json(&g.capabilities)?)
-        .bind(g.status.as_str())
-        .bind(&g.relay_token_hash.as_bytes()[..])
-        .bind(opt_ts(g.last_heartbeat_at))
-        .bind(json(&g.connection_info)?)
-        .bind(g.auto_registered)
-        .bind(ts(g.created_at))
-        .bind(ts(g.updated_at))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| store_error(e, "organization"))?;
-        Ok(())
+        insert_gateway(&self.writer, g).await
     }
 
     async fn get_gateway(&self, id: GatewayId) -> StoreResult<Option<Gateway>> {

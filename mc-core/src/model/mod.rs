@@ -6,6 +6,7 @@ mod activity;
 mod chat;
 mod gateway;
 mod identity;
+mod outbound;
 mod secret;
 
 pub use activity::ActivityEvent;
@@ -15,6 +16,7 @@ pub use gateway::{
     GatewayMetrics, GatewayStatus, RegistrationToken,
 };
 pub use identity::{Organization, RefreshToken, Role, User, UserStatus};
+pub use outbound::OutboundLink;
 pub use secret::SecretHash;
 
 /// A point in time, always UTC. Stores keep microsecond precision.

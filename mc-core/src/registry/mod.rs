@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod liveness;
+mod outbound;
 mod validate_input;
 
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 
 pub use config::RegistryConfig;
+pub use outbound::{MAX_GATEWAY_TOKEN, OutboundGatewayRequest};
 pub use validate_input::{
     GatewayRegistration, Heartbeat, MAX_AGENTS, MAX_CAPABILITIES, ReportedStatus,
 };

@@ -18,6 +18,7 @@ mod append_batch;
 mod chat;
 mod error;
 mod identity;
+mod outbound;
 mod paging;
 mod registry;
 
@@ -29,6 +30,7 @@ pub use chat::{
 };
 pub use error::{BoxError, ConflictKind, StoreError, StoreResult};
 pub use identity::{OrgStore, RefreshTokenStore, UserStore};
+pub use outbound::OutboundStore;
 pub use paging::{MAX_PAGE_LIMIT, Page, Paged};
 pub use registry::{
     AgentStore, AgentSync, AssignedAgent, AssignmentStore, ConsumeOutcome, GatewayStore,
@@ -50,6 +52,7 @@ pub trait Store:
     + SessionStore
     + MessageStore
     + ActivityStore
+    + OutboundStore
     + StoreHealth
     + std::fmt::Debug
 {
@@ -66,6 +69,7 @@ impl<T> Store for T where
         + SessionStore
         + MessageStore
         + ActivityStore
+        + OutboundStore
         + StoreHealth
         + std::fmt::Debug
 {

@@ -110,6 +110,8 @@ macro_rules! store_conformance_tests {
             session_origin_is_unique_per_user,
             delivery_states_only_move_forward,
             pending_deliveries_are_listed_per_gateway,
+            outbound_gateway_create_update_delete,
+            settings_keep_the_first_value,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

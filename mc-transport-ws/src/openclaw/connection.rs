@@ -119,6 +119,9 @@ pub enum ConnectionEvent {
     Up(Box<HelloOk>),
     /// The socket was lost (reconnecting).
     Down(String),
+    /// An attempt failed before the handshake finished: the gateway cannot be reached, or
+    /// closed the socket without answering `connect` (retrying).
+    Unreachable(String),
     /// A `connect` was refused (retrying as the failure says).
     Refused(ConnectFailure),
     /// The gateway issued a device token: keep it for the next connect.
@@ -298,6 +301,8 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>
             Ended::Lost(lasted, why) => {
                 if lasted > Duration::ZERO {
                     let _ = events.send(ConnectionEvent::Down(why.clone()));
+                } else {
+                    let _ = events.send(ConnectionEvent::Unreachable(why.clone()));
                 }
                 if lasted > Duration::from_secs(30) {
                     attempt = 0;

@@ -2,6 +2,7 @@
 //! (or the gateway bridge) speaks protocol v4 to an OpenClaw gateway as `gateway-client` /
 //! `backend`.
 //!
+//! - [`agents`]: reading `agents.list`;
 //! - [`device`]: the Ed25519 device identity and the challenge signature;
 //! - [`handshake`]: the `connect` request, `hello-ok`, and what a refusal means;
 //! - [`connection`]: [`OpenClawConnection`], kept up by its own task (requests, events, the
@@ -10,10 +11,12 @@
 //! With the `server` feature too, an [`OpenClawConnection`] is a relay
 //! [`GatewayLink`](mc_core::GatewayLink).
 
+pub mod agents;
 pub mod connection;
 pub mod device;
 pub mod handshake;
 
+pub use agents::agent_reports;
 pub use connection::{
     CallError, ConnectionEvent, ConnectionState, OpenClawConnection, OpenClawOptions,
 };

@@ -15,6 +15,8 @@
 //! | `POST /api/v1/users/{id}/assign`, `DELETE /api/v1/users/{id}/assign/{agent_id}` | admin: assignments |
 //! | `POST/GET /api/v1/registration-tokens`, `DELETE /api/v1/registration-tokens/{id}` | admin: registration tokens |
 //! | `GET /api/v1/gateways[?status=]`, `GET/DELETE /api/v1/gateways/{id}`, `GET …/{id}/metrics` | admin: gateways |
+//! | `POST /api/v1/gateways` | admin: add a gateway the relay dials (feature `client`) |
+//! | `GET /api/v1/gateways/{id}/connections` | admin: the gateway's live links on this instance |
 //! | `GET /api/v1/agents`, `GET /api/v1/activity` | admin: agents, activity feed |
 //! | `GET /api/v1/sessions?user_id=`, `GET /api/v1/sessions/{id}/messages` | admin: a user's chats |
 //! | `POST /api/v1/gateway-registry/register`, `…/heartbeat`, `DELETE …/deregister` | gateways |
@@ -26,6 +28,10 @@ mod admin_routes;
 mod auth_routes;
 mod error;
 mod extract;
+mod link_board;
+#[cfg(feature = "client")]
+mod outbound;
+mod outbound_routes;
 mod registry_routes;
 mod views;
 mod ws_gateway;
@@ -50,6 +56,11 @@ pub(crate) struct AppState {
     pub(crate) relay: Relay,
     /// One permit per socket this instance may hold.
     pub(crate) slots: Arc<Semaphore>,
+    /// The gateway links held here, for `GET /gateways/{id}/connections`.
+    pub(crate) board: link_board::LinkBoard,
+    /// The gateways this relay dials.
+    #[cfg(feature = "client")]
+    pub(crate) outbound: outbound::OutboundPool,
 }
 
 impl FromRef<AppState> for Services {
@@ -64,15 +75,27 @@ pub struct HttpConfig {
     max_body_bytes: usize,
     public_url: Option<String>,
     trust_forwarded_for: bool,
+    instance_id: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, public_url: None, trust_forwarded_for: false }
+        Self {
+            max_body_bytes: 64 * 1024,
+            public_url: None,
+            trust_forwarded_for: false,
+            instance_id: "local".into(),
+        }
     }
 }
 
 impl HttpConfig {
+    /// This instance's name in `GET /gateways/{id}/connections` (default `local`).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = id.into();
+        self
+    }
+
     /// The URL clients reach this relay at (e.g. `https://relay.example.com`), used to tell
     /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `ws://`.
     pub fn public_url(mut self, url: Option<String>) -> Self {
@@ -121,7 +144,17 @@ pub fn app(relay: Relay) -> Router {
 /// The relay's HTTP API and sockets over `relay`, with `config`.
 pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
     let slots = Arc::new(Semaphore::new(relay.limits().connection_cap()));
-    let state = AppState { services: relay.services().clone(), relay, slots };
+    let board = link_board::LinkBoard::new(&config.instance_id);
+    #[cfg(feature = "client")]
+    let outbound = start_outbound(&relay, &board);
+    let state = AppState {
+        services: relay.services().clone(),
+        relay,
+        slots,
+        board,
+        #[cfg(feature = "client")]
+        outbound,
+    };
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
@@ -138,7 +171,8 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
                 .get(registry_routes::list_registration_tokens),
         )
         .route("/registration-tokens/{id}", delete(registry_routes::revoke_registration_token))
-        .route("/gateways", get(registry_routes::list_gateways))
+        .route("/gateways", get(registry_routes::list_gateways).post(outbound_routes::add_gateway))
+        .route("/gateways/{id}/connections", get(outbound_routes::gateway_connections))
         .route(
             "/gateways/{id}",
             get(registry_routes::get_gateway).delete(registry_routes::delete_gateway),
@@ -163,6 +197,29 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(config))
         .with_state(state)
+}
+
+/// The pool of gateways this relay dials, connecting to the stored ones in the background
+/// (when there is a tokio runtime: outside one, only gateways added later are dialled).
+#[cfg(feature = "client")]
+fn start_outbound(relay: &Relay, board: &link_board::LinkBoard) -> outbound::OutboundPool {
+    let pool = outbound::OutboundPool::new(relay.clone(), board.clone());
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let starting = pool.clone();
+            runtime.spawn(async move {
+                match starting.start_all().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(gateways = n, "dialling the stored OpenClaw gateways"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot start the stored outbound gateways")
+                    }
+                }
+            });
+        }
+        Err(_) => tracing::warn!("no tokio runtime: stored outbound gateways are not dialled"),
+    }
+    pool
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -236,7 +236,8 @@ pub(crate) async fn get_gateway(
 ) -> Result<Json<GatewayView>, ApiError> {
     let id: GatewayId = path_id("gateway id", &id)?;
     let (gateway, agents) = services.registry().gateway_with_agents(&admin, id).await?;
-    Ok(Json(GatewayView::new(gateway, Some(agents))))
+    let outbound = services.registry().outbound_link(&admin, id).await?;
+    Ok(Json(GatewayView::new(gateway, Some(agents)).with_outbound(outbound)))
 }
 
 pub(crate) async fn delete_gateway(

@@ -137,9 +137,44 @@ pub(crate) struct GatewayView {
     updated_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     agents: Option<Vec<AgentView>>,
+    /// For gateways the relay dials: how that goes (never the tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbound: Option<OutboundView>,
+}
+
+/// How the relay dials a gateway, as admins see it: no token, only whether there is one.
+#[derive(Debug, Serialize)]
+pub(crate) struct OutboundView {
+    url: String,
+    has_token: bool,
+    /// Whether the gateway issued the relay's device a token (it is paired).
+    has_device_token: bool,
+    /// The pairing request to approve: `openclaw devices approve <id>` on the gateway.
+    pairing_request_id: Option<String>,
+    last_error: Option<String>,
+    updated_at: Timestamp,
+}
+
+impl From<mc_core::OutboundLink> for OutboundView {
+    fn from(l: mc_core::OutboundLink) -> Self {
+        Self {
+            url: l.url,
+            has_token: l.token.is_some(),
+            has_device_token: l.device_token.is_some(),
+            pairing_request_id: l.pairing_request_id,
+            last_error: l.last_error,
+            updated_at: l.updated_at,
+        }
+    }
 }
 
 impl GatewayView {
+    /// Adds how the relay dials it.
+    pub(crate) fn with_outbound(mut self, link: Option<mc_core::OutboundLink>) -> Self {
+        self.outbound = link.map(OutboundView::from);
+        self
+    }
+
     pub(crate) fn new(g: mc_core::Gateway, agents: Option<Vec<mc_core::Agent>>) -> Self {
         Self {
             id: g.id.to_string(),
@@ -156,6 +191,7 @@ impl GatewayView {
             created_at: g.created_at,
             updated_at: g.updated_at,
             agents: agents.map(|a| a.into_iter().map(AgentView::from).collect()),
+            outbound: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use super::link_board::Probe;
 use super::ws_user::close;
 
 /// A gateway's socket carries every run of its users: read it in large pieces (one socket per
@@ -32,6 +33,7 @@ const GATEWAY_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    super::registry_routes::ClientIp(ip): super::registry_routes::ClientIp,
     ws: WebSocketUpgrade,
 ) -> Response {
     let Ok(id) = id.parse::<GatewayId>() else {
@@ -44,14 +46,14 @@ pub(crate) async fn upgrade(
     ws.max_message_size(GATEWAY_FRAME_LIMIT)
         .max_frame_size(GATEWAY_FRAME_LIMIT)
         .read_buffer_size(GATEWAY_READ_BUFFER)
-        .on_upgrade(move |socket| run(state, id, socket))
+        .on_upgrade(move |socket| run(state, id, ip.map(|ip| ip.to_string()), socket))
 }
 
 async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
     socket.send(Message::Text(value.to_string().into())).await.is_ok()
 }
 
-async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
+async fn run(state: AppState, id: GatewayId, remote: Option<String>, mut socket: WebSocket) {
     let deadline = state.relay.limits().auth_deadline();
     let authenticated = tokio::time::timeout(deadline, async {
         loop {
@@ -119,6 +121,14 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
     };
     tracing::info!(gateway = %id, "gateway linked");
     let _gauge = super::ws_user::ConnectionGauge::new("gateway");
+    let opened = Instant::now();
+    let last_frame_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let probe = Probe::Inbound { link: link.clone(), opened, last_frame_ms: last_frame_ms.clone() };
+    let _on_board = state.board.add(id, "inbound", remote, probe);
+    let heard = || {
+        let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last_frame_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    };
 
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut last_heard = Instant::now();
@@ -129,6 +139,7 @@ async fn run(state: AppState, id: GatewayId, mut socket: WebSocket) {
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
+                        heard();
                         heard_since_touch = true;
                         metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
                         match decode_gateway_frame(&text) {

@@ -218,6 +218,11 @@ impl TestGateway {
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
     }
+
+    /// Drops the gateway's socket (its task ends without a close frame).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
 }
 
 fn event(payload: Value) -> Message {

@@ -2,8 +2,10 @@
 
 mod chat;
 mod identity;
+mod outbound;
 mod registry;
 
 pub use chat::*;
 pub use identity::*;
+pub use outbound::*;
 pub use registry::*;

@@ -1,0 +1,129 @@
+//! Gateways the relay dials, and instance-wide settings.
+
+use async_trait::async_trait;
+use mc_core::*;
+use sqlx::postgres::PgRow;
+
+use crate::PgStore;
+use crate::codec::RowExt;
+use crate::error::store_error;
+use crate::registry::insert_gateway;
+
+fn link_from_row(row: &PgRow) -> StoreResult<OutboundLink> {
+    Ok(OutboundLink {
+        gateway_id: GatewayId::from_uuid(row.col("gateway_id")?),
+        url: row.col("url")?,
+        token: row.col("token")?,
+        device_token: row.col("device_token")?,
+        pairing_request_id: row.col("pairing_request_id")?,
+        last_error: row.col("last_error")?,
+        updated_at: row.col("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl OutboundStore for PgStore {
+    async fn create_outbound_gateway(
+        &self,
+        gateway: &Gateway,
+        link: &OutboundLink,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_gateway(&mut *tx, gateway).await?;
+        sqlx::query(
+            "INSERT INTO outbound_links (gateway_id, url, token, device_token,
+                pairing_request_id, last_error, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(gateway.id.as_uuid())
+        .bind(&link.url)
+        .bind(&link.token)
+        .bind(&link.device_token)
+        .bind(&link.pairing_request_id)
+        .bind(&link.last_error)
+        .bind(link.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "gateway"))?;
+        tx.commit().await.map_err(|e| store_error(e, "gateway"))
+    }
+
+    async fn get_outbound_link(&self, gateway: GatewayId) -> StoreResult<Option<OutboundLink>> {
+        sqlx::query("SELECT * FROM outbound_links WHERE gateway_id = $1")
+            .bind(gateway.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(e, "gateway"))?
+            .as_ref()
+            .map(link_from_row)
+            .transpose()
+    }
+
+    async fn list_outbound_links(&self) -> StoreResult<Vec<OutboundLink>> {
+        sqlx::query("SELECT * FROM outbound_links ORDER BY gateway_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error(e, "gateway"))?
+            .iter()
+            .map(link_from_row)
+            .collect()
+    }
+
+    async fn set_outbound_device_token(
+        &self,
+        gateway: GatewayId,
+        device_token: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE outbound_links SET device_token = $2, updated_at = $3 WHERE gateway_id = $1",
+        )
+        .bind(gateway.as_uuid())
+        .bind(device_token)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "gateway"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("outbound gateway"));
+        }
+        Ok(())
+    }
+
+    async fn set_outbound_state(
+        &self,
+        gateway: GatewayId,
+        pairing_request_id: Option<&str>,
+        last_error: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE outbound_links SET pairing_request_id = $2, last_error = $3, updated_at = $4
+             WHERE gateway_id = $1",
+        )
+        .bind(gateway.as_uuid())
+        .bind(pairing_request_id)
+        .bind(last_error)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "gateway"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("outbound gateway"));
+        }
+        Ok(())
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        sqlx::query(
+            "INSERT INTO relay_settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = relay_settings.value RETURNING value",
+        )
+        .bind(key)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| store_error(e, "setting"))?
+        .col("value")
+    }
+}
