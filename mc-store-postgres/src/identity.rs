@@ -306,6 +306,15 @@ impl RefreshTokenStore for PgStore {
         Ok(true)
     }
 
+    async fn refresh_family_is_live(&self, family: TokenFamilyId) -> StoreResult<bool> {
+        let (live,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND NOT revoked) AS live")
+            .bind(family.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(live)
+    }
+
     async fn revoke_refresh_family(&self, family: TokenFamilyId) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1 AND NOT revoked",

@@ -307,6 +307,15 @@ impl RefreshTokenStore for SqliteStore {
         Ok(true)
     }
 
+    async fn refresh_family_is_live(&self, family: TokenFamilyId) -> StoreResult<bool> {
+        let (live,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = ?1 AND revoked = 0) AS live")
+            .bind(family.as_uuid())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| store_error(e, "refresh token"))?;
+        Ok(live)
+    }
+
     async fn revoke_refresh_family(&self, family: TokenFamilyId) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1 AND revoked = 0",

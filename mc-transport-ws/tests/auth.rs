@@ -372,3 +372,93 @@ async fn health_and_unknown_routes() {
     let r = s.send(Method::DELETE, "/api/v1/auth/login", None, None).await;
     assert_eq!((r.status, r.error_code()), (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"));
 }
+
+/// Seed 000's client: `/api/v1/h5/…` paths and `organization_id` bodies.
+#[tokio::test]
+async fn seed_000_paths_and_organization_id_are_served() {
+    let s = TestServer::start().await;
+    s.create_user(s.org.id, "sam", Role::Member).await;
+    let org = s.org.id.to_string();
+    let body = json!({ "organization_id": org, "username": "sam", "password": PASSWORD });
+    let r = s.post("/api/v1/h5/auth/login", None, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let me = s.get("/api/v1/h5/auth/me", &token).await;
+    assert_eq!((me.status, me.body["username"].as_str()), (StatusCode::OK, Some("sam")));
+    let r = s.post("/api/v1/h5/auth/refresh", None, json!({ "refresh_token": refresh })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let users = s.get("/api/v1/h5/users", &s.admin_token).await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.body);
+    assert_eq!(s.get("/api/v1/h5/users", &token).await.status, StatusCode::FORBIDDEN);
+    // Both names for the organization: accepted when they agree.
+    let both = json!({ "organization": org, "organization_id": org, "username": "sam", "password": PASSWORD });
+    assert_eq!(s.post("/api/v1/auth/login", None, both).await.status, StatusCode::OK);
+
+    let bad = [
+        json!({ "organization_id": "acme", "username": "sam", "password": PASSWORD }),
+        json!({ "organization_id": uuid::Uuid::now_v7(), "organization": org, "username": "sam", "password": PASSWORD }),
+        json!({ "organization_id": org, "organization": "acme", "username": "sam", "password": PASSWORD }),
+    ];
+    for body in bad {
+        let r = s.post("/api/v1/h5/auth/login", None, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], "organization_id", "{}", r.body);
+    }
+    // An unknown organization id is just wrong credentials.
+    let body =
+        json!({ "organization_id": uuid::Uuid::now_v7(), "username": "sam", "password": PASSWORD });
+    assert_eq!(s.post("/api/v1/h5/auth/login", None, body).await.status, StatusCode::UNAUTHORIZED);
+    // Registration takes organization_id too.
+    let body = json!({ "organization_id": org, "username": "newbie", "password": PASSWORD });
+    let r = s.post("/api/v1/h5/auth/register", Some(&s.admin_token), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+/// A server with one organization signs in without naming it; with two it must be named.
+#[tokio::test]
+async fn one_organization_needs_no_name_at_sign_in() {
+    let s = TestServer::start().await;
+    s.create_user(s.org.id, "solo", Role::Member).await;
+    let body = json!({ "username": "solo", "password": PASSWORD });
+    let r = s.post("/api/v1/auth/login", None, body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let second = mc_core::Organization {
+        id: mc_core::OrgId::new(),
+        name: "second".into(),
+        created_at: s.clock.now(),
+    };
+    s.services.store().create_org(&second).await.unwrap();
+    let r = s.post("/api/v1/auth/login", None, body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "organization", "{}", r.body);
+}
+
+/// Logging out kills the session's access tokens at once, for HTTP and new sockets; other
+/// sessions of the same user keep theirs.
+#[tokio::test]
+async fn access_tokens_die_with_their_session_at_logout() {
+    let s = TestServer::start().await;
+    s.create_user(s.org.id, "lou", Role::Member).await;
+    let first = s.login_ok("lou", PASSWORD).await;
+    let second = s.login_ok("lou", PASSWORD).await;
+    let access = first["access_token"].as_str().unwrap();
+    let other = second["access_token"].as_str().unwrap();
+    assert_eq!(s.get("/api/v1/auth/me", access).await.status, StatusCode::OK);
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let r = s.post("/api/v1/auth/logout", None, json!({ "refresh_token": refresh })).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = s.get("/api/v1/auth/me", access).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(s.get("/api/v1/auth/me", other).await.status, StatusCode::OK, "other session");
+    // A new socket with the dead token is refused as invalid.
+    use futures_util::{SinkExt, StreamExt};
+    let url = format!("{}/ws/chat", s.base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let auth = json!({ "type": "auth", "payload": { "token": access } }).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(auth.into())).await.unwrap();
+    let answer = ws.next().await.unwrap().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer["type"], "auth_error", "{answer}");
+    assert_eq!(answer["payload"]["reason"], "invalid_token", "{answer}");
+}

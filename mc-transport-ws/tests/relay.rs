@@ -467,14 +467,28 @@ async fn heartbeats_both_ways_and_silence_closes() {
     .await;
     let (mut c, ok) = f.client().await;
     assert_eq!(ok["heartbeat_interval_seconds"], 0);
-    // The server's own heartbeat arrives (read raw: `next` skips it).
+    // The server's own heartbeat arrives with an id (read raw: `next` skips it).
     use futures_util::StreamExt;
     let raw = tokio::time::timeout(Duration::from_secs(2), c.socket.next())
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(serde_json::from_str::<Value>(raw.to_text().unwrap()).unwrap()["type"], "heartbeat");
+    let beat: Value = serde_json::from_str(raw.to_text().unwrap()).unwrap();
+    assert_eq!(beat["type"], "heartbeat");
+    let id = beat["id"].as_str().expect("the server's heartbeat has an id").to_owned();
+    assert!(id.starts_with("srv-"), "{beat}");
+    // Answering it keeps the socket open and is not answered again; a client's own
+    // heartbeat is.
+    c.send(json!({ "type": "heartbeat", "id": id })).await;
+    c.send(json!({ "type": "heartbeat", "id": "mine" })).await;
+    assert_eq!(c.expect("heartbeat").await["id"], "mine", "the answer was not answered");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        c.send(json!({ "type": "heartbeat", "id": "srv-1" })).await;
+    }
+    c.send(json!({ "type": "heartbeat", "id": "still" })).await;
+    assert_eq!(c.expect("heartbeat").await["id"], "still", "answers kept it alive");
     // Silent for three intervals: closed.
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(matches!(c.closed().await, Ended::Closed(1001) | Ended::Dropped));

@@ -180,9 +180,9 @@ async fn login_and_refresh_inputs() {
         ),
         (
             "/api/v1/auth/login",
-            json!({ "username": "admin", "password": PASSWORD }),
+            json!({ "username": "admin", "password": PASSWORD, "organization_id": "acme" }),
             StatusCode::BAD_REQUEST,
-            "organization",
+            "organization_id",
         ),
         (
             "/api/v1/auth/login",

@@ -258,6 +258,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     };
                     let p = &frame["payload"];
                     match frame["type"].as_str() {
+                        // The relay's own heartbeat: answered, or it closes a quiet socket.
+                        Some("heartbeat") if frame["id"].as_str().is_some_and(|id| id.starts_with("srv-")) => {
+                            let answer = json!({ "type": "heartbeat", "id": frame["id"] });
+                            if ws.send(Message::Text(answer.to_string().into())).await.is_err() { continue 'connection; }
+                        }
                         Some("ack") => {
                             session = p["session_id"].as_str().map(str::to_owned);
                             last_seq = last_seq.max(p["seq"].as_u64().unwrap_or(0));

@@ -102,9 +102,10 @@ pub async fn serve(args: ServeArgs) -> i32 {
 
 async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
-    let store = OpenStore::open_with(&settings.database, settings.sqlite_synchronous)
-        .await
-        .with_context(|| format!("database {}", settings.database))?;
+    let store =
+        OpenStore::open_with(&settings.database, settings.sqlite_synchronous).await.with_context(
+            || format!("database {}", super::settings::redacted_url(&settings.database)),
+        )?;
     let auth = AuthConfig::new(JwtKey::new(jwt_secret(&settings)?)?)
         .access_token_ttl(settings.access_token_ttl)
         .open_registration(settings.open_registration);
@@ -129,7 +130,8 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, database = %settings.database, "mc-server listening");
+    let database = super::settings::redacted_url(&settings.database);
+    tracing::info!(%address, %database, "mc-server listening");
     // A stable line for scripts (and the end-to-end tests).
     println!("listening on http://{address}");
 

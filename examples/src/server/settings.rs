@@ -404,6 +404,33 @@ impl Settings {
     }
 }
 
+/// `url` fit for a log line: a password in it (`user:password@`, or a `password=` query
+/// parameter) becomes `***`.
+pub fn redacted_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        let authority_end = out[start..].find(['/', '?', '#']).map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..authority_end].rfind('@').map(|i| start + i)
+            && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+        {
+            out.replace_range(colon + 1..at, "***");
+        }
+    }
+    if let Some(query) = out.find('?') {
+        let (head, tail) = out.split_at(query + 1);
+        let params: Vec<String> = tail
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", params.join("&"));
+    }
+    out
+}
+
 /// The file of a `sqlite://path` or `sqlite:path` URL (not `:memory:`), without query.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -423,6 +450,22 @@ fn read_file(path: &Path) -> Result<FileSettings, BadSetting> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_urls_are_logged_without_their_password() {
+        use super::redacted_url;
+        assert_eq!(
+            redacted_url("postgres://mc:s3cr:et@db.internal:5432/mc?sslmode=require"),
+            "postgres://mc:***@db.internal:5432/mc?sslmode=require"
+        );
+        assert_eq!(
+            redacted_url("postgres://db/mc?user=mc&password=hunter2&sslmode=disable"),
+            "postgres://db/mc?user=mc&password=***&sslmode=disable"
+        );
+        assert_eq!(redacted_url("postgres://mc@db/mc"), "postgres://mc@db/mc");
+        assert_eq!(redacted_url("sqlite://relay.db"), "sqlite://relay.db");
+        assert_eq!(redacted_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
     use super::*;
 
     #[test]

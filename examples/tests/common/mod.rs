@@ -158,7 +158,9 @@ pub async fn next(ws: &mut Ws) -> Result<Value, u16> {
         {
             Some(Ok(Message::Text(t))) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "heartbeat" {
+                if v["type"] == "heartbeat"
+                    && v["id"].as_str().is_some_and(|id| id.starts_with("srv-"))
+                {
                     let answer = json!({ "type": "heartbeat", "id": v["id"] });
                     let _ = ws.send(Message::Text(answer.to_string().into())).await;
                     continue;

@@ -2,6 +2,7 @@
 //! storm cannot starve message routing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -15,12 +16,42 @@ use crate::error::{Error, Result};
 pub struct Passwords {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Hashes computing now, and the most there ever were at once.
+    running: Arc<Running>,
     /// A hash with the current parameters, verified against when the user is unknown so that
     /// costs the same time as a wrong password.
     dummy: Arc<OnceCell<String>>,
 }
 
+#[derive(Debug, Default)]
+struct Running {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one hash computing for as long as it lives.
+struct Computing(Arc<Running>);
+
+impl Computing {
+    fn start(running: &Arc<Running>) -> Self {
+        let now = running.now.fetch_add(1, Ordering::SeqCst) + 1;
+        running.peak.fetch_max(now, Ordering::SeqCst);
+        Self(running.clone())
+    }
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Passwords {
+    /// The most hashes that ever computed at once (never above the limit).
+    pub fn peak_concurrent(&self) -> usize {
+        self.running.peak.load(Ordering::SeqCst)
+    }
+
     /// A hasher with `params`, computing at most `max_concurrent` hashes at once.
     pub fn new(params: PasswordParams, max_concurrent: usize) -> Result<Self> {
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
@@ -28,6 +59,7 @@ impl Passwords {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: Arc::default(),
             dummy: Arc::new(OnceCell::new()),
         })
     }
@@ -40,14 +72,22 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
+        // The permit moves into the blocking task: a caller that gives up (a dropped request)
+        // does not stop the hashing already started, so neither may it free the permit.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Internal("password hasher closed".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
+        let running = self.running.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _computing = Computing::start(&running);
+            work()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
     }
 
     /// Hashes `password` with a fresh random salt.
@@ -109,6 +149,29 @@ mod tests {
         assert_ne!(hash, p.hash("correct horse").await.unwrap(), "salts differ");
         assert!(p.verify("x", "not a phc string").await.is_err());
         p.verify_dummy("anything").await.unwrap();
+    }
+
+    /// Callers that give up mid-hash do not let more hashes run than the limit allows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_requests_never_raise_the_hashes_running_at_once() {
+        let p = Passwords::new(
+            PasswordParams { memory_kib: 8 * 1024, iterations: 2, parallelism: 1 },
+            2,
+        )
+        .unwrap();
+        let hash = p.hash("x").await.unwrap();
+        for _ in 0..20 {
+            let p = p.clone();
+            let hash = hash.clone();
+            // Each request is dropped almost at once, while its hash is still computing.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), async move {
+                p.verify("guess", &hash).await
+            })
+            .await;
+        }
+        // Whatever was started finishes; then a last one goes through.
+        assert!(p.verify("x", &hash).await.unwrap());
+        assert!(p.peak_concurrent() <= 2, "peak {}", p.peak_concurrent());
     }
 
     #[test]

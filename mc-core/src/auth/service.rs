@@ -179,7 +179,14 @@ impl AuthService {
         let selector = match (selector, self.config.default_organization) {
             (Some(s), _) => s.clone(),
             (None, Some(id)) => OrgSelector::Id(id),
-            (None, None) => return Ok(None),
+            // A server holding exactly one organization needs no name for it.
+            (None, None) => {
+                let orgs = self.store.list_orgs(crate::store::Page::first(2)).await?;
+                return Ok(match orgs.items.as_slice() {
+                    [only] => Some(only.clone()),
+                    _ => None,
+                });
+            }
         };
         Ok(match selector {
             OrgSelector::Id(id) => self.store.get_org(id).await?,
@@ -583,10 +590,18 @@ impl AuthService {
             return Err(Error::Token(TokenRejection::Invalid));
         }
         match user.status {
-            UserStatus::Active => Ok((principal_of(&user), claims.family())),
-            UserStatus::Suspended => Err(Error::Suspended),
-            UserStatus::Deleted => Err(Error::Token(TokenRejection::Invalid)),
+            UserStatus::Active => {}
+            UserStatus::Suspended => return Err(Error::Suspended),
+            UserStatus::Deleted => return Err(Error::Token(TokenRejection::Invalid)),
         }
+        // Signed out (logout, refresh reuse, another session's password change): the session's
+        // access tokens die with its refresh family, not at their expiry.
+        if let Some(family) = claims.family()
+            && !self.store.refresh_family_is_live(family).await?
+        {
+            return Err(Error::Token(TokenRejection::Invalid));
+        }
+        Ok((principal_of(&user), claims.family()))
     }
 }
 

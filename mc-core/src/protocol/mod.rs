@@ -11,7 +11,10 @@ pub mod server;
 
 pub use client::{ClientFrame, ClientRequest, ResumePoint, Topic, decode_client_frame};
 pub use gateway::{ChatEvent, ChatState, GatewayInbound, decode_gateway_frame};
-pub use server::{AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, ServerFrame, SessionInfo};
+pub use server::{
+    AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
+    SessionInfo, answers_server_heartbeat,
+};
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,16 @@ use super::client::PROTOCOL_VERSION;
 use crate::ids::{AgentId, GatewayId, MessageId, OrgId, SessionId, UserId};
 use crate::model::{GatewayStatus, Message, MessageRole, SessionStatus, Timestamp};
 
+/// How the ids of the relay's own `heartbeat` frames begin (`srv-1`, `srv-2`, …). A client
+/// answers one with a `heartbeat` of the same id, and the relay does not answer that answer.
+pub const SERVER_HEARTBEAT_PREFIX: &str = "srv-";
+
+/// Whether a client's `heartbeat` with `id` answers one of the relay's own (or carries no id
+/// at all): it keeps the socket alive and gets no answer.
+pub fn answers_server_heartbeat(id: Option<&str>) -> bool {
+    id.is_none_or(|id| id.starts_with(SERVER_HEARTBEAT_PREFIX))
+}
+
 /// Why the socket's authentication failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -299,7 +299,10 @@ impl UserSession {
                 core.abort(conn, id.clone(), session_id, run_id).await
             }
             ClientRequest::Heartbeat => {
-                conn.reply(&ServerFrame::Heartbeat { id: id.clone() });
+                // An answer to the relay's own heartbeat is not answered again.
+                if !crate::protocol::answers_server_heartbeat(id.as_deref()) {
+                    conn.reply(&ServerFrame::Heartbeat { id: id.clone() });
+                }
                 Ok(())
             }
             ClientRequest::Subscribe { topics } => {

@@ -75,6 +75,9 @@ pub trait RefreshTokenStore: Send + Sync {
         successor: &RefreshToken,
         at: Timestamp,
     ) -> StoreResult<bool>;
+    /// Whether the family still has a token that is not revoked (a signed-in session): access
+    /// tokens of a family that has none are refused.
+    async fn refresh_family_is_live(&self, family: TokenFamilyId) -> StoreResult<bool>;
     /// Revokes every token of the family; returns how many were newly revoked.
     async fn revoke_refresh_family(&self, family: TokenFamilyId) -> StoreResult<u64>;
     /// Revokes every token of the user except those of `keep` (the caller's own family);

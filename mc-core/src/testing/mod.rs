@@ -88,6 +88,7 @@ macro_rules! store_conformance_tests {
             refresh_token_rotation,
             refresh_token_rotation_race_has_one_winner,
             refresh_token_revocation_and_expiry,
+            refresh_family_liveness_follows_revocation,
             registration_token_create_list_revoke,
             registration_token_consume_checks_state,
             registration_token_last_use_race_has_one_winner,

@@ -21,10 +21,12 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
     organization: Option<String>,
+    /// Seed 000's name for the organization (its id).
+    organization_id: Option<String>,
     username: String,
     password: String,
     email: Option<String>,
@@ -33,21 +35,63 @@ pub(crate) struct RegisterBody {
     role: Option<Role>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     organization: Option<String>,
+    /// Seed 000's name for the organization (its id).
+    organization_id: Option<String>,
     username: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
-#[derive(Debug, Deserialize)]
+// Bodies holding passwords or tokens show them redacted, so no log line can leak them.
+impl std::fmt::Debug for RegisterBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterBody")
+            .field("organization", &self.organization)
+            .field("organization_id", &self.organization_id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("organization", &self.organization)
+            .field("organization_id", &self.organization_id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RefreshBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshBody").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UpdateMeBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateMeBody")
+            .field("display_name", &self.display_name)
+            .field("email", &self.email)
+            .field("phone", &self.phone)
+            .field("avatar_url", &self.avatar_url)
+            .field("changes_password", &self.password.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateMeBody {
     #[serde(default, deserialize_with = "double_option")]
@@ -72,6 +116,28 @@ fn signed_in(s: SignedIn) -> TokenView {
     }
 }
 
+/// The organization a body names: `organization` (an id or a name) or seed 000's
+/// `organization_id` (an id); both may be given only if they agree.
+fn organization_of(
+    organization: Option<&str>,
+    organization_id: Option<&str>,
+) -> Result<Option<OrgSelector>, ApiError> {
+    let by_id = match organization_id {
+        None => None,
+        Some(text) => Some(OrgSelector::Id(text.trim().parse().map_err(|_| {
+            ApiError::bad_field("organization_id", "must be an organization id (a UUID)")
+        })?)),
+    };
+    match (selector(organization)?, by_id) {
+        (Some(named), Some(id)) if named == id => Ok(Some(id)),
+        (Some(_), Some(_)) => Err(ApiError::bad_field(
+            "organization_id",
+            "names another organization than organization",
+        )),
+        (named, id) => Ok(id.or(named)),
+    }
+}
+
 fn selector(text: Option<&str>) -> Result<Option<OrgSelector>, ApiError> {
     match text {
         None => Ok(None),
@@ -89,7 +155,10 @@ pub(crate) async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let account = NewAccount {
-        organization: selector(body.organization.as_deref())?,
+        organization: organization_of(
+            body.organization.as_deref(),
+            body.organization_id.as_deref(),
+        )?,
         username: body.username,
         password: body.password,
         email: body.email,
@@ -109,7 +178,7 @@ pub(crate) async fn login(
     State(services): State<Services>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let org = selector(body.organization.as_deref())?;
+    let org = organization_of(body.organization.as_deref(), body.organization_id.as_deref())?;
     let session = services.auth().login(org.as_ref(), &body.username, &body.password).await?;
     Ok(Json(signed_in(session)))
 }

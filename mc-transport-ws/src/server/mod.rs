@@ -6,6 +6,7 @@
 //! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |
 //! | `GET /readyz` | readiness: 200 when the store answers, else 503 |
+//! | `/api/v1/h5/auth/*`, `/api/v1/h5/users…` | seed 000's paths: aliases of `/auth/*`, `/users…` |
 //! | `POST /api/v1/auth/register` | create an account (admin, or open registration) |
 //! | `POST /api/v1/auth/login` | sign in → user, access and refresh tokens |
 //! | `POST /api/v1/auth/refresh` | rotate a refresh token → new tokens |
@@ -155,7 +156,8 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         #[cfg(feature = "client")]
         outbound,
     };
-    let api = Router::new()
+    // Users' routes, also served under seed 000's `/h5` prefix.
+    let users_api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
         .route("/auth/refresh", post(auth_routes::refresh))
@@ -164,7 +166,10 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/users", get(admin_routes::list_users))
         .route("/users/{id}", get(admin_routes::get_user).patch(admin_routes::update_user))
         .route("/users/{id}/assign", post(admin_routes::assign))
-        .route("/users/{id}/assign/{agent_id}", delete(admin_routes::unassign))
+        .route("/users/{id}/assign/{agent_id}", delete(admin_routes::unassign));
+    let api = Router::new()
+        .merge(users_api.clone())
+        .nest("/h5", users_api)
         .route(
             "/registration-tokens",
             post(registry_routes::create_registration_token)

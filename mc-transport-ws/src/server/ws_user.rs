@@ -252,6 +252,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
     let connection = session.connection().clone();
     let interval = limits.heartbeat();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut beats: u64 = 0;
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
@@ -327,7 +328,9 @@ async fn run(state: AppState, mut socket: WebSocket) {
                     close(&mut socket, 1001, "no heartbeat for three intervals").await;
                     break;
                 }
-                if !send(&mut socket, &ServerFrame::Heartbeat { id: None }).await {
+                beats += 1;
+                let id = format!("{}{beats}", mc_core::protocol::SERVER_HEARTBEAT_PREFIX);
+                if !send(&mut socket, &ServerFrame::Heartbeat { id: Some(id) }).await {
                     break;
                 }
             }

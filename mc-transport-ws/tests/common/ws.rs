@@ -59,7 +59,8 @@ impl Client {
         self.socket.send(Message::Text(text.to_owned().into())).await.unwrap();
     }
 
-    /// The next JSON frame (server heartbeats skipped), or how the socket ended.
+    /// The next JSON frame (the server's own heartbeats, `srv-…`, skipped), or how the socket
+    /// ended.
     pub async fn next(&mut self) -> Result<Value, Ended> {
         loop {
             let msg =
@@ -67,7 +68,9 @@ impl Client {
             match msg {
                 Some(Ok(Message::Text(text))) => {
                     let v: Value = serde_json::from_str(&text).unwrap();
-                    if v["type"] == "heartbeat" && v.get("id").is_none() {
+                    if v["type"] == "heartbeat"
+                        && v["id"].as_str().is_none_or(|id| id.starts_with("srv-"))
+                    {
                         continue;
                     }
                     return Ok(v);

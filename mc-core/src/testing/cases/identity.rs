@@ -259,6 +259,20 @@ pub async fn refresh_token_rotation_race_has_one_winner(store: Arc<dyn Store>) {
     }
 }
 
+pub async fn refresh_family_liveness_follows_revocation(store: Arc<dyn Store>) {
+    let user = user_in_new_org(&store).await;
+    let family = TokenFamilyId::new();
+    assert!(!store.refresh_family_is_live(family).await.unwrap(), "no such family");
+    store.insert_refresh_token(&fixtures::refresh_token(user.id, family)).await.unwrap();
+    store.insert_refresh_token(&fixtures::refresh_token(user.id, family)).await.unwrap();
+    let other = TokenFamilyId::new();
+    store.insert_refresh_token(&fixtures::refresh_token(user.id, other)).await.unwrap();
+    assert!(store.refresh_family_is_live(family).await.unwrap());
+    store.revoke_refresh_family(family).await.unwrap();
+    assert!(!store.refresh_family_is_live(family).await.unwrap());
+    assert!(store.refresh_family_is_live(other).await.unwrap(), "other families stay");
+}
+
 pub async fn refresh_token_revocation_and_expiry(store: Arc<dyn Store>) {
     let user = user_in_new_org(&store).await;
     let other_user = user_in_new_org(&store).await;
