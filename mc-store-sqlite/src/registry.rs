@@ -139,6 +139,26 @@ impl RegistrationTokenStore for SqliteStore {
         hash: &SecretHash,
         at: Timestamp,
     ) -> StoreResult<ConsumeOutcome> {
+        // Look first on a read connection: a token that does not exist, or cannot be used,
+        // never takes the write lock (anyone can send `gw_reg_…` with any organization id).
+        let seen = sqlx::query(
+            "SELECT * FROM registration_tokens WHERE organization_id = ?1 AND token_hash = ?2",
+        )
+        .bind(org.as_uuid())
+        .bind(&hash.as_bytes()[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| store_error(e, "registration token"))?;
+        let Some(seen) = seen else {
+            return Ok(ConsumeOutcome::Unknown);
+        };
+        let seen = registration_from_row(&seen)?;
+        let usable = !seen.revoked
+            && seen.expires_at.is_none_or(|e| e > at)
+            && seen.max_uses.is_none_or(|max| seen.uses < max);
+        if !usable {
+            return Ok(ConsumeOutcome::refusal_for(&seen, at));
+        }
         let mut tx = self.begin_write().await?;
         let consumed = sqlx::query(
             "UPDATE registration_tokens SET uses = uses + 1
@@ -585,5 +605,32 @@ impl AssignmentStore for SqliteStore {
         .await
         .map_err(|e| store_error(e, "assignment"))?;
         rows.iter().map(assignment_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Anyone can present a `gw_reg_…` token with any organization id: one that does not
+    /// exist is answered from a read connection, even while another write holds the lock.
+    #[tokio::test]
+    async fn unknown_registration_tokens_never_wait_for_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let now = chrono::Utc::now();
+        let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: now };
+        store.create_org(&org).await.unwrap();
+        let held = store.begin_write().await.unwrap();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            store.consume_registration_token(org.id, &SecretHash::of("gw_reg_guess"), now),
+        )
+        .await
+        .expect("answered without waiting for the write lock")
+        .unwrap();
+        assert_eq!(outcome, ConsumeOutcome::Unknown);
+        drop(held);
     }
 }

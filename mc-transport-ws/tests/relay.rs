@@ -587,9 +587,41 @@ async fn connection_limits() {
     let (_bob, token) = f.another_user("bob").await;
     let (_c, _) = Client::authed(&f.s.base, &token).await;
     let (_d, _) = Client::authed(&f.s.base, &token).await;
-    // The instance is full (4 sockets): the next one is closed with 1013 at once.
+    // The instance is full (4 sockets): the next one is closed with 1013 once it signs in
+    // (unauthenticated sockets have places of their own).
     let mut over = Client::connect(&f.s.base).await;
+    over.send(json!({ "type": "auth", "payload": { "token": token } })).await;
     assert_eq!(over.closed().await, Ended::Closed(1013));
+}
+
+/// Idle unauthenticated sockets have their own caps (in all and per address): they cannot
+/// take signed-in users' places, and a socket that signs in frees its place.
+#[tokio::test]
+async fn unauthenticated_sockets_cannot_crowd_out_users() {
+    let f = ChatFixture::with_limits(
+        RelayLimits::default()
+            .max_connections(4)
+            .max_unauthenticated(3)
+            .max_unauthenticated_per_ip(2),
+    )
+    .await;
+    let idle_a = Client::connect(&f.s.base).await;
+    let mut idle_b = Client::connect(&f.s.base).await;
+    let url = common::ws::ws_url(&f.s.base, "/ws/chat");
+    let err = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "two per address: {err}");
+    // One signs in: its place is free again, and it counts among the instance's sockets.
+    idle_b.send(json!({ "type": "auth", "payload": { "token": f.token } })).await;
+    idle_b.expect("auth_ok").await;
+    let (mut user, _) = f.client().await;
+    user.send(json!({ "type": "heartbeat", "id": "ok" })).await;
+    assert_eq!(user.expect("heartbeat").await["id"], "ok");
+    // Gateways' sockets take the same places until they authenticate.
+    let gateway_url = common::ws::ws_url(&f.s.base, &format!("/ws/gateway/{}/relay", f.gateway_id));
+    let _idle_gateway = tokio_tungstenite::connect_async(gateway_url.as_str()).await.unwrap();
+    let err = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    drop(idle_a);
 }
 
 #[tokio::test]

@@ -100,6 +100,7 @@ async fn child_relay_server() {
     }
     let limits = RelayLimits::default()
         .max_connections(20_000)
+        .max_unauthenticated_per_ip(20_000)
         .heartbeat_interval(Duration::from_secs(3600));
     let f = ChatFixture::with_limits(limits).await;
     let mut out = std::io::stdout().lock();

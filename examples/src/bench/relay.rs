@@ -135,6 +135,9 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
         .rate_per_sec(0)
         .rate_burst(0)
         .max_connections(60_000)
+        // Every benchmark client comes from 127.0.0.1.
+        .max_unauthenticated(60_000)
+        .max_unauthenticated_per_ip(60_000)
         .heartbeat_interval(Duration::from_secs(3600));
     let relay = Relay::new(services, Arc::new(InProcessBus::new()), limits);
     let app = mc_transport_ws::server::app(relay);

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// Sockets one user may hold [default: 8].
     #[arg(long, env = "MC_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<u64>,
+    /// Sockets not yet authenticated this instance holds at once [default: 1000].
+    #[arg(long, env = "MC_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<u64>,
+    /// Sockets not yet authenticated from one source IP [default: 64]; behind a proxy, set
+    /// --trust-forwarded-for (or raise this) since every client shares the proxy's address.
+    #[arg(long, env = "MC_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<u64>,
     /// Seconds a socket has to authenticate [default: 10].
     #[arg(long, env = "MC_AUTH_TIMEOUT_SECS")]
     pub auth_timeout_secs: Option<u64>,
@@ -121,6 +128,8 @@ struct FileSettings {
     rate_limit_burst: Option<u32>,
     max_connections: Option<u64>,
     max_connections_per_user: Option<u64>,
+    max_unauthenticated: Option<u64>,
+    max_unauthenticated_per_ip: Option<u64>,
     auth_timeout_secs: Option<u64>,
     heartbeat_interval_secs: Option<u64>,
     gateway_timeout_secs: Option<u64>,
@@ -314,6 +323,20 @@ impl Settings {
             8,
             1_000,
         )?;
+        let unauthenticated = positive(
+            "max-unauthenticated",
+            "MC_MAX_UNAUTHENTICATED",
+            pick!(max_unauthenticated),
+            1_000,
+            1_000_000,
+        )?;
+        let unauthenticated_per_ip = positive(
+            "max-unauthenticated-per-ip",
+            "MC_MAX_UNAUTHENTICATED_PER_IP",
+            pick!(max_unauthenticated_per_ip),
+            64,
+            1_000_000,
+        )?;
         let auth_timeout = positive(
             "auth-timeout-secs",
             "MC_AUTH_TIMEOUT_SECS",
@@ -375,6 +398,8 @@ impl Settings {
             .rate_burst(pick!(rate_limit_burst).unwrap_or(40))
             .max_connections(max_connections as usize)
             .max_connections_per_user(per_user as usize)
+            .max_unauthenticated(unauthenticated as usize)
+            .max_unauthenticated_per_ip(unauthenticated_per_ip as usize)
             .auth_timeout(Duration::from_secs(auth_timeout))
             .heartbeat_interval(Duration::from_secs(heartbeat))
             .gateway_timeout(Duration::from_secs(gateway_timeout))

@@ -33,6 +33,8 @@ pub struct RelayLimits {
     pub(crate) run_idle_timeout: Duration,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_violations_per_minute: u32,
+    pub(crate) max_unauthenticated: usize,
+    pub(crate) max_unauthenticated_per_ip: usize,
 }
 
 impl Default for RelayLimits {
@@ -53,6 +55,8 @@ impl Default for RelayLimits {
             run_idle_timeout: Duration::from_secs(300),
             allowed_origins: Vec::new(),
             max_violations_per_minute: 100,
+            max_unauthenticated: 1_000,
+            max_unauthenticated_per_ip: 64,
         }
     }
 }
@@ -133,6 +137,23 @@ impl RelayLimits {
         /// Bad frames tolerated per minute before the socket is closed with 4008 (default 100).
         max_violations_per_minute: u32
     );
+
+    limit!(
+        /// Sockets (users' and gateways') not authenticated yet that this instance holds at
+        /// once (default 1 000); more are refused with 503 before the WebSocket handshake.
+        /// They do not count against `max_connections` until they authenticate.
+        max_unauthenticated: usize
+    );
+    limit!(
+        /// Unauthenticated sockets from one source IP (default 64). Behind a proxy every client
+        /// has the proxy's address unless `HttpConfig::trust_forwarded_for` is set.
+        max_unauthenticated_per_ip: usize
+    );
+
+    /// The caps on unauthenticated sockets: in all, and per source IP.
+    pub fn unauthenticated_caps(&self) -> (usize, usize) {
+        (self.max_unauthenticated, self.max_unauthenticated_per_ip)
+    }
 
     /// The largest frame accepted.
     pub fn frame_limit(&self) -> usize {

@@ -33,6 +33,7 @@ mod link_board;
 #[cfg(feature = "client")]
 mod outbound;
 mod outbound_routes;
+mod pre_auth;
 mod registry_routes;
 mod views;
 mod ws_gateway;
@@ -55,8 +56,10 @@ pub use error::ApiError;
 pub(crate) struct AppState {
     pub(crate) services: Services,
     pub(crate) relay: Relay,
-    /// One permit per socket this instance may hold.
+    /// One permit per authenticated socket this instance may hold.
     pub(crate) slots: Arc<Semaphore>,
+    /// Places for sockets not authenticated yet.
+    pub(crate) pre_auth: pre_auth::PreAuthGate,
     /// The gateway links held here, for `GET /gateways/{id}/connections`.
     pub(crate) board: link_board::LinkBoard,
     /// The gateways this relay dials.
@@ -145,6 +148,8 @@ pub fn app(relay: Relay) -> Router {
 /// The relay's HTTP API and sockets over `relay`, with `config`.
 pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
     let slots = Arc::new(Semaphore::new(relay.limits().connection_cap()));
+    let (unauthenticated, per_ip) = relay.limits().unauthenticated_caps();
+    let pre_auth = pre_auth::PreAuthGate::new(unauthenticated, per_ip);
     let board = link_board::LinkBoard::new(&config.instance_id);
     #[cfg(feature = "client")]
     let outbound = start_outbound(&relay, &board);
@@ -152,6 +157,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         services: relay.services().clone(),
         relay,
         slots,
+        pre_auth,
         board,
         #[cfg(feature = "client")]
         outbound,

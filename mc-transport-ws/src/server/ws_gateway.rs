@@ -43,17 +43,28 @@ pub(crate) async fn upgrade(
         return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gateway not found")
             .into_response();
     }
+    // Until it authenticates, a gateway's socket takes an unauthenticated place (its frame
+    // limit is set once, at the handshake, so the cap is what bounds their memory).
+    let Some(pass) = state.pre_auth.enter(ip) else {
+        return super::ws_user::too_many_unauthenticated();
+    };
     ws.max_message_size(GATEWAY_FRAME_LIMIT)
         .max_frame_size(GATEWAY_FRAME_LIMIT)
         .read_buffer_size(GATEWAY_READ_BUFFER)
-        .on_upgrade(move |socket| run(state, id, ip.map(|ip| ip.to_string()), socket))
+        .on_upgrade(move |socket| run(state, id, ip.map(|ip| ip.to_string()), pass, socket))
 }
 
 async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
     socket.send(Message::Text(value.to_string().into())).await.is_ok()
 }
 
-async fn run(state: AppState, id: GatewayId, remote: Option<String>, mut socket: WebSocket) {
+async fn run(
+    state: AppState,
+    id: GatewayId,
+    remote: Option<String>,
+    pass: super::pre_auth::PreAuthPass,
+    mut socket: WebSocket,
+) {
     let deadline = state.relay.limits().auth_deadline();
     let authenticated = tokio::time::timeout(deadline, async {
         loop {
@@ -100,6 +111,7 @@ async fn run(state: AppState, id: GatewayId, remote: Option<String>, mut socket:
             return;
         }
     }
+    drop(pass);
     let interval = state.services.registry().config().interval();
     let auth_ok = json!({
         "type": "auth_ok",

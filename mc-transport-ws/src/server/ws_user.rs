@@ -26,6 +26,7 @@ pub(crate) const READ_BUFFER: usize = 1024;
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
+    super::registry_routes::ClientIp(ip): super::registry_routes::ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -38,12 +39,28 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
+    let Some(pass) = state.pre_auth.enter(ip) else {
+        return too_many_unauthenticated();
+    };
     let limit = state.relay.limits().frame_limit();
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| run(state, socket))
+        .on_upgrade(move |socket| run(state, pass, socket))
+}
+
+/// The answer to a socket over the caps on unauthenticated sockets.
+pub(crate) fn too_many_unauthenticated() -> Response {
+    metrics::counter!("mc_sockets_refused_total", "reason" => "unauthenticated_cap").increment(1);
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        "too many connections waiting to authenticate; try again shortly",
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    response
 }
 
 pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -202,11 +219,7 @@ async fn authenticate(
     }
 }
 
-async fn run(state: AppState, mut socket: WebSocket) {
-    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
-        close(&mut socket, close_code::OVERLOADED, "too many connections").await;
-        return;
-    };
+async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: WebSocket) {
     let limits = state.relay.limits();
     let mut violations = Violations::new(limits.violations_per_minute());
 
@@ -230,6 +243,12 @@ async fn run(state: AppState, mut socket: WebSocket) {
             close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
             return;
         }
+    };
+    // Authenticated: the socket leaves the unauthenticated places for the instance's own.
+    drop(pass);
+    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
+        close(&mut socket, close_code::OVERLOADED, "too many connections").await;
+        return;
     };
     let (mut session, auth_ok) = match Box::pin(state.relay.connect_user(principal)).await {
         Ok(attached) => attached,
