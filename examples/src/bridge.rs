@@ -67,7 +67,7 @@ impl Backend {
 }
 
 /// Where and how to link.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BridgeSettings {
     /// `ws://host/ws/gateway/<id>/relay`.
     pub relay_ws_url: String,
@@ -80,6 +80,8 @@ pub struct BridgeSettings {
     /// Heartbeat period; `None` uses what the relay says in `auth_ok`.
     pub heartbeat_every: Option<Duration>,
 }
+
+mc_core::debug_redacted!(BridgeSettings { relay_ws_url, reconnect_base, reconnect_max, heartbeat_every } secret { relay_token });
 
 impl BridgeSettings {
     /// Settings with the default timers.

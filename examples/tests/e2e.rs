@@ -298,3 +298,158 @@ fn bad_settings_exit_2_and_name_the_setting() {
         assert!(err.contains("openclaw.url") && err.contains(says), "{err}");
     }
 }
+
+/// Starts `mc-server serve` logging at `debug` into `log`; returns it and its base URL.
+fn start_server_logging(db: &str, log: &Path) -> (Proc, String) {
+    let mut child = Command::new(SERVER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .args(["--heartbeat-interval-secs", "1", "--shutdown-timeout-secs", "5"])
+        .env("MC_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Proc { child }, base)
+}
+
+/// Every secret a full run uses (passwords, access and refresh tokens, registration and relay
+/// tokens, the JWT secret) is absent from the server's and the bridge's debug-level logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_debug_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mc.db").display());
+    let org = admin_ok(&db, &["create-org", "acme"]);
+    let (admin_password, alice_password) = ("admin-pass-Zq81x", "alice-pass-Kd29w");
+    let admin_args = ["create-user", "--org", &org, "--username", "admin", "--password"];
+    admin_ok(&db, &[&admin_args[..], &[admin_password, "--role", "admin"]].concat());
+    let alice: Value = serde_json::from_str(&admin_ok(
+        &db,
+        &[
+            "--json",
+            "create-user",
+            "--org",
+            &org,
+            "--username",
+            "alice",
+            "--password",
+            alice_password,
+        ],
+    ))
+    .unwrap();
+    let server_log = dir.path().join("server.log");
+    let (_server, base) = start_server_logging(&db, &server_log);
+    let http = reqwest::Client::new();
+    let mut secrets: Vec<String> = vec![admin_password.into(), alice_password.into()];
+
+    // Sign-ins, a refresh, an admin-made registration token.
+    let admin_token = login(&http, &base, "admin", admin_password).await;
+    secrets.push(admin_token.clone());
+    let r: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "organization": "acme", "username": "alice", "password": alice_password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = r["refresh_token"].as_str().unwrap().to_owned();
+    secrets.push(refresh.clone());
+    let r: Value = http
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alice_token = r["access_token"].as_str().unwrap().to_owned();
+    secrets.push(alice_token.clone());
+    secrets.push(r["refresh_token"].as_str().unwrap().to_owned());
+    let r: Value = http
+        .post(format!("{base}/api/v1/registration-tokens"))
+        .bearer_auth(&admin_token)
+        .json(&json!({ "label": "logs" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let registration = r["token"].as_str().unwrap().to_owned();
+    secrets.push(registration.clone());
+
+    // A bridge registers (logging at debug too), links, and alice chats through it.
+    let config = dir.path().join("gateway-config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mission_control:\n  api_server: \"{base}\"\n  organization_id: \"{org}\"\n  registration_token: \"{registration}\"\n\
+             gateway:\n  name: \"quiet\"\n  reconnect_base_interval_seconds: 0.2\n  reconnect_max_interval_seconds: 1\n"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("gateway-state.json");
+    let bridge_log = dir.path().join("bridge.log");
+    let _bridge = Proc {
+        child: Command::new(GATEWAY)
+            .args(["--echo", "--echo-word-delay-ms", "5", "--config"])
+            .arg(&config)
+            .arg("--state")
+            .arg(&state)
+            .env("MC_LOG", "debug")
+            .stderr(std::fs::File::create(&bridge_log).unwrap())
+            .spawn()
+            .unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let agent = loop {
+        let agents = get_json(&http, &base, "/api/v1/agents", &admin_token).await;
+        if let Some(a) = agents["agents"].as_array().and_then(|a| a.first()) {
+            break a["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the gateway did not register");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    secrets.push(saved["relay_token"].as_str().unwrap().to_owned());
+    let jwt = std::fs::read_to_string(dir.path().join("mc.db.jwt-secret")).unwrap();
+    secrets.push(jwt.trim().to_owned());
+    admin_ok(&db, &["assign", "--user", alice["id"].as_str().unwrap(), "--agent", &agent]);
+    let (mut ws, _) = socket(&base, &alice_token).await;
+    let (_, reply) = chat(&mut ws, &agent, "keep my secrets", None).await;
+    assert_eq!(reply["payload"]["content"], "Echo: keep my secrets");
+    // Heartbeats both ways (interval 1 s) and a logout.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let out = http
+        .post(format!("{base}/api/v1/auth/logout"))
+        .json(&json!({ "refresh_token": secrets[5] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), reqwest::StatusCode::NO_CONTENT);
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let logs = [
+        std::fs::read_to_string(&server_log).unwrap(),
+        std::fs::read_to_string(&bridge_log).unwrap(),
+    ];
+    assert!(logs[0].contains("DEBUG"), "the server logged at debug level");
+    assert!(logs[1].lines().count() > 3, "the bridge logged: {}", logs[1]);
+    for secret in &secrets {
+        assert!(secret.len() >= 8, "a real secret: {secret}");
+        for (name, log) in ["server", "bridge"].iter().zip(&logs) {
+            assert!(!log.contains(secret.as_str()), "the {name} log holds a secret ({secret})");
+        }
+    }
+}

@@ -58,6 +58,7 @@ pub mod ids;
 pub mod link;
 pub mod model;
 pub mod protocol;
+mod redact;
 #[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]
@@ -81,6 +82,7 @@ pub use ids::*;
 #[cfg(feature = "server")]
 pub use link::{FrameLink, GatewayLink, LinkError};
 pub use model::*;
+pub use redact::Secret;
 #[cfg(feature = "server")]
 pub use registry::{OutboundGatewayRequest, RegistryConfig, RegistryService};
 #[cfg(feature = "server")]

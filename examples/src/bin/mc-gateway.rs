@@ -57,13 +57,14 @@ struct Config {
     openclaw: Option<OpenClaw>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MissionControl {
     api_server: String,
     organization_id: String,
     registration_token: String,
 }
+mc_core::debug_redacted!(MissionControl { api_server, organization_id } secret { registration_token });
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +103,7 @@ impl std::fmt::Debug for OpenClaw {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 struct State {
     api_server: String,
     organization_id: String,
@@ -111,6 +112,7 @@ struct State {
     relay_token: String,
     relay_ws_url: String,
 }
+mc_core::debug_redacted!(State { api_server, organization_id, name, gateway_id, relay_ws_url } secret { relay_token });
 
 /// A config problem: exit code 2, naming the setting.
 fn bad(setting: &str, message: impl std::fmt::Display) -> anyhow::Error {

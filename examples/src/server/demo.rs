@@ -20,19 +20,21 @@ use crate::echo::{ECHO_AGENT_KEY, EchoAgent};
 const ORG: &str = "demo";
 const GATEWAY: &str = "demo-echo";
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct Credentials {
     admin_password: Option<String>,
     alice_password: Option<String>,
 }
+mc_core::debug_redacted!(Credentials {} secret { admin_password, alice_password });
 
 /// What the demo needs after the server listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoSetup {
     gateway_id: GatewayId,
     relay_token: String,
     alice_password: String,
 }
+mc_core::debug_redacted!(DemoSetup { gateway_id } secret { relay_token, alice_password });
 
 async fn user(
     services: &Services,

@@ -30,7 +30,7 @@ fn init_logging(format: LogFormat) {
 /// or (in-memory databases) made up for this run.
 fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &settings.jwt_secret {
-        return Ok(secret.as_bytes().to_vec());
+        return Ok(secret.expose().as_bytes().to_vec());
     }
     let Some(db) = settings.sqlite_file() else {
         tracing::warn!(

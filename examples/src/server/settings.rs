@@ -40,7 +40,7 @@ pub struct ServeArgs {
     pub redis: Option<String>,
     /// Access-token signing secret, at least 32 bytes [default: generated and kept beside the SQLite file].
     #[arg(long, env = "MC_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<mc_core::Secret>,
     /// The URL clients and gateways reach this relay at (for gateways' relay_ws_url).
     #[arg(long, env = "MC_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -117,7 +117,7 @@ struct FileSettings {
     listen: Option<String>,
     database: Option<String>,
     redis: Option<String>,
-    jwt_secret: Option<String>,
+    jwt_secret: Option<mc_core::Secret>,
     public_url: Option<String>,
     allowed_origins: Option<String>,
     max_frame_bytes: Option<u64>,
@@ -161,7 +161,7 @@ pub struct Settings {
     /// What a SQLite commit survives.
     pub sqlite_synchronous: mc_store_sqlite::Synchronous,
     /// The JWT secret, if given.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<mc_core::Secret>,
     /// The public URL, if given.
     pub public_url: Option<String>,
     /// Browser origins allowed.
@@ -239,7 +239,7 @@ impl Settings {
         }
         let jwt_secret = pick!(jwt_secret);
         if let Some(secret) = &jwt_secret
-            && secret.len() < mc_core::auth::MIN_SECRET_LEN
+            && secret.expose().len() < mc_core::auth::MIN_SECRET_LEN
         {
             return Err(bad(
                 "jwt-secret",

@@ -39,7 +39,7 @@ impl OrgSelector {
 }
 
 /// A signed-in user and their tokens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignedIn {
     /// The account.
     pub user: User,
@@ -52,7 +52,7 @@ pub struct SignedIn {
 }
 
 /// New tokens from a refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Refreshed {
     /// A new access token.
     pub access_token: String,
@@ -63,7 +63,7 @@ pub struct Refreshed {
 }
 
 /// A request to create an account.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NewAccount {
     /// Where; defaults to the caller's organization (admins) or the configured default.
     pub organization: Option<OrgSelector>,
@@ -91,7 +91,7 @@ pub enum Registered {
 }
 
 /// A password change: the new one, proven by the current one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PasswordChange {
     /// The current password.
     pub current: String,
@@ -101,7 +101,7 @@ pub struct PasswordChange {
 
 /// Changes to one's own profile. For the optional fields, `None` keeps the value,
 /// `Some(None)` clears it, `Some(Some(v))` sets it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ProfileUpdate {
     /// Display name.
     pub display_name: Option<Option<String>>,
@@ -114,6 +114,12 @@ pub struct ProfileUpdate {
     /// New password.
     pub password: Option<PasswordChange>,
 }
+
+crate::debug_redacted!(SignedIn { user, expires_in } secret { access_token, refresh_token });
+crate::debug_redacted!(Refreshed { expires_in } secret { access_token, refresh_token });
+crate::debug_redacted!(NewAccount { organization, username, email, phone, display_name, role } secret { password });
+crate::debug_redacted!(PasswordChange {} secret { current, new });
+crate::debug_redacted!(ProfileUpdate { display_name, email, phone, avatar_url } secret { password });
 
 /// Accounts and sessions with the relay's own user store (SPEC §4).
 #[derive(Debug, Clone)]

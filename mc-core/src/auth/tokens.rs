@@ -59,13 +59,15 @@ impl AccessClaims {
 }
 
 /// A freshly signed access token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IssuedAccessToken {
     /// The JWT.
     pub token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
 }
+
+crate::debug_redacted!(IssuedAccessToken { expires_in } secret { token });
 
 /// Signs and verifies access tokens.
 #[derive(Debug, Clone)]

@@ -83,8 +83,8 @@ pub struct ResumePoint {
 pub enum ClientRequest {
     /// Authenticate the socket (first frame).
     Auth {
-        /// An access token.
-        token: String,
+        /// An access token (redacted in `Debug`).
+        token: crate::Secret,
     },
     /// Send a message; the frame id is its client message id.
     Chat {
@@ -242,7 +242,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
     let request = match kind.as_str() {
         "auth" => {
             let AuthPayload { token } = payload(&id, &kind, p)?;
-            ClientRequest::Auth { token }
+            ClientRequest::Auth { token: token.into() }
         }
         "chat" => {
             let client_id = match id.as_deref().map(Uuid::parse_str) {

@@ -52,8 +52,8 @@ pub struct SocketHeartbeat {
 pub enum GatewayInbound {
     /// First frame: the relay token.
     Auth {
-        /// The secret from registration.
-        relay_token: String,
+        /// The secret from registration (redacted in `Debug`).
+        relay_token: crate::Secret,
     },
     /// A response to a relay request.
     Res {
@@ -126,7 +126,7 @@ pub fn decode_gateway_frame(text: &str) -> Result<GatewayInbound, DecodeError> {
                 .and_then(|p| p.get("relay_token"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("auth: payload.relay_token is required"))?;
-            Ok(GatewayInbound::Auth { relay_token: token.to_owned() })
+            Ok(GatewayInbound::Auth { relay_token: token.into() })
         }
         "res" => Ok(GatewayInbound::Res {
             id: id_text(raw.id)?,

@@ -40,7 +40,7 @@ pub const REGISTRATION_TOKEN_PREFIX: &str = "gw_reg_";
 pub const RELAY_TOKEN_PREFIX: &str = "gw_relay_";
 
 /// A newly created registration token and its secret, which is shown this once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedRegistrationToken {
     /// The stored token (hash only).
     pub token: RegistrationToken,
@@ -49,7 +49,7 @@ pub struct IssuedRegistrationToken {
 }
 
 /// What a gateway gets back from registering.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Registration {
     /// Its id (kept across re-registration under the same name).
     pub gateway_id: GatewayId,
@@ -60,6 +60,9 @@ pub struct Registration {
     /// Whether an existing gateway of that name was re-registered.
     pub reregistered: bool,
 }
+
+crate::debug_redacted!(IssuedRegistrationToken { token } secret { secret });
+crate::debug_redacted!(Registration { gateway_id, heartbeat_interval_seconds, reregistered } secret { relay_token });
 
 /// The gateway registry.
 #[derive(Debug, Clone)]

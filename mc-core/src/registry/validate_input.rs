@@ -13,7 +13,7 @@ pub const MAX_CAPABILITIES: usize = 64;
 pub const MAX_AGENTS: usize = 1024;
 
 /// A gateway's registration request (SPEC §5).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayRegistration {
     /// The organization to join.
     pub organization_id: OrgId,
@@ -44,7 +44,7 @@ pub enum ReportedStatus {
 }
 
 /// A heartbeat (SPEC §5).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Heartbeat {
     /// Which gateway.
     pub gateway_id: GatewayId,
@@ -57,6 +57,9 @@ pub struct Heartbeat {
     /// Its agents, if it reports them now.
     pub agents: Option<Vec<AgentReport>>,
 }
+
+crate::debug_redacted!(GatewayRegistration { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token });
+crate::debug_redacted!(Heartbeat { gateway_id, status, metrics, agents } secret { relay_token });
 
 pub(crate) fn validate_agents(field: &str, agents: &[AgentReport]) -> Result<()> {
     if agents.len() > MAX_AGENTS {

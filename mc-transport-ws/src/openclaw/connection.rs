@@ -125,7 +125,7 @@ pub enum ConnectionEvent {
     /// A `connect` was refused (retrying as the failure says).
     Refused(ConnectFailure),
     /// The gateway issued a device token: keep it for the next connect.
-    DeviceToken(String),
+    DeviceToken(mc_core::Secret),
     /// An event the gateway pushed (not `tick`, not `connect.challenge`).
     Event {
         /// Its name: `chat`, `agent`, …
@@ -391,7 +391,7 @@ async fn handshake(
                         .ok_or_else(|| lost("a hello-ok that cannot be read".into()))?;
                     if let Some(token) = &hello.auth.device_token {
                         lock(&shared.options).device_token = Some(token.clone());
-                        let _ = events.send(ConnectionEvent::DeviceToken(token.clone()));
+                        let _ = events.send(ConnectionEvent::DeviceToken(token.clone().into()));
                     }
                     return Ok((socket, hello));
                 }

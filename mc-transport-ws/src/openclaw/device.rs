@@ -25,7 +25,7 @@ impl std::fmt::Debug for DeviceIdentity {
 }
 
 /// What the signature covers, besides the challenge.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct SignedFields<'a> {
     /// `client.id`.
     pub client_id: &'a str,
@@ -42,6 +42,8 @@ pub struct SignedFields<'a> {
     /// `client.deviceFamily`, if sent.
     pub device_family: &'a str,
 }
+
+mc_core::debug_redacted!(SignedFields<'a> { client_id, client_mode, role, scopes, platform, device_family } secret { token });
 
 impl DeviceIdentity {
     /// A new random key (from the OS's random source).

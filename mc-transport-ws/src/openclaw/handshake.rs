@@ -63,7 +63,7 @@ impl Challenge {
 }
 
 /// What to authenticate with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Credentials<'a> {
     /// The gateway's shared token.
     pub token: Option<&'a str>,
@@ -72,6 +72,8 @@ pub struct Credentials<'a> {
     /// The device key, to sign the challenge with.
     pub device: Option<&'a DeviceIdentity>,
 }
+
+mc_core::debug_redacted!(Credentials<'a> { device } secret { token, device_token });
 
 /// The `connect` request (frame id `id`) answering `challenge`.
 pub fn connect_request(

@@ -256,7 +256,7 @@ async fn drive(
                 )
             }
             ConnectionEvent::DeviceToken(token) => {
-                if let Err(err) = registry.keep_device_token(gateway, &token).await {
+                if let Err(err) = registry.keep_device_token(gateway, token.expose()).await {
                     tracing::warn!(error = %err, %gateway, "cannot keep the issued device token");
                 }
                 false

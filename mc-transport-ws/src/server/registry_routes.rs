@@ -57,7 +57,7 @@ fn reports(agents: Option<Vec<AgentBody>>) -> Option<Vec<AgentReport>> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
     organization_id: String,
@@ -79,7 +79,7 @@ pub(crate) struct MetricsBody {
     agent_count: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HeartbeatBody {
     gateway_id: String,
@@ -89,12 +89,16 @@ pub(crate) struct HeartbeatBody {
     agents: Option<Vec<AgentBody>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeregisterBody {
     gateway_id: String,
     relay_token: String,
 }
+
+mc_core::debug_redacted!(RegisterBody { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token });
+mc_core::debug_redacted!(HeartbeatBody { gateway_id, status, metrics, agents } secret { relay_token });
+mc_core::debug_redacted!(DeregisterBody { gateway_id } secret { relay_token });
 
 fn gateway_id(text: &str) -> Result<GatewayId, ApiError> {
     text.parse().map_err(|_| ApiError::bad_field("gateway_id", "is not a valid id"))

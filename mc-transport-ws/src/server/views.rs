@@ -56,7 +56,7 @@ impl From<Paged<User>> for UserPage {
 }
 
 /// Tokens handed out by login, registration and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub(crate) struct TokenView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user: Option<UserView>,
@@ -65,6 +65,8 @@ pub(crate) struct TokenView {
     pub(crate) token_type: &'static str,
     pub(crate) expires_in: u64,
 }
+
+mc_core::debug_redacted!(TokenView { user, token_type, expires_in } secret { access_token, refresh_token });
 
 /// An assignment.
 #[derive(Debug, Serialize)]
@@ -91,7 +93,7 @@ impl From<Assignment> for AssignmentView {
 }
 
 /// A registration token as admins see it; `token` only in the answer that creates it.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub(crate) struct RegistrationTokenView {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +105,8 @@ pub(crate) struct RegistrationTokenView {
     revoked: bool,
     created_at: Timestamp,
 }
+
+mc_core::debug_redacted!(RegistrationTokenView { id, label, expires_at, max_uses, uses, revoked, created_at } secret { token });
 
 impl RegistrationTokenView {
     pub(crate) fn new(t: mc_core::RegistrationToken, secret: Option<String>) -> Self {

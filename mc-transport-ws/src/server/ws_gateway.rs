@@ -75,7 +75,7 @@ async fn run(
                             state
                                 .services
                                 .registry()
-                                .authenticate_gateway(id, &relay_token)
+                                .authenticate_gateway(id, relay_token.expose())
                                 .await
                                 .is_ok(),
                         ),

@@ -159,7 +159,7 @@ async fn authenticate(
         match decode_client_frame(&text) {
             Ok(frame) => match frame.request {
                 ClientRequest::Auth { token } => {
-                    return state.services.authenticate(&token).await.map(|(p, _)| p).map_err(
+                    return state.services.authenticate(token.expose()).await.map(|(p, _)| p).map_err(
                         |err| {
                             let (reason, code) = match err {
                                 Error::Token(TokenRejection::Expired) => {
