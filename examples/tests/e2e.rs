@@ -141,6 +141,9 @@ async fn server_gateway_and_user_as_separate_processes() {
         "mc_messages_stored_total{role=\"agent\"} 2",
         "mc_round_trip_seconds_count 2",
         "mc_frames_total{kind=\"user\",direction=\"in\"}",
+        "mc_logins_total{outcome=\"ok\"} 2",
+        "mc_http_requests_total{route=\"/api/v1/agents\",method=\"GET\",status=\"200\"}",
+        "mc_http_requests_total{route=\"/api/v1/gateways/{id}\",method=\"GET\",status=\"200\"}",
     ] {
         assert!(prometheus.contains(needle), "{needle} in\n{prometheus}");
     }

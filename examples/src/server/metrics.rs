@@ -34,7 +34,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "From handing a message to the gateway to storing and sending the agent's reply"
     );
     metrics::describe_gauge!("mc_gateways", "Gateways, by status");
-    metrics::describe_counter!("mc_login_failures_total", "Failed sign-ins");
+    metrics::describe_counter!(
+        "mc_logins_total",
+        "Sign-ins, by outcome (ok, invalid, locked_out, suspended, bad_request, error)"
+    );
+    metrics::describe_counter!(
+        "mc_http_requests_total",
+        "HTTP requests, by route (its pattern, or unmatched), method and status"
+    );
     Ok(handle)
 }
 

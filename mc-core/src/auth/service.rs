@@ -351,6 +351,25 @@ impl AuthService {
         username: &str,
         password: &str,
     ) -> Result<SignedIn> {
+        let result = self.sign_in(organization, username, password).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::InvalidCredentials) => "invalid",
+            Err(Error::LockedOut { .. }) => "locked_out",
+            Err(Error::Suspended) => "suspended",
+            Err(Error::Invalid { .. }) => "bad_request",
+            Err(_) => "error",
+        };
+        metrics::counter!("mc_logins_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn sign_in(
+        &self,
+        organization: Option<&OrgSelector>,
+        username: &str,
+        password: &str,
+    ) -> Result<SignedIn> {
         if username.is_empty() || username.len() > validate::USERNAME_LEN.1 {
             return Err(Error::invalid("username", "must be 1–64 characters long"));
         }
@@ -366,7 +385,6 @@ impl AuthService {
             None => None,
         };
         let Some(user) = user.filter(|u| u.status != UserStatus::Deleted) else {
-            metrics::counter!("mc_login_failures_total").increment(1);
             self.passwords.verify_dummy(password).await?;
             return Err(Error::InvalidCredentials);
         };
@@ -374,7 +392,6 @@ impl AuthService {
         let now = self.clock.now();
         let failures = self.check_lockout(user.id, now).await?;
         if !self.passwords.verify(password, &user.password_hash).await? {
-            metrics::counter!("mc_login_failures_total").increment(1);
             self.record_failure(user.id, now).await?;
             self.record(user.organization_id, "user.login_failed", "anonymous", user.id).await?;
             return Err(Error::InvalidCredentials);

@@ -205,6 +205,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(count_request))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(config))
         .with_state(state)
@@ -231,6 +232,21 @@ fn start_outbound(relay: &Relay, board: &link_board::LinkBoard) -> outbound::Out
         Err(_) => tracing::warn!("no tokio runtime: stored outbound gateways are not dialled"),
     }
     pool
+}
+
+/// Counts every request in `mc_http_requests_total{route, method, status}` (the route's
+/// pattern, so ids do not multiply the series).
+async fn count_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("mc_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
