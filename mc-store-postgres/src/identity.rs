@@ -204,50 +204,85 @@ impl UserStore for PgStore {
         Ok(())
     }
 
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
-        user: UserId,
+        subject: &SecretHash,
         at: Timestamp,
-        window_start: Timestamp,
-    ) -> StoreResult<u32> {
-        // One statement: the CTE's insert is visible to the count through the UNION.
-        let count: i64 = sqlx::query_scalar(
-            "WITH inserted AS (
-                INSERT INTO login_failures (user_id, at) VALUES ($1, $2) RETURNING at
-             )
-             SELECT (SELECT COUNT(*) FROM login_failures WHERE user_id = $1 AND at >= $3)
-                  + (SELECT COUNT(*) FROM inserted WHERE at >= $3)",
-        )
-        .bind(user.as_uuid())
-        .bind(at)
-        .bind(window_start)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| store_error(e, "user"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
-    }
-
-    async fn recent_login_failures(
-        &self,
-        user: UserId,
-        since: Timestamp,
-    ) -> StoreResult<Vec<Timestamp>> {
-        sqlx::query_scalar(
-            "SELECT at FROM login_failures WHERE user_id = $1 AND at >= $2 ORDER BY at",
-        )
-        .bind(user.as_uuid())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| store_error(e, "user"))
-    }
-
-    async fn clear_login_failures(&self, user: UserId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
-            .bind(user.as_uuid())
-            .execute(&self.pool)
+        window: AttemptWindow,
+    ) -> StoreResult<LoginAttempt> {
+        let mut tx = self.begin().await?;
+        // Attempts for one subject queue on a transaction-scoped advisory lock, so the count
+        // and the insert of two concurrent attempts cannot interleave.
+        let key = i64::from_be_bytes(subject.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| store_error(e, "user"))?;
+            .map_err(|e| store_error(e, "login attempt"))?;
+        // Attempts past every window go, a few per reservation (no sweeper needed).
+        sqlx::query(
+            "DELETE FROM login_attempts WHERE id IN
+                (SELECT id FROM login_attempts WHERE at < $1 LIMIT 16)",
+        )
+        .bind(window.start)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "login attempt"))?;
+        let rows: Vec<(Timestamp, bool)> = sqlx::query_as(
+            "SELECT at, pending FROM login_attempts WHERE subject = $1 AND at >= $2 ORDER BY at",
+        )
+        .bind(&subject.as_bytes()[..])
+        .bind(window.start)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "login attempt"))?;
+        let mut failures = Vec::new();
+        let mut pending = 0usize;
+        for (at, is_pending) in rows {
+            if is_pending && at >= window.stale_before {
+                pending += 1;
+            } else {
+                failures.push(at);
+            }
+        }
+        let threshold = window.threshold as usize;
+        if failures.len() >= threshold {
+            return Ok(LoginAttempt::Refused(failures));
+        }
+        if failures.len() + pending >= threshold {
+            return Ok(LoginAttempt::Busy);
+        }
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO login_attempts (id, subject, at, pending) VALUES ($1, $2, $3, TRUE)",
+        )
+        .bind(id)
+        .bind(&subject.as_bytes()[..])
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "login attempt"))?;
+        tx.commit().await.map_err(|e| store_error(e, "login attempt"))?;
+        Ok(LoginAttempt::Reserved(id))
+    }
+
+    async fn settle_login_attempt(
+        &self,
+        subject: &SecretHash,
+        attempt: uuid::Uuid,
+        succeeded: bool,
+    ) -> StoreResult<()> {
+        let query = if succeeded {
+            // Its own attempt and the failures; others still being checked settle themselves.
+            sqlx::query(
+                "DELETE FROM login_attempts WHERE subject = $1 AND (NOT pending OR id = $2)",
+            )
+            .bind(&subject.as_bytes()[..])
+            .bind(attempt)
+        } else {
+            sqlx::query("UPDATE login_attempts SET pending = FALSE WHERE id = $1").bind(attempt)
+        };
+        query.execute(&self.pool).await.map_err(|e| store_error(e, "login attempt"))?;
         Ok(())
     }
 }

@@ -203,53 +203,63 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
-        user: UserId,
+        subject: &SecretHash,
         at: Timestamp,
-        window_start: Timestamp,
-    ) -> StoreResult<u32> {
+        window: AttemptWindow,
+    ) -> StoreResult<LoginAttempt> {
+        // A look on a read connection first: a subject that is busy or locked out answers
+        // without the write lock (waiting sign-ins poll this).
+        let seen = count_attempts(&self.reader, subject, window).await?;
+        if let Some(answer) = seen.refusal(window.threshold) {
+            return Ok(answer);
+        }
+        // One writer: the count and the insert cannot interleave with another attempt's.
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO login_failures (user_id, at) VALUES (?1, ?2)")
-            .bind(user.as_uuid())
+        // Attempts past every window go, a few per reservation (no sweeper needed).
+        sqlx::query(
+            "DELETE FROM login_attempts WHERE rowid IN
+                (SELECT rowid FROM login_attempts WHERE at < ?1 LIMIT 16)",
+        )
+        .bind(ts(window.start))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error(e, "login attempt"))?;
+        if let Some(answer) =
+            count_attempts(&mut *tx, subject, window).await?.refusal(window.threshold)
+        {
+            return Ok(answer);
+        }
+        let id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO login_attempts (id, subject, at, pending) VALUES (?1, ?2, ?3, 1)")
+            .bind(id)
+            .bind(&subject.as_bytes()[..])
             .bind(ts(at))
             .execute(&mut *tx)
             .await
-            .map_err(|e| store_error(e, "user"))?;
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE user_id = ?1 AND at >= ?2",
-        )
-        .bind(user.as_uuid())
-        .bind(ts(window_start))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| store_error(e, "user"))?;
-        tx.commit().await.map_err(|e| store_error(e, "user"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            .map_err(|e| store_error(e, "login attempt"))?;
+        tx.commit().await.map_err(|e| store_error(e, "login attempt"))?;
+        Ok(LoginAttempt::Reserved(id))
     }
 
-    async fn recent_login_failures(
+    async fn settle_login_attempt(
         &self,
-        user: UserId,
-        since: Timestamp,
-    ) -> StoreResult<Vec<Timestamp>> {
-        let rows = sqlx::query(
-            "SELECT at FROM login_failures WHERE user_id = ?1 AND at >= ?2 ORDER BY at",
-        )
-        .bind(user.as_uuid())
-        .bind(ts(since))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| store_error(e, "user"))?;
-        rows.iter().map(|row| row.time("at")).collect()
-    }
-
-    async fn clear_login_failures(&self, user: UserId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE user_id = ?1")
-            .bind(user.as_uuid())
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(e, "user"))?;
+        subject: &SecretHash,
+        attempt: uuid::Uuid,
+        succeeded: bool,
+    ) -> StoreResult<()> {
+        let query = if succeeded {
+            // Its own attempt and the failures; others still being checked settle themselves.
+            sqlx::query(
+                "DELETE FROM login_attempts WHERE subject = ?1 AND (pending = 0 OR id = ?2)",
+            )
+            .bind(&subject.as_bytes()[..])
+            .bind(attempt)
+        } else {
+            sqlx::query("UPDATE login_attempts SET pending = 0 WHERE id = ?1").bind(attempt)
+        };
+        query.execute(&self.writer).await.map_err(|e| store_error(e, "login attempt"))?;
         Ok(())
     }
 }
@@ -376,4 +386,48 @@ async fn insert_refresh<'e>(
     .await
     .map_err(|e| store_error(e, "user"))?;
     Ok(())
+}
+
+/// A subject's attempts in a window: failures (oldest first) and how many are pending.
+struct Attempts {
+    failures: Vec<Timestamp>,
+    pending: usize,
+}
+
+impl Attempts {
+    fn refusal(self, threshold: u32) -> Option<LoginAttempt> {
+        let threshold = threshold as usize;
+        if self.failures.len() >= threshold {
+            Some(LoginAttempt::Refused(self.failures))
+        } else if self.failures.len() + self.pending >= threshold {
+            Some(LoginAttempt::Busy)
+        } else {
+            None
+        }
+    }
+}
+
+async fn count_attempts<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    subject: &SecretHash,
+    window: AttemptWindow,
+) -> StoreResult<Attempts> {
+    let rows = sqlx::query(
+        "SELECT at, pending FROM login_attempts WHERE subject = ?1 AND at >= ?2 ORDER BY at",
+    )
+    .bind(&subject.as_bytes()[..])
+    .bind(ts(window.start))
+    .fetch_all(executor)
+    .await
+    .map_err(|e| store_error(e, "login attempt"))?;
+    let mut attempts = Attempts { failures: Vec::new(), pending: 0 };
+    for row in &rows {
+        let at = row.time("at")?;
+        if row.flag("pending")? && at >= window.stale_before {
+            attempts.pending += 1;
+        } else {
+            attempts.failures.push(at);
+        }
+    }
+    Ok(attempts)
 }

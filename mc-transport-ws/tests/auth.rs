@@ -239,6 +239,51 @@ async fn refresh_overlap_returns_the_same_successor() {
     assert_eq!(s.refresh(&third).await.status, StatusCode::UNAUTHORIZED, "family revoked");
 }
 
+/// 100 wrong guesses at once for one account: the attempt is reserved before the password is
+/// checked, so at most 5 are ever checked; the rest are locked out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_guesses_check_at_most_five_passwords() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    s.create_user(s.org.id, "target", Role::Member).await;
+    let guesses: Vec<_> = (0..100)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(
+                async move { s.login("target", &format!("guess number {i}")).await.status },
+            )
+        })
+        .collect();
+    let (mut checked, mut locked) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => locked += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((checked, locked), (5, 95));
+    assert_eq!(s.login("target", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// An unknown username is locked out after the same failures as a known one, so the 429
+/// does not tell which usernames exist.
+#[tokio::test]
+async fn unknown_usernames_are_locked_out_like_known_ones() {
+    let s = TestServer::start().await;
+    s.create_user(s.org.id, "known", Role::Member).await;
+    for name in ["known", "nobody-by-this-name"] {
+        for i in 0..5 {
+            let r = s.login(name, "wrong password!").await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name} attempt {i}");
+        }
+        let r = s.login(name, "wrong password!").await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{name}: {}", r.body);
+        assert_eq!(r.error_code(), "RATE_LIMITED");
+    }
+    // Usernames are compared ignoring case, so are their lockouts.
+    assert_eq!(s.login("KNOWN", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn lockout_after_five_failures_and_its_expiry() {
     let s = TestServer::start().await;

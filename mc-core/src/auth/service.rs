@@ -19,8 +19,13 @@ use crate::ids::{OrgId, RefreshTokenId, TokenFamilyId, UserId};
 use crate::model::{
     ActivityEvent, Organization, RefreshToken, Role, SecretHash, Timestamp, User, UserStatus,
 };
-use crate::store::Store;
+use crate::store::{AttemptWindow, LoginAttempt, Store};
 use crate::validate;
+
+/// Longest a sign-in waits for the attempts being checked before it (then it is locked out).
+const ATTEMPT_WAIT: Duration = Duration::from_secs(10);
+/// A pending attempt this old counts as failed (its checker died).
+const STALE_ATTEMPT: Duration = Duration::from_secs(60);
 
 /// How a request names an organization: by id or by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,23 +210,71 @@ impl AuthService {
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await
     }
 
-    /// The user's failed sign-ins within the lockout window, or [`Error::LockedOut`] when they
-    /// reach the threshold: locked until enough of them age out to drop below it.
-    async fn check_lockout(&self, user: UserId, now: Timestamp) -> Result<Vec<Timestamp>> {
-        let window = delta(self.config.lockout_window);
-        let threshold = self.config.lockout_threshold as usize;
-        let failures = self.store.recent_login_failures(user, self.window_start(now)).await?;
-        if failures.len() >= threshold {
-            let unlock_at = failures[failures.len() - threshold] + window;
-            let retry_after = (unlock_at - now).to_std().unwrap_or(Duration::from_secs(1));
-            return Err(Error::LockedOut { retry_after });
-        }
-        Ok(failures)
+    /// Who is signing in, for the lockout: the organization (its id, or the name given when
+    /// there is no such organization) and the username ignoring case, hashed — the same for
+    /// a user who exists and one who does not.
+    fn login_subject(
+        org: Option<&Organization>,
+        named: Option<&OrgSelector>,
+        username: &str,
+    ) -> SecretHash {
+        let org_key = match (org, named) {
+            (Some(org), _) => org.id.to_string(),
+            (None, Some(OrgSelector::Id(id))) => id.to_string(),
+            (None, Some(OrgSelector::Name(name))) => format!("name:{name}"),
+            (None, None) => String::new(),
+        };
+        SecretHash::of(&format!("{org_key}\n{}", username.to_lowercase()))
     }
 
-    async fn record_failure(&self, user: UserId, now: Timestamp) -> Result<()> {
-        self.store.record_login_failure(user, now, self.window_start(now)).await?;
-        Ok(())
+    /// Reserves an attempt for `subject` before a password is checked (so at most the
+    /// threshold are checked at once, and none once that many failed), waiting while others
+    /// are being checked; or [`Error::LockedOut`] after the same hashing work a check costs,
+    /// so a locked account answers like any other. Settle the attempt with
+    /// [`settle_attempt`](Self::settle_attempt).
+    async fn reserve_attempt(&self, subject: &SecretHash, password: &str) -> Result<uuid::Uuid> {
+        let threshold = self.config.lockout_threshold.max(1);
+        let give_up = tokio::time::Instant::now() + ATTEMPT_WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = self.clock.now();
+            let window = AttemptWindow {
+                start: self.window_start(now),
+                stale_before: now - delta(STALE_ATTEMPT),
+                threshold,
+            };
+            match self.store.reserve_login_attempt(subject, now, window).await? {
+                LoginAttempt::Reserved(id) => return Ok(id),
+                LoginAttempt::Busy if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                LoginAttempt::Busy => {
+                    self.passwords.verify_dummy(password).await?;
+                    return Err(Error::LockedOut { retry_after: Duration::from_secs(1) });
+                }
+                LoginAttempt::Refused(failures) => {
+                    self.passwords.verify_dummy(password).await?;
+                    let window = delta(self.config.lockout_window);
+                    let oldest_counted = failures.len().saturating_sub(threshold as usize);
+                    let unlock_at = failures.get(oldest_counted).map_or(now, |t| *t + window);
+                    let retry_after = (unlock_at - now).to_std().unwrap_or(Duration::from_secs(1));
+                    return Err(Error::LockedOut {
+                        retry_after: retry_after.max(Duration::from_secs(1)),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Settles a reserved attempt: a failure stays counted, a success clears the subject.
+    async fn settle_attempt(
+        &self,
+        subject: &SecretHash,
+        attempt: uuid::Uuid,
+        ok: bool,
+    ) -> Result<()> {
+        Ok(self.store.settle_login_attempt(subject, attempt, ok).await?)
     }
 
     /// The oldest failure time still inside the lockout window: a failure exactly one window
@@ -380,27 +433,28 @@ impl AuthService {
         if org.is_none() && organization.is_none() {
             return Err(Error::invalid("organization", "is required"));
         }
+        // The attempt is reserved first, for known and unknown usernames alike: a failure
+        // stays counted, a success clears the subject.
+        let now = self.clock.now();
+        let subject = Self::login_subject(org.as_ref(), organization, username);
+        let attempt = self.reserve_attempt(&subject, password).await?;
         let user = match org {
             Some(org) => self.store.find_user_by_username(org.id, username).await?,
             None => None,
         };
         let Some(user) = user.filter(|u| u.status != UserStatus::Deleted) else {
             self.passwords.verify_dummy(password).await?;
+            self.settle_attempt(&subject, attempt, false).await?;
             return Err(Error::InvalidCredentials);
         };
-
-        let now = self.clock.now();
-        let failures = self.check_lockout(user.id, now).await?;
-        if !self.passwords.verify(password, &user.password_hash).await? {
-            self.record_failure(user.id, now).await?;
+        let matches = self.passwords.verify(password, &user.password_hash).await;
+        self.settle_attempt(&subject, attempt, matches.as_ref().is_ok_and(|m| *m)).await?;
+        if !matches? {
             self.record(user.organization_id, "user.login_failed", "anonymous", user.id).await?;
             return Err(Error::InvalidCredentials);
         }
         if user.status == UserStatus::Suspended {
             return Err(Error::Suspended);
-        }
-        if !failures.is_empty() {
-            self.store.clear_login_failures(user.id).await?;
         }
         let mut user = user;
         user.last_login_at = Some(now);
@@ -564,9 +618,13 @@ impl AuthService {
         let mut user = self.me(principal).await?;
         let now = self.clock.now();
         if let Some(change) = &update.password {
-            self.check_lockout(user.id, now).await?;
-            if !self.passwords.verify(&change.current, &user.password_hash).await? {
-                self.record_failure(user.id, now).await?;
+            // Wrong current passwords count against the same subject as sign-ins.
+            let org = self.store.get_org(user.organization_id).await?;
+            let subject = Self::login_subject(org.as_ref(), None, &user.username);
+            let attempt = self.reserve_attempt(&subject, &change.current).await?;
+            let matches = self.passwords.verify(&change.current, &user.password_hash).await;
+            self.settle_attempt(&subject, attempt, matches.as_ref().is_ok_and(|m| *m)).await?;
+            if !matches? {
                 return Err(Error::invalid("current_password", "is not the current password"));
             }
             user.password_hash = self.passwords.hash(&change.new).await?;

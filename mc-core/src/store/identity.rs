@@ -38,22 +38,54 @@ pub trait UserStore: Send + Sync {
     /// refresh tokens, login failures. `NotFound` if it does not exist.
     async fn delete_user(&self, id: UserId) -> StoreResult<()>;
 
-    /// Records a failed sign-in at `at` and returns how many failures the user has had since
-    /// `window_start` (this one included).
-    async fn record_login_failure(
+    /// Reserves a sign-in attempt for `subject` (who is signing in: an organization and a
+    /// username, hashed, whether that user exists or not) before its password is checked.
+    /// Atomically, counting `subject`'s attempts since `window_start` — failures, and pending
+    /// ones (reserved, not settled yet; a pending one older than `stale_before` counts as a
+    /// failure, its checker having died):
+    /// - `threshold` failures: [`LoginAttempt::Refused`] with their times, oldest first;
+    /// - `threshold` failures and pending ones together: [`LoginAttempt::Busy`] (try again
+    ///   once those are settled);
+    /// - else a pending attempt at `at` is recorded: [`LoginAttempt::Reserved`] with its id.
+    ///
+    /// Nothing is written unless reserved. So of any number of concurrent attempts at most
+    /// `threshold` are being checked at once, and none once `threshold` have failed.
+    async fn reserve_login_attempt(
         &self,
-        user: UserId,
+        subject: &SecretHash,
         at: Timestamp,
-        window_start: Timestamp,
-    ) -> StoreResult<u32>;
-    /// The times of the user's failed sign-ins since `since`, oldest first.
-    async fn recent_login_failures(
+        window: AttemptWindow,
+    ) -> StoreResult<LoginAttempt>;
+    /// Settles a reserved attempt: a failure stays counted; a success forgets every attempt of
+    /// `subject`.
+    async fn settle_login_attempt(
         &self,
-        user: UserId,
-        since: Timestamp,
-    ) -> StoreResult<Vec<Timestamp>>;
-    /// Forgets the user's failed sign-ins (after a successful one).
-    async fn clear_login_failures(&self, user: UserId) -> StoreResult<()>;
+        subject: &SecretHash,
+        attempt: uuid::Uuid,
+        succeeded: bool,
+    ) -> StoreResult<()>;
+}
+
+/// What [`UserStore::reserve_login_attempt`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptWindow {
+    /// Attempts before this no longer count.
+    pub start: Timestamp,
+    /// Pending attempts before this count as failures.
+    pub stale_before: Timestamp,
+    /// How many failures lock the subject out.
+    pub threshold: u32,
+}
+
+/// The answer to [`UserStore::reserve_login_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Recorded as pending, with this id: check the password, then settle it.
+    Reserved(uuid::Uuid),
+    /// As many attempts are being checked as may fail: try again shortly.
+    Busy,
+    /// Too many failures in the window: their times, oldest first.
+    Refused(Vec<Timestamp>),
 }
 
 /// Refresh tokens and their rotation families.

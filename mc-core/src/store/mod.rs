@@ -29,7 +29,7 @@ pub use chat::{
     SessionStore,
 };
 pub use error::{BoxError, ConflictKind, StoreError, StoreResult};
-pub use identity::{OrgStore, RefreshTokenStore, UserStore};
+pub use identity::{AttemptWindow, LoginAttempt, OrgStore, RefreshTokenStore, UserStore};
 pub use outbound::OutboundStore;
 pub use paging::{MAX_PAGE_LIMIT, Page, Paged};
 pub use registry::{

@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 
 use crate::ids::*;
 use crate::model::*;
-use crate::store::{ConflictKind, Page, Store, StoreError};
+use crate::store::{AttemptWindow, ConflictKind, LoginAttempt, Page, Store, StoreError};
 use crate::testing::fixtures::{self, ChatWorld, now};
 
 pub async fn ping_answers(store: Arc<dyn Store>) {
@@ -142,7 +142,6 @@ pub async fn delete_user_cascades(store: Arc<dyn Store>) {
     store.append_message(&fixtures::user_message(world.session.id, "hi")).await.unwrap();
     let token = fixtures::refresh_token(user, TokenFamilyId::new());
     store.insert_refresh_token(&token).await.unwrap();
-    store.record_login_failure(user, now(), now() - TimeDelta::minutes(15)).await.unwrap();
     // A second user keeps their data.
     let bystander = fixtures::user(world.org.id);
     store.create_user(&bystander).await.unwrap();
@@ -155,9 +154,6 @@ pub async fn delete_user_cascades(store: Arc<dyn Store>) {
     let err = store.list_messages(world.session.id, None, 10).await;
     assert!(matches!(err, Ok(ref page) if page.messages.is_empty()), "{err:?}");
     assert_eq!(store.find_refresh_token(&token.token_hash).await.unwrap(), None);
-    assert!(
-        store.recent_login_failures(user, now() - TimeDelta::hours(1)).await.unwrap().is_empty()
-    );
     assert!(store.get_assignment(bystander.id, world.agent.id).await.unwrap().is_some());
     assert!(store.get_agent(world.agent.id).await.unwrap().is_some());
 
@@ -165,32 +161,70 @@ pub async fn delete_user_cascades(store: Arc<dyn Store>) {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-pub async fn login_failures_are_counted_in_a_window(store: Arc<dyn Store>) {
-    let org = fixtures::org();
-    store.create_org(&org).await.unwrap();
-    let user = fixtures::user(org.id);
-    let other = fixtures::user(org.id);
-    store.create_user(&user).await.unwrap();
-    store.create_user(&other).await.unwrap();
-    let t0 = now();
-    let window = TimeDelta::minutes(15);
-    for (i, minutes) in [0, 5, 10].into_iter().enumerate() {
-        let at = t0 + TimeDelta::minutes(minutes);
-        let count = store.record_login_failure(user.id, at, at - window).await.unwrap();
-        assert_eq!(count, i as u32 + 1);
+fn window(at: Timestamp, threshold: u32) -> AttemptWindow {
+    AttemptWindow {
+        start: at - TimeDelta::minutes(15),
+        stale_before: at - TimeDelta::minutes(1),
+        threshold,
     }
-    store.record_login_failure(other.id, t0, t0 - window).await.unwrap();
-    // At t0+20 min the failure at t0 has left the 15-minute window.
+}
+
+async fn reserve(store: &Arc<dyn Store>, subject: &SecretHash, at: Timestamp) -> LoginAttempt {
+    store.reserve_login_attempt(subject, at, window(at, 3)).await.unwrap()
+}
+
+async fn fail(store: &Arc<dyn Store>, subject: &SecretHash, at: Timestamp) {
+    let LoginAttempt::Reserved(id) = reserve(store, subject, at).await else { panic!("reserved") };
+    store.settle_login_attempt(subject, id, false).await.unwrap();
+}
+
+pub async fn login_attempts_are_reserved_in_a_window(store: Arc<dyn Store>) {
+    let subject = SecretHash::of(&fixtures::unique("subject"));
+    let other = SecretHash::of(&fixtures::unique("subject"));
+    let t0 = now();
+    for minutes in [0, 5, 10] {
+        fail(&store, &subject, t0 + TimeDelta::minutes(minutes)).await;
+    }
+    let expected: Vec<_> = [0, 5, 10].into_iter().map(|m| t0 + TimeDelta::minutes(m)).collect();
+    let at = t0 + TimeDelta::minutes(11);
+    assert_eq!(reserve(&store, &subject, at).await, LoginAttempt::Refused(expected));
+    assert!(matches!(reserve(&store, &other, at).await, LoginAttempt::Reserved(_)), "apart");
+    // At t0+20 min the failure at t0 has left the window: one place again, pending.
     let at = t0 + TimeDelta::minutes(20);
-    let recent = store.recent_login_failures(user.id, at - window).await.unwrap();
-    assert_eq!(recent, vec![t0 + TimeDelta::minutes(5), t0 + TimeDelta::minutes(10)]);
-    assert_eq!(store.record_login_failure(user.id, at, at - window).await.unwrap(), 3);
-    assert_eq!(store.recent_login_failures(user.id, t0 - window).await.unwrap().len(), 4);
-    store.clear_login_failures(user.id).await.unwrap();
-    assert!(store.recent_login_failures(user.id, t0 - window).await.unwrap().is_empty());
-    assert_eq!(store.recent_login_failures(other.id, t0 - window).await.unwrap(), vec![t0]);
-    let err = store.record_login_failure(UserId::new(), t0, t0 - window).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let LoginAttempt::Reserved(id) = reserve(&store, &subject, at).await else { panic!() };
+    assert_eq!(reserve(&store, &subject, at).await, LoginAttempt::Busy, "one is being checked");
+    // A success clears the subject's failures.
+    store.settle_login_attempt(&subject, id, true).await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(reserve(&store, &subject, at).await, LoginAttempt::Reserved(_)));
+    }
+    // Pending attempts left for longer than a minute count as failed (their checker died).
+    assert_eq!(reserve(&store, &subject, at).await, LoginAttempt::Busy);
+    let later = at + TimeDelta::minutes(2);
+    let stale = reserve(&store, &subject, later).await;
+    assert_eq!(stale, LoginAttempt::Refused(vec![at, at, at]));
+}
+
+pub async fn login_attempt_reservations_race_to_the_threshold(store: Arc<dyn Store>) {
+    let subject = SecretHash::of(&fixtures::unique("raced"));
+    let at = now();
+    let racers: Vec<_> = (0..30)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.reserve_login_attempt(&subject, at, window(at, 5)).await },
+            )
+        })
+        .collect();
+    let (mut reserved, mut busy) = (0, 0);
+    for racer in racers {
+        match racer.await.unwrap().unwrap() {
+            LoginAttempt::Reserved(_) => reserved += 1,
+            LoginAttempt::Busy => busy += 1,
+            LoginAttempt::Refused(_) => panic!("nothing failed yet"),
+        }
+    }
+    assert_eq!((reserved, busy), (5, 25), "exactly the threshold of 30 at once");
 }
 
 async fn user_in_new_org(store: &Arc<dyn Store>) -> User {
