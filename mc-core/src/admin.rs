@@ -116,6 +116,7 @@ impl AdminService {
         }
         let blocked = update.status.is_some_and(|s| s != UserStatus::Active)
             && user.status == UserStatus::Active;
+        let role_changed = update.role.is_some_and(|r| r != user.role);
         if let Some(status) = update.status {
             user.status = status;
         }
@@ -127,6 +128,8 @@ impl AdminService {
         if blocked {
             self.store.revoke_user_refresh_tokens(user.id, None).await?;
             self.events.publish(RelayEvent::UserBlocked { user_id: user.id });
+        } else if role_changed {
+            self.events.publish(RelayEvent::RoleChanged { user_id: user.id });
         }
         let metadata = serde_json::json!({
             "status": update.status.map(|s| s.as_str()),

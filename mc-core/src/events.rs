@@ -29,8 +29,13 @@ pub enum RelayEvent {
         /// Who.
         user_id: UserId,
     },
-    /// The user's password changed: other sessions were signed out.
+    /// The user's password changed: other sessions were signed out; their sockets close.
     PasswordChanged {
+        /// Who.
+        user_id: UserId,
+    },
+    /// An admin changed the user's role: their sockets close, so they reconnect with it.
+    RoleChanged {
         /// Who.
         user_id: UserId,
     },
@@ -98,6 +103,7 @@ impl RelayEvent {
             RelayEvent::UserBlocked { .. }
                 | RelayEvent::LoggedOut { .. }
                 | RelayEvent::PasswordChanged { .. }
+                | RelayEvent::RoleChanged { .. }
                 | RelayEvent::AssignmentsChanged { .. }
                 | RelayEvent::GatewayCredentialsRevoked { .. }
         )

@@ -142,8 +142,22 @@ impl Services {
         &self.inner.authenticator
     }
 
-    /// Checks a bearer token: who presented it and, for the relay's own tokens, the refresh
-    /// family it was issued with.
+    /// Verifies a socket's access token: who presented it and when the token expires
+    /// (`None` for a custom authenticator: the socket lasts).
+    pub async fn authenticate_until(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<crate::model::Timestamp>)> {
+        if self.inner.custom_authenticator {
+            Ok((self.inner.authenticator.authenticate(token).await?, None))
+        } else {
+            let (principal, _, expires_at) = self.inner.auth.verify_access_until(token).await?;
+            Ok((principal, Some(expires_at)))
+        }
+    }
+
+    /// Verifies an access token: who presented it and (for the relay's own tokens) its
+    /// refresh family.
     pub async fn authenticate(&self, token: &str) -> Result<(Principal, Option<TokenFamilyId>)> {
         if self.inner.custom_authenticator {
             Ok((self.inner.authenticator.authenticate(token).await?, None))

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{Client, Ended, Mode};
-use common::{ChatFixture, PASSWORD};
+use common::{ChatFixture, PASSWORD, TestServer};
 use futures_util::SinkExt;
-use mc_core::RelayLimits;
+use mc_core::{RelayLimits, Role};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -430,7 +430,9 @@ async fn malformed_frames_get_bad_request_and_the_socket_stays_usable() {
         r#"{"type":"abort","payload":{}}"#.to_owned(),
         r#"{"type":"subscribe","payload":{"topics":["weather"]}}"#.to_owned(),
         r#"{"type":"heartbeat","id":12}"#.to_owned(),
-        r#"{"type":"auth","payload":{"token":"x"}}"#.to_owned(),
+        // (An `auth` with a bad token on an open socket closes it: see
+        // a_socket_lasts_as_long_as_its_token_unless_given_a_fresh_one.)
+        r#"{"type":"auth","payload":{}}"#.to_owned(),
     ];
     for case in &cases {
         c.send_text(case).await;
@@ -955,4 +957,68 @@ async fn admins_read_their_users_chats_over_http() {
         f.s.get(&format!("/api/v1/sessions?user_id={}", f.user.id), &boss).await.status,
         reqwest::StatusCode::NOT_FOUND
     );
+}
+
+/// A socket lasts as long as its access token: a fresh `auth` on the open socket extends it
+/// (`auth_extended`); without one it closes with `auth_error expired_token` and 4001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_lasts_as_long_as_its_token_unless_given_a_fresh_one() {
+    let s = TestServer::start_with(|c| {
+        c.password_params(common::cheap_passwords()).access_token_ttl(Duration::from_secs(3))
+    })
+    .await;
+    s.create_user(s.org.id, "tia", Role::Member).await;
+    let first = s.login_ok("tia", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let (mut c, _) = Client::authed(&s.base, &first).await;
+    // Two seconds later a fresh token (tokens carry whole seconds: the first expires within
+    // 2–3 s, the fresh one within 4–5 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.advance(2);
+    let fresh = s.login_ok("tia", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    c.send(json!({ "type": "auth", "id": "again", "payload": { "token": fresh } })).await;
+    let extended = c.expect("auth_extended").await;
+    assert_eq!(extended["id"], "again");
+    assert!(extended["payload"]["expires_at"].is_string(), "{extended}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.send(json!({ "type": "heartbeat", "id": "alive" })).await;
+    assert_eq!(c.expect("heartbeat").await["id"], "alive", "past the first token's expiry");
+    let (frame, _) = c.until("auth_error").await;
+    assert_eq!(frame["payload"]["reason"], "expired_token");
+    assert_eq!(c.closed().await, Ended::Closed(4001));
+
+    // Another user's token on an open socket: refused, closed.
+    s.create_user(s.org.id, "uma", Role::Member).await;
+    let other = s.login_ok("uma", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let mine = s.login_ok("tia", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let (mut c, _) = Client::authed(&s.base, &mine).await;
+    c.send(json!({ "type": "auth", "id": "swap", "payload": { "token": other } })).await;
+    assert_eq!(c.expect("error").await["payload"]["code"], "FORBIDDEN");
+    assert_eq!(c.closed().await, Ended::Closed(4001));
+}
+
+/// A role change and a password change close the user's sockets (4001), so they reconnect
+/// authorised as the account is now.
+#[tokio::test]
+async fn role_and_password_changes_close_the_users_sockets() {
+    let f = ChatFixture::new().await;
+    let (mut c, _) = f.client().await;
+    let r =
+        f.s.patch(
+            &format!("/api/v1/users/{}", f.user.id),
+            &f.s.admin_token,
+            json!({ "role": "admin" }),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+    assert_eq!(c.closed().await, Ended::Closed(4001));
+
+    let session = f.s.login_ok("alice", PASSWORD).await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let (mut c, _) = Client::authed(&f.s.base, &token).await;
+    let change = json!({ "password": "a brand new password", "current_password": PASSWORD });
+    let r = f.s.patch("/api/v1/auth/me", &token, change).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+    assert_eq!(c.closed().await, Ended::Closed(4001));
+    // The session that changed it goes on: its token still opens a socket.
+    let (_again, _) = Client::authed(&f.s.base, &token).await;
 }

@@ -660,7 +660,18 @@ impl AuthService {
     /// Verifies an access token and checks the account is still active; returns the claims'
     /// principal (with the role as stored now) and the token's refresh family.
     pub async fn verify_access(&self, token: &str) -> Result<(Principal, Option<TokenFamilyId>)> {
+        self.verify_access_until(token).await.map(|(principal, family, _)| (principal, family))
+    }
+
+    /// Like [`verify_access`](Self::verify_access), with the token's expiry (a socket
+    /// authenticated with it closes then unless it is given a fresh one).
+    pub async fn verify_access_until(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<TokenFamilyId>, Timestamp)> {
         let claims = self.tokens.verify(token, self.clock.now()).map_err(Error::Token)?;
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .ok_or(Error::Token(TokenRejection::Invalid))?;
         let principal = claims.principal().ok_or(Error::Token(TokenRejection::Invalid))?;
         let user = self
             .store
@@ -682,7 +693,7 @@ impl AuthService {
         {
             return Err(Error::Token(TokenRejection::Invalid));
         }
-        Ok((principal_of(&user), claims.family()))
+        Ok((principal_of(&user), claims.family(), expires_at))
     }
 }
 

@@ -228,6 +228,14 @@ pub enum ServerFrame {
         /// The sessions.
         sessions: Vec<SessionInfo>,
     },
+    /// A fresh `auth` on an open socket was accepted: the socket now lasts until the new
+    /// token's expiry.
+    AuthExtended {
+        /// Request id.
+        id: Option<String>,
+        /// When the socket closes (4001) unless it is extended again; `None`: never.
+        expires_at: Option<Timestamp>,
+    },
     /// Keep-alive (an answer carries the request's id).
     Heartbeat {
         /// Request id.
@@ -354,6 +362,9 @@ impl ServerFrame {
                 render("sessions", id.as_deref(), json!({ "sessions": sessions }))
             }
             ServerFrame::Heartbeat { id } => render("heartbeat", id.as_deref(), json!({})),
+            ServerFrame::AuthExtended { id, expires_at } => {
+                render("auth_extended", id.as_deref(), json!({ "expires_at": expires_at }))
+            }
             ServerFrame::Error { id, code, message, retry_after_ms } => {
                 let mut payload = json!({ "code": code, "message": message });
                 if let Some(ms) = retry_after_ms {

@@ -45,7 +45,14 @@ impl Core {
             RelayEvent::LoggedOut { user_id } => {
                 self.close_user(user_id, close_code::UNAUTHORIZED, "logged out").await;
             }
-            RelayEvent::PasswordChanged { .. } => {}
+            // The sockets reconnect: a signed-out session's token no longer works, and every
+            // socket is authorised again with the account as it is now.
+            RelayEvent::PasswordChanged { user_id } => {
+                self.close_user(user_id, close_code::UNAUTHORIZED, "password changed").await;
+            }
+            RelayEvent::RoleChanged { user_id } => {
+                self.close_user(user_id, close_code::UNAUTHORIZED, "role changed").await;
+            }
             RelayEvent::AssignmentsChanged { user_id, .. } => {
                 self.publish_user(user_id, BusMessage::InvalidateUser).await;
             }

@@ -317,6 +317,11 @@ impl UserSession {
         }
     }
 
+    /// Queues a reply the transport produced itself (e.g. `auth_extended`).
+    pub fn reply(&self, frame: &ServerFrame) {
+        self.connection.reply(frame);
+    }
+
     /// Answers a frame that could not be decoded (or a binary frame) with an `error`.
     pub fn reply_error(&self, id: Option<String>, code: ErrorCode, message: String) {
         self.connection.reply(&ServerFrame::Error { id, code, message, retry_after_ms: None });

@@ -123,12 +123,46 @@ enum NotAuthenticated {
     Refused(Option<ServerFrame>, u16, &'static str),
 }
 
+/// How a token that was not accepted closes the socket.
+fn refusal(err: Error) -> NotAuthenticated {
+    let (reason, code) = match err {
+        Error::Token(TokenRejection::Expired) => {
+            (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
+        }
+        Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
+        Error::Token(_) => (AuthFailure::InvalidToken, close_code::UNAUTHORIZED),
+        // The token was not judged (the store failed): telling the client it is invalid
+        // would sign it out for nothing.
+        err => {
+            tracing::warn!(error = %err, "could not check a user socket's token");
+            return NotAuthenticated::Refused(
+                None,
+                close_code::OVERLOADED,
+                "the relay cannot check tokens now; reconnect shortly",
+            );
+        }
+    };
+    NotAuthenticated::Refused(
+        Some(ServerFrame::AuthError { reason }),
+        code,
+        "authentication failed",
+    )
+}
+
+/// When a socket whose token expires at `at` (by the relay's clock, `now`) must close; a
+/// deadline far away for `None`.
+fn expiry_deadline(at: Option<mc_core::Timestamp>, now: mc_core::Timestamp) -> Instant {
+    let far = Duration::from_secs(100 * 365 * 24 * 3600);
+    let left = at.map_or(far, |at| (at - now).to_std().unwrap_or_default());
+    Instant::now() + left.min(far)
+}
+
 /// Waits for the `auth` frame; answers anything else with an error.
 async fn authenticate(
     state: &AppState,
     socket: &mut WebSocket,
     violations: &mut Violations,
-) -> Result<Principal, NotAuthenticated> {
+) -> Result<(Principal, Option<mc_core::Timestamp>), NotAuthenticated> {
     use NotAuthenticated::{Gone, Refused};
     loop {
         let text = match socket.recv().await {
@@ -159,34 +193,11 @@ async fn authenticate(
         match decode_client_frame(&text) {
             Ok(frame) => match frame.request {
                 ClientRequest::Auth { token } => {
-                    return state.services.authenticate(token.expose()).await.map(|(p, _)| p).map_err(
-                        |err| {
-                            let (reason, code) = match err {
-                                Error::Token(TokenRejection::Expired) => {
-                                    (AuthFailure::ExpiredToken, close_code::UNAUTHORIZED)
-                                }
-                                Error::Suspended => (AuthFailure::Suspended, close_code::FORBIDDEN),
-                                Error::Token(_) => {
-                                    (AuthFailure::InvalidToken, close_code::UNAUTHORIZED)
-                                }
-                                // The token was not judged (the store failed): telling the
-                                // client it is invalid would sign it out for nothing.
-                                err => {
-                                    tracing::warn!(error = %err, "could not check a user socket's token");
-                                    return Refused(
-                                        None,
-                                        close_code::OVERLOADED,
-                                        "the relay cannot check tokens now; reconnect shortly",
-                                    );
-                                }
-                            };
-                            Refused(
-                                Some(ServerFrame::AuthError { reason }),
-                                code,
-                                "authentication failed",
-                            )
-                        },
-                    );
+                    return state
+                        .services
+                        .authenticate_until(token.expose())
+                        .await
+                        .map_err(refusal);
                 }
                 _ => {
                     let error = ServerFrame::Error {
@@ -228,8 +239,8 @@ async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: We
         limits.auth_deadline(),
         authenticate(&state, &mut socket, &mut violations),
     ));
-    let principal = match auth.await {
-        Ok(Ok(principal)) => principal,
+    let (principal, expires_at) = match auth.await {
+        Ok(Ok(authenticated)) => authenticated,
         Ok(Err(NotAuthenticated::Refused(frame, code, reason))) => {
             if let Some(frame) = frame {
                 send(&mut socket, &frame).await;
@@ -273,8 +284,19 @@ async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: We
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut beats: u64 = 0;
     let mut last_heard = Instant::now();
+    let user_id = principal.user_id;
+    // The socket lasts as long as its token, unless a fresh `auth` extends it.
+    let expiry =
+        tokio::time::sleep_until(expiry_deadline(expires_at, state.services.clock().now()));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            () = &mut expiry => {
+                flush(&mut session, &mut socket).await;
+                send(&mut socket, &ServerFrame::AuthError { reason: AuthFailure::ExpiredToken }).await;
+                close(&mut socket, close_code::UNAUTHORIZED, "token expired; refresh it and reconnect").await;
+                break;
+            }
             // While the client's replies back up, its requests wait in TCP.
             incoming = socket.recv(), if session.wants_input() => {
                 match incoming {
@@ -282,6 +304,31 @@ async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: We
                         last_heard = Instant::now();
                         metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "in").increment(1);
                         match decode_client_frame(&text) {
+                            // A fresh token on the open socket: it lasts until that one expires.
+                            Ok(mc_core::protocol::ClientFrame { id, request: ClientRequest::Auth { token } }) => {
+                                match state.services.authenticate_until(token.expose()).await {
+                                    Ok((again, until)) if again.user_id == user_id => {
+                                        expiry.as_mut().reset(expiry_deadline(until, state.services.clock().now()));
+                                        session.reply(&ServerFrame::AuthExtended { id, expires_at: until });
+                                    }
+                                    Ok(_) => {
+                                        session.reply_error(id, ErrorCode::Forbidden, "a socket stays with the user who opened it".into());
+                                        flush(&mut session, &mut socket).await;
+                                        close(&mut socket, close_code::UNAUTHORIZED, "another user's token").await;
+                                        break;
+                                    }
+                                    Err(err) => {
+                                        flush(&mut session, &mut socket).await;
+                                        if let NotAuthenticated::Refused(frame, code, reason) = refusal(err) {
+                                            if let Some(frame) = frame {
+                                                send(&mut socket, &frame).await;
+                                            }
+                                            close(&mut socket, code, reason).await;
+                                        }
+                                        break;
+                                    }
+                                }
+                            }
                             // Boxed: the request's future is large and only lives while it
                             // runs, so an idle socket's task stays small.
                             Ok(frame) => Box::pin(session.handle(frame)).await,
