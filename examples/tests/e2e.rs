@@ -417,7 +417,10 @@ async fn no_secret_reaches_a_debug_log() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let agent = loop {
         let agents = get_json(&http, &base, "/api/v1/agents", &admin_token).await;
-        if let Some(a) = agents["agents"].as_array().and_then(|a| a.first()) {
+        // Registered, and its state (the relay token) saved.
+        if let Some(a) = agents["agents"].as_array().and_then(|a| a.first())
+            && state.exists()
+        {
             break a["id"].as_str().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "the gateway did not register");

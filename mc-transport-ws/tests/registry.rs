@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{PASSWORD, TestServer};
 use mc_core::{Clock, GatewayId, GatewayStatus, OrgId, Organization, Page, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -126,6 +126,60 @@ async fn register_heartbeat_deregister() {
     }
 }
 
+/// A name belongs to its gateway: another registration token holder cannot take it over;
+/// the gateway itself can (its relay token), and after an admin's release the next
+/// registration claims it (a reinstalled gateway), keeping id and agents.
+#[tokio::test]
+async fn a_gateway_name_cannot_be_taken_over() {
+    let s = TestServer::start().await;
+    let token = s.registration_token(json!({ "max_uses": 10 })).await;
+    let first = s.register_gateway(&token, "gw-own", agents(&["main"])).await;
+    let id = first.body["gateway_id"].as_str().unwrap().to_owned();
+    let real = first.body["relay_token"].as_str().unwrap().to_owned();
+    let store = s.services.store().clone();
+    let uses = || async {
+        store.list_registration_tokens(s.org.id, Page::first(10)).await.unwrap().items[0].uses
+    };
+    let used = uses().await;
+    for proof in [None, Some("gw_relay_guess")] {
+        let r = s.reregister_gateway(&token, "gw-own", agents(&["evil"]), proof).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(r.error_message().contains("release"), "{}", r.body);
+    }
+    assert_eq!(uses().await, used, "a refused registration uses no token");
+    assert_eq!(heartbeat(&s, &id, &real, json!({})).await.status, StatusCode::OK, "untouched");
+
+    // Deregistered: it does not come back by itself either.
+    let r = s
+        .send(
+            Method::DELETE,
+            "/api/v1/gateway-registry/deregister",
+            None,
+            Some(json!({ "gateway_id": id, "relay_token": real })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = s.register_gateway(&token, "gw-own", agents(&["main"])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+    // An admin releases it: the next registration claims it, once.
+    s.create_user(s.org.id, "mo", Role::Member).await;
+    let member_token =
+        s.login_ok("mo", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let release = format!("/api/v1/gateways/{id}/release");
+    assert_eq!(
+        s.post(&release, Some(&member_token), json!({})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = s.post(&release, Some(&s.admin_token), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let claimed = s.register_gateway(&token, "gw-own", agents(&["main"])).await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.body);
+    assert_eq!(claimed.body["gateway_id"], id.as_str());
+    let r = s.register_gateway(&token, "gw-own", agents(&["main"])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "claimed once: {}", r.body);
+}
+
 #[tokio::test]
 async fn reregistration_keeps_the_id_and_revokes_the_old_token() {
     let s = TestServer::start().await;
@@ -154,7 +208,7 @@ async fn reregistration_keeps_the_id_and_revokes_the_old_token() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
 
-    let second = s.register_gateway(&token, "gw-a", agents(&["main"])).await;
+    let second = s.reregister_gateway(&token, "gw-a", agents(&["main"]), Some(&old)).await;
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
     assert_eq!(second.body["gateway_id"], id.as_str());
     assert_eq!(second.body["reregistered"], true);

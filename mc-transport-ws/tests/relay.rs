@@ -680,7 +680,9 @@ async fn the_gateway_socket_checks_its_relay_token() {
     // Re-registration revokes the old token: its socket is closed.
     let gw = f.gateway(Mode::Echo).await;
     let reg = f.s.registration_token(json!({})).await;
-    f.s.register_gateway(&reg, "gw", json!([{ "agent_key": "main", "name": "Main" }])).await;
+    let agents = json!([{ "agent_key": "main", "name": "Main" }]);
+    let r = f.s.reregister_gateway(&reg, "gw", agents, Some(&f.relay_token)).await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.body);
     for _ in 0..100 {
         if !gw.is_running() {
             break;

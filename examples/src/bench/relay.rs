@@ -94,6 +94,7 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
                     agent_key: "main".into(),
                     name: "Echo".into(),
                 }]),
+                relay_token: None,
             },
             None,
         )

@@ -79,7 +79,7 @@ pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result
         .and_then(|f| std::fs::read_to_string(f).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let (_, admin_password) =
+    let (admin, admin_password) =
         user(services, org.id, "admin", Role::Admin, &mut credentials.admin_password).await?;
     let (alice, alice_password) =
         user(services, org.id, "alice", Role::Member, &mut credentials.alice_password).await?;
@@ -87,7 +87,13 @@ pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result
         crate::files::write_secret(file, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
     }
 
-    // The echo gateway re-registers under its name at every start (same id, fresh token).
+    // The echo gateway re-registers under its name at every start (same id, fresh token): the
+    // demo's admin releases the name first, as an admin would for a reinstalled gateway.
+    if let Some(existing) = store.find_gateway_by_name(org.id, GATEWAY).await? {
+        let principal =
+            mc_core::Principal { user_id: admin.id, organization_id: org.id, role: Role::Admin };
+        services.registry().release_gateway(&principal, existing.id).await?;
+    }
     let issued = services
         .registry()
         .issue_registration_token(
@@ -110,6 +116,7 @@ pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result
                 version: Some(env!("CARGO_PKG_VERSION").into()),
                 capabilities: vec!["chat".into()],
                 agents: Some(EchoAgent::agents()),
+                relay_token: None,
             },
             None,
         )

@@ -39,6 +39,10 @@ pub const REGISTRATION_TOKEN_PREFIX: &str = "gw_reg_";
 /// Prefix of relay tokens.
 pub const RELAY_TOKEN_PREFIX: &str = "gw_relay_";
 
+/// The relay token hash of a gateway an admin released: no token has it, and the next
+/// registration under the gateway's name may claim the gateway (same id, agents, history).
+pub(crate) const RELEASED: SecretHash = SecretHash::from_bytes([0; 32]);
+
 /// A newly created registration token and its secret, which is shown this once.
 #[derive(Clone)]
 pub struct IssuedRegistrationToken {
@@ -154,6 +158,11 @@ impl RegistryService {
         if !request.registration_token.starts_with(REGISTRATION_TOKEN_PREFIX) {
             return Err(Error::RegistrationRefused("not a registration token"));
         }
+        // A name that exists belongs to its gateway: only that gateway (its relay token) or a
+        // release by an admin lets a registration take it, checked before the token is used.
+        if let Some(existing) = self.store.find_gateway_by_name(org, &request.name).await? {
+            claimable(&existing, request.relay_token.as_deref())?;
+        }
         let hash = SecretHash::of(&request.registration_token);
         let used = match self.store.consume_registration_token(org, &hash, now).await? {
             ConsumeOutcome::Consumed(token) => token,
@@ -208,6 +217,7 @@ impl RegistryService {
         let reregistered = existing.is_some();
         let mut previous_status = GatewayStatus::Pending;
         if let Some(old) = existing {
+            claimable(&old, request.relay_token.as_deref())?;
             previous_status = old.status;
             fresh.id = old.id;
             fresh.created_at = old.created_at;
@@ -237,6 +247,35 @@ impl RegistryService {
             heartbeat_interval_seconds: self.config.heartbeat_interval.as_secs(),
             reregistered,
         })
+    }
+
+    /// An admin lets the next registration under this gateway's name claim it (a
+    /// reinstalled gateway that lost its relay token): the current token is revoked (its
+    /// socket closes), the gateway goes `offline`, and its id, agents, assignments and history
+    /// wait for the gateway that registers next.
+    pub async fn release_gateway(
+        &self,
+        admin: &crate::auth::Principal,
+        id: GatewayId,
+    ) -> Result<Gateway> {
+        let mut gateway = self.gateway(admin, id).await?;
+        if !gateway.auto_registered {
+            return Err(Error::Conflict(
+                "this gateway is dialled by the relay; it does not register".into(),
+            ));
+        }
+        let previous = gateway.status;
+        gateway.relay_token_hash = RELEASED;
+        gateway.status = GatewayStatus::Offline;
+        gateway.updated_at = self.clock.now();
+        self.store.update_gateway(&gateway).await?;
+        self.events.publish(RelayEvent::GatewayCredentialsRevoked { gateway_id: id });
+        let actor = format!("user:{}", admin.user_id);
+        let metadata = serde_json::json!({ "name": gateway.name });
+        self.record(gateway.organization_id, "gateway.released", actor.clone(), id, metadata)
+            .await?;
+        self.announce(&StatusChange { previous, gateway: gateway.clone() }, actor).await?;
+        Ok(gateway)
     }
 
     /// The gateway with this id if `relay_token` is its current token; the same error
@@ -404,4 +443,19 @@ impl RegistryService {
             .filter(|t| t.organization_id == org)
             .ok_or(Error::NotFound("registration token"))
     }
+}
+
+/// Whether a registration may take `existing`'s name: with its current relay token, or after
+/// an admin released it.
+fn claimable(existing: &Gateway, relay_token: Option<&str>) -> Result<()> {
+    if existing.relay_token_hash == RELEASED
+        || relay_token.is_some_and(|t| SecretHash::of(t) == existing.relay_token_hash)
+    {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "a gateway named '{}' is registered: re-register with its current relay_token, or ask an \
+         admin to release it (POST /api/v1/gateways/{}/release)",
+        existing.name, existing.id
+    )))
 }

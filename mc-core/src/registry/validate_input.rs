@@ -31,6 +31,9 @@ pub struct GatewayRegistration {
     pub capabilities: Vec<String>,
     /// Its agents, if it reports them now.
     pub agents: Option<Vec<AgentReport>>,
+    /// Its current relay token, when re-registering a name that exists: the proof that it
+    /// is that gateway.
+    pub relay_token: Option<String>,
 }
 
 /// What a gateway says of its own health in a heartbeat.
@@ -58,7 +61,7 @@ pub struct Heartbeat {
     pub agents: Option<Vec<AgentReport>>,
 }
 
-crate::debug_redacted!(GatewayRegistration { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token });
+crate::debug_redacted!(GatewayRegistration { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token, relay_token });
 crate::debug_redacted!(Heartbeat { gateway_id, status, metrics, agents } secret { relay_token });
 
 pub(crate) fn validate_agents(field: &str, agents: &[AgentReport]) -> Result<()> {
@@ -129,6 +132,9 @@ impl GatewayRegistration {
         }
         if let Some(agents) = &self.agents {
             validate_agents("agents", agents)?;
+        }
+        if self.relay_token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 256) {
+            return Err(Error::invalid("relay_token", "must be 1–256 characters long"));
         }
         Ok(())
     }

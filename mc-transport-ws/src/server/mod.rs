@@ -184,6 +184,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/registration-tokens/{id}", delete(registry_routes::revoke_registration_token))
         .route("/gateways", get(registry_routes::list_gateways).post(outbound_routes::add_gateway))
         .route("/gateways/{id}/connections", get(outbound_routes::gateway_connections))
+        .route("/gateways/{id}/release", post(registry_routes::release_gateway))
         .route(
             "/gateways/{id}",
             get(registry_routes::get_gateway).delete(registry_routes::delete_gateway),

@@ -68,6 +68,8 @@ pub(crate) struct RegisterBody {
     version: Option<String>,
     capabilities: Option<Vec<String>>,
     agents: Option<Vec<AgentBody>>,
+    /// Its current relay token, to re-register a name it holds.
+    relay_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +98,7 @@ pub(crate) struct DeregisterBody {
     relay_token: String,
 }
 
-mc_core::debug_redacted!(RegisterBody { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token });
+mc_core::debug_redacted!(RegisterBody { organization_id, name, url, workspace_root, version, capabilities, agents } secret { registration_token, relay_token });
 mc_core::debug_redacted!(HeartbeatBody { gateway_id, status, metrics, agents } secret { relay_token });
 mc_core::debug_redacted!(DeregisterBody { gateway_id } secret { relay_token });
 
@@ -137,6 +139,7 @@ pub(crate) async fn register(
         version: body.version,
         capabilities: body.capabilities.unwrap_or_default(),
         agents: reports(body.agents),
+        relay_token: body.relay_token,
     };
     let done = services.registry().register(request, ip).await?;
     let host = headers.get("host").and_then(|h| h.to_str().ok());
@@ -242,6 +245,16 @@ pub(crate) async fn get_gateway(
     let (gateway, agents) = services.registry().gateway_with_agents(&admin, id).await?;
     let outbound = services.registry().outbound_link(&admin, id).await?;
     Ok(Json(GatewayView::new(gateway, Some(agents)).with_outbound(outbound)))
+}
+
+pub(crate) async fn release_gateway(
+    State(services): State<Services>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<GatewayView>, ApiError> {
+    let id: GatewayId = path_id("gateway id", &id)?;
+    let gateway = services.registry().release_gateway(&admin, id).await?;
+    Ok(Json(GatewayView::new(gateway, None)))
 }
 
 pub(crate) async fn delete_gateway(

@@ -219,7 +219,18 @@ impl TestServer {
 
     /// Registers a gateway through the API; returns the answer's body.
     pub async fn register_gateway(&self, token: &str, name: &str, agents: Value) -> Response {
-        let body = json!({
+        self.reregister_gateway(token, name, agents, None).await
+    }
+
+    /// Registers a gateway, proving it holds `relay_token` when given (a name it has).
+    pub async fn reregister_gateway(
+        &self,
+        token: &str,
+        name: &str,
+        agents: Value,
+        relay_token: Option<&str>,
+    ) -> Response {
+        let mut body = json!({
             "organization_id": self.org.id,
             "registration_token": token,
             "name": name,
@@ -227,6 +238,9 @@ impl TestServer {
             "capabilities": ["chat"],
             "agents": agents,
         });
+        if let Some(relay_token) = relay_token {
+            body["relay_token"] = json!(relay_token);
+        }
         self.post("/api/v1/gateway-registry/register", None, body).await
     }
 
