@@ -307,3 +307,69 @@ async fn profile_and_admin_inputs() {
     }
     assert_eq!(s.services.store().get_user(user.id).await.unwrap().unwrap(), user);
 }
+
+/// A body far over the limit (3 MiB) gets a 413 the client can read, not a reset connection,
+/// and the connection serves the next request.
+#[tokio::test]
+async fn an_oversized_body_gets_a_readable_413() {
+    let s = TestServer::start().await;
+    let huge = vec![b'x'; 3 * 1024 * 1024];
+    for _ in 0..2 {
+        let r =
+            s.send_raw(Method::POST, "/api/v1/auth/login", "application/json", huge.clone()).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+        );
+    }
+    assert_eq!(s.login("nobody", "wrong").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Slow clients are bounded: headers that do not arrive within 10 s close the connection
+/// (slowloris), and a body that does not arrive within the request timeout gets 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_slow_bodies_are_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(15), "{waited:?}");
+
+    // A body announced and never sent: 408 after the request timeout (1 s here).
+    let store: std::sync::Arc<dyn mc_core::Store> =
+        std::sync::Arc::new(mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap());
+    let auth = mc_core::auth::AuthConfig::new(mc_core::auth::JwtKey::new(common::SECRET).unwrap());
+    let services = mc_core::Services::builder(store, auth).build().unwrap();
+    let relay = mc_core::Relay::new(
+        services,
+        std::sync::Arc::new(mc_core::bus::InProcessBus::new()),
+        mc_core::RelayLimits::default(),
+    );
+    let config =
+        mc_transport_ws::server::HttpConfig::default().request_timeout(Duration::from_secs(1));
+    let app = mc_transport_ws::server::app_with(relay, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+}

@@ -35,6 +35,7 @@ mod outbound;
 mod outbound_routes;
 mod pre_auth;
 mod registry_routes;
+mod serve;
 mod views;
 mod ws_gateway;
 mod ws_user;
@@ -80,6 +81,7 @@ pub struct HttpConfig {
     public_url: Option<String>,
     trust_forwarded_for: bool,
     instance_id: String,
+    request_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
@@ -89,11 +91,19 @@ impl Default for HttpConfig {
             public_url: None,
             trust_forwarded_for: false,
             instance_id: "local".into(),
+            request_timeout: serve::REQUEST_TIMEOUT,
         }
     }
 }
 
 impl HttpConfig {
+    /// Time to receive and handle one request, its body included (default 30 s); past it
+    /// the answer is 408.
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// This instance's name in `GET /gateways/{id}/connections` (default `local`).
     pub fn instance_id(mut self, id: impl Into<String>) -> Self {
         self.instance_id = id.into();
@@ -121,24 +131,7 @@ impl HttpConfig {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes: with `TCP_NODELAY` on every
-/// connection (chat frames are small and interactive; without it Nagle's algorithm adds
-/// ~40 ms to replies) and the peer address available to handlers (gateways' IPs).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use serve::{DRAIN_LIMIT, HEADER_TIMEOUT, REQUEST_TIMEOUT, serve};
 
 /// The relay's HTTP API and sockets over `relay`, with default settings.
 pub fn app(relay: Relay) -> Router {
@@ -206,6 +199,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(serve::bound_request))
         .layer(axum::middleware::from_fn(count_request))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(config))
