@@ -132,3 +132,51 @@ mod tests {
         assert_eq!(text.apply(TextUpdate::Append(""), 10), Applied::Unchanged);
     }
 }
+
+/// Property tests (proptest; `PROPTEST_CASES` sets how many, 256 by default, see
+/// BENCHMARKS.md for the long run): whatever updates a gateway sends, a client that applies
+/// the chunks by SPEC §6's rule ends with exactly the run's text.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn update() -> impl Strategy<Value = (u8, String)> {
+        // Short texts over a small alphabet with multi-byte characters, so prefixes collide.
+        (0u8..3, proptest::string::string_regex("[ab é😀]{0,12}").unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn a_client_applying_the_chunks_ends_with_the_run_text(
+            updates in proptest::collection::vec(update(), 0..24),
+            cap in 0usize..64,
+        ) {
+            let mut run = RunText::default();
+            let mut client = String::new();
+            for (kind, text) in &updates {
+                let update = match kind {
+                    0 => TextUpdate::Whole(text),
+                    1 => TextUpdate::Replace(text),
+                    _ => TextUpdate::Append(text),
+                };
+                let before = run.as_str().to_owned();
+                match run.apply(update, cap) {
+                    Applied::Chunk { offset, delta } => {
+                        prop_assert!(client.is_char_boundary(offset.min(client.len())));
+                        prop_assert!(offset <= client.len());
+                        if offset != client.len() {
+                            client.truncate(offset);
+                        }
+                        client.push_str(&delta);
+                    }
+                    Applied::Unchanged => prop_assert_eq!(run.as_str(), before.as_str()),
+                    Applied::TooLong => prop_assert_eq!(run.as_str(), before.as_str()),
+                }
+                prop_assert!(run.as_str().len() <= cap);
+                prop_assert_eq!(client.as_str(), run.as_str());
+            }
+        }
+    }
+}
