@@ -11,12 +11,16 @@
 //! - `mc-bench store`: durable appends per second through the group-commit writer.
 //! - `mc-bench storm`: the relay's chat p99 while 200 users sign in at once (Argon2id at OWASP
 //!   strength), against its quiet p99.
+//! - `mc-bench soak`: users chatting and reconnecting at random for minutes while the
+//!   gateway's link drops every minute; every acked message must be stored once, every history
+//!   gapless; the relay's RSS from start to end.
 
 pub mod echo;
 pub mod figures;
 pub mod nats;
 pub mod procs;
 pub mod relay;
+pub mod soak;
 pub mod store;
 
 use std::time::Duration;
@@ -82,6 +86,16 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         sign_ins: usize,
     },
+    /// Users chatting and reconnecting while the gateway's link drops every minute; checks
+    /// that nothing acked is lost or duplicated.
+    Soak {
+        /// How long.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Seconds between the gateway's drops.
+        #[arg(long, default_value_t = 60)]
+        drop_every_secs: u64,
+    },
     /// (internal) Run the relay for the benchmark.
     #[command(hide = true)]
     ServeRelay(relay::RelayChild),
@@ -109,6 +123,9 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         Some(Command::ServeEcho) => echo::serve().await,
         Some(Command::Store { writers, total }) => store_bench(&args, *writers, *total).await,
         Some(Command::Storm { sign_ins }) => storm(&args, *sign_ins).await,
+        Some(Command::Soak { minutes, drop_every_secs }) => {
+            soak_run(&args, *minutes, Duration::from_secs(*drop_every_secs)).await
+        }
         None => round_trips(&args).await,
     }
 }
@@ -332,6 +349,85 @@ fn procs_self_cpu() -> f64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn soak_run(args: &Args, minutes: u64, drop_every: Duration) -> anyhow::Result<()> {
+    let relay = start_relay(args, args.users, 0)?;
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(minutes * 60);
+    let gateway = tokio::spawn(soak::flapping_gateway(
+        relay.base.clone(),
+        relay.gateway_id.clone(),
+        relay.relay_token.clone(),
+        drop_every,
+        deadline,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut users = tokio::task::JoinSet::new();
+    for (i, token) in relay.tokens[..args.users].iter().enumerate() {
+        let (base, token, agent) = (relay.base.clone(), token.clone(), relay.agent.clone());
+        users.spawn(async move { (i, soak::user(base, token, agent, i, deadline).await) });
+    }
+    // RSS once the load runs (after 30 s), then every 30 s.
+    let (mut rss, mut anon) = (vec![], vec![]);
+    while std::time::Instant::now() + Duration::from_secs(30) < deadline {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        rss.push(relay.process.rss_kib());
+        anon.push(relay.process.anon_rss_kib());
+    }
+    let mut tallies: Vec<(usize, soak::UserTally)> = vec![];
+    while let Some(done) = users.join_next().await {
+        tallies.push(done?);
+    }
+    tallies.sort_by_key(|(i, _)| *i);
+    let tallies: Vec<soak::UserTally> = tallies.into_iter().map(|(_, t)| t).collect();
+    let drops = gateway.await?;
+    let end_rss = relay.process.rss_kib();
+    let end_anon = relay.process.anon_rss_kib();
+    let check = soak::check(&relay.base, &relay.tokens[..args.users], &tallies).await?;
+    let acked: usize = tallies.iter().map(|t| t.acked.len()).sum();
+    let answered: usize = tallies.iter().map(|t| t.answered).sum();
+    let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (code, n) in tallies.iter().flat_map(|t| t.errors.iter()) {
+        *errors.entry(code.as_str()).or_default() += n;
+    }
+    let reconnects: usize = tallies.iter().map(|t| t.reconnects).sum();
+    let report = json!({
+        "users": args.users, "minutes": minutes, "gateway_drops": drops,
+        "acked": acked, "answered": answered, "errors": errors, "reconnects": reconnects,
+        "stored": check.stored, "lost": check.lost, "duplicated": check.duplicated,
+        "gapped_sessions": check.gapped,
+        "rss_kib_first": rss.first().copied().unwrap_or(end_rss), "rss_kib_end": end_rss,
+        "rss_kib_samples": rss.clone(),
+        "anon_rss_kib_first": anon.first().copied().unwrap_or(end_anon), "anon_rss_kib_end": end_anon,
+        "anon_rss_kib_samples": anon.clone(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "soak: {} users, {minutes} min, gateway dropped {drops}×, {reconnects} reconnects\n\
+             acked {acked} (answered {answered}); errors by code {errors:?}; stored {} messages\n\
+             lost {}, duplicated {}, sessions with gaps {}\n\
+             relay RSS {} KiB after 30 s → {} KiB at the end (samples {:?})\n\
+             of it anonymous (heap, stacks) {} KiB → {} KiB (samples {:?})",
+            args.users,
+            check.stored,
+            check.lost,
+            check.duplicated,
+            check.gapped,
+            report["rss_kib_first"],
+            end_rss,
+            rss,
+            report["anon_rss_kib_first"],
+            end_anon,
+            anon,
+        );
+    }
+    if check.lost + check.duplicated + check.gapped > 0 {
+        bail!("the soak lost, duplicated or gapped messages");
+    }
+    Ok(())
 }
 
 async fn storm(args: &Args, sign_ins: usize) -> anyhow::Result<()> {

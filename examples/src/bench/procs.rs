@@ -63,6 +63,12 @@ impl ChildProcess {
     pub fn rss_kib(&self) -> u64 {
         status_kib(self.pid(), "VmRSS:")
     }
+
+    /// Its resident anonymous memory now (KiB): the heap and stacks, without mapped file pages
+    /// (SQLite's mmap of a growing database shows in `rss_kib` but is not a leak).
+    pub fn anon_rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "RssAnon:")
+    }
 }
 
 impl Drop for ChildProcess {

@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::procs::until_stdin_closes;
 
-type Ws =
+/// A client socket.
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The password of the users a sign-in storm signs in with.
