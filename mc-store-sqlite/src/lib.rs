@@ -25,6 +25,7 @@ mod codec;
 mod error;
 mod identity;
 mod outbound;
+mod registration;
 mod registry;
 mod store;
 mod writer;

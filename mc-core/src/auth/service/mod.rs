@@ -1,5 +1,6 @@
 //! The built-in account service: register, sign in, refresh, sign out, profile; and the JWT
-//! [`Authenticator`].
+//! [`Authenticator`]. The lockout's attempts are in `lockout`, the requests and answers in
+//! `requests`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,112 +20,15 @@ use crate::ids::{OrgId, RefreshTokenId, TokenFamilyId, UserId};
 use crate::model::{
     ActivityEvent, Organization, RefreshToken, Role, SecretHash, Timestamp, User, UserStatus,
 };
-use crate::store::{AttemptWindow, LoginAttempt, Store};
+use crate::store::Store;
 use crate::validate;
 
-/// Longest a sign-in waits for the attempts being checked before it (then it is locked out).
-const ATTEMPT_WAIT: Duration = Duration::from_secs(10);
-/// A pending attempt this old counts as failed (its checker died).
-const STALE_ATTEMPT: Duration = Duration::from_secs(60);
+mod lockout;
+mod requests;
 
-/// How a request names an organization: by id or by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrgSelector {
-    /// By id.
-    Id(OrgId),
-    /// By exact name.
-    Name(String),
-}
-
-impl OrgSelector {
-    /// An id if `text` parses as one, else a name.
-    pub fn parse(text: &str) -> Self {
-        text.parse().map(OrgSelector::Id).unwrap_or_else(|_| OrgSelector::Name(text.to_owned()))
-    }
-}
-
-/// A signed-in user and their tokens.
-#[derive(Clone)]
-pub struct SignedIn {
-    /// The account.
-    pub user: User,
-    /// A short-lived JWT for `Authorization: Bearer` and socket `auth`.
-    pub access_token: String,
-    /// An opaque token to get the next access token; rotated on every use.
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-}
-
-/// New tokens from a refresh.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Refreshed {
-    /// A new access token.
-    pub access_token: String,
-    /// The refresh token to use next time (the presented one is now used).
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-}
-
-/// A request to create an account.
-#[derive(Clone, Default)]
-pub struct NewAccount {
-    /// Where; defaults to the caller's organization (admins) or the configured default.
-    pub organization: Option<OrgSelector>,
-    /// Sign-in name.
-    pub username: String,
-    /// Password, 8–128 characters.
-    pub password: String,
-    /// Optional email.
-    pub email: Option<String>,
-    /// Optional phone.
-    pub phone: Option<String>,
-    /// Optional display name.
-    pub display_name: Option<String>,
-    /// Role; only an admin may ask for one other than `member`.
-    pub role: Option<Role>,
-}
-
-/// What registering produced: for self-registration the new user is signed in.
-#[derive(Debug, Clone)]
-pub enum Registered {
-    /// Created by an admin.
-    Created(User),
-    /// Self-registered and signed in.
-    SignedIn(SignedIn),
-}
-
-/// A password change: the new one, proven by the current one.
-#[derive(Clone)]
-pub struct PasswordChange {
-    /// The current password.
-    pub current: String,
-    /// The new password.
-    pub new: String,
-}
-
-/// Changes to one's own profile. For the optional fields, `None` keeps the value,
-/// `Some(None)` clears it, `Some(Some(v))` sets it.
-#[derive(Clone, Default)]
-pub struct ProfileUpdate {
-    /// Display name.
-    pub display_name: Option<Option<String>>,
-    /// Email.
-    pub email: Option<Option<String>>,
-    /// Phone.
-    pub phone: Option<Option<String>>,
-    /// Avatar URL.
-    pub avatar_url: Option<Option<String>>,
-    /// New password.
-    pub password: Option<PasswordChange>,
-}
-
-crate::debug_redacted!(SignedIn { user, expires_in } secret { access_token, refresh_token });
-crate::debug_redacted!(Refreshed { expires_in } secret { access_token, refresh_token });
-crate::debug_redacted!(NewAccount { organization, username, email, phone, display_name, role } secret { password });
-crate::debug_redacted!(PasswordChange {} secret { current, new });
-crate::debug_redacted!(ProfileUpdate { display_name, email, phone, avatar_url } secret { password });
+pub use requests::{
+    NewAccount, OrgSelector, PasswordChange, ProfileUpdate, Refreshed, Registered, SignedIn,
+};
 
 /// Accounts and sessions with the relay's own user store (SPEC §4).
 #[derive(Debug, Clone)]
@@ -208,79 +112,6 @@ impl AuthService {
     async fn record(&self, org: OrgId, kind: &str, actor: &str, user: UserId) -> Result<()> {
         let event = ActivityEvent::new(org, kind, actor, "user", user, self.clock.now());
         crate::events::record_activity(self.store.as_ref(), &self.events, event).await
-    }
-
-    /// Who is signing in, for the lockout: the organization (its id, or the name given when
-    /// there is no such organization) and the username ignoring case, hashed — the same for
-    /// a user who exists and one who does not.
-    fn login_subject(
-        org: Option<&Organization>,
-        named: Option<&OrgSelector>,
-        username: &str,
-    ) -> SecretHash {
-        let org_key = match (org, named) {
-            (Some(org), _) => org.id.to_string(),
-            (None, Some(OrgSelector::Id(id))) => id.to_string(),
-            (None, Some(OrgSelector::Name(name))) => format!("name:{name}"),
-            (None, None) => String::new(),
-        };
-        SecretHash::of(&format!("{org_key}\n{}", username.to_lowercase()))
-    }
-
-    /// Reserves an attempt for `subject` before a password is checked (so at most the
-    /// threshold are checked at once, and none once that many failed), waiting while others
-    /// are being checked; or [`Error::LockedOut`] after the same hashing work a check costs,
-    /// so a locked account answers like any other. Settle the attempt with
-    /// [`settle_attempt`](Self::settle_attempt).
-    async fn reserve_attempt(&self, subject: &SecretHash, password: &str) -> Result<uuid::Uuid> {
-        let threshold = self.config.lockout_threshold.max(1);
-        let give_up = tokio::time::Instant::now() + ATTEMPT_WAIT;
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let now = self.clock.now();
-            let window = AttemptWindow {
-                start: self.window_start(now),
-                stale_before: now - delta(STALE_ATTEMPT),
-                threshold,
-            };
-            match self.store.reserve_login_attempt(subject, now, window).await? {
-                LoginAttempt::Reserved(id) => return Ok(id),
-                LoginAttempt::Busy if tokio::time::Instant::now() < give_up => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                LoginAttempt::Busy => {
-                    self.passwords.verify_dummy(password).await?;
-                    return Err(Error::LockedOut { retry_after: Duration::from_secs(1) });
-                }
-                LoginAttempt::Refused(failures) => {
-                    self.passwords.verify_dummy(password).await?;
-                    let window = delta(self.config.lockout_window);
-                    let oldest_counted = failures.len().saturating_sub(threshold as usize);
-                    let unlock_at = failures.get(oldest_counted).map_or(now, |t| *t + window);
-                    let retry_after = (unlock_at - now).to_std().unwrap_or(Duration::from_secs(1));
-                    return Err(Error::LockedOut {
-                        retry_after: retry_after.max(Duration::from_secs(1)),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Settles a reserved attempt: a failure stays counted, a success clears the subject.
-    async fn settle_attempt(
-        &self,
-        subject: &SecretHash,
-        attempt: uuid::Uuid,
-        ok: bool,
-    ) -> Result<()> {
-        Ok(self.store.settle_login_attempt(subject, attempt, ok).await?)
-    }
-
-    /// The oldest failure time still inside the lockout window: a failure exactly one window
-    /// ago no longer counts.
-    fn window_start(&self, now: Timestamp) -> Timestamp {
-        now - delta(self.config.lockout_window) + TimeDelta::microseconds(1)
     }
 
     /// Issues an access token and a new refresh family for `user`.
