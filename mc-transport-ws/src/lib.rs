@@ -8,7 +8,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `server` | yes | [`server::app`]: `/api/v1/…`, `/ws/chat`, `/ws/gateway/{id}/relay`, `/healthz`, `/readyz` |
-//! | `client` | no | [`openclaw`]: the outbound connection to an OpenClaw gateway (`ws://`; `wss://` is not built yet) |
+//! | `client` | no | [`client`]: the users' SDK ([`client::McClient`], HTTPS/WSS on rustls); [`openclaw`]: the outbound connection to an OpenClaw gateway (`ws://`; `wss://` is not built yet) |
 //!
 //! ```no_run
 //! # async fn demo(services: mc_core::Services) -> std::io::Result<()> {
@@ -20,8 +20,8 @@
 //! # }
 //! ```
 //!
-//! The users' client SDK is not built yet.
-
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "client")]
 pub mod openclaw;
 #[cfg(feature = "server")]

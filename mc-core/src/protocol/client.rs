@@ -1,7 +1,8 @@
 //! The users' socket protocol (SPEC §6): JSON text frames `{type, id?, payload?}`.
 //!
 //! Pure data: [`decode_client_frame`] turns text into a typed [`ClientFrame`] or a
-//! [`DecodeError`] saying what is wrong. What the relay sends is in [`super::server`].
+//! [`DecodeError`] saying what is wrong, and [`ClientFrame::to_json`] renders one (what
+//! clients send). What the relay sends is in [`super::server`].
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ impl Topic {
 }
 
 /// A session to catch up on in `resume`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumePoint {
     /// The session.
     pub session_id: SessionId,
@@ -322,6 +323,62 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
     Ok(ClientFrame { id, request })
 }
 
+impl ClientFrame {
+    /// A frame with no id.
+    pub fn new(request: ClientRequest) -> Self {
+        Self { id: None, request }
+    }
+
+    /// A frame carrying `id` (echoed in the relay's answer).
+    pub fn with_id(id: impl Into<String>, request: ClientRequest) -> Self {
+        Self { id: Some(id.into()), request }
+    }
+
+    /// Renders the frame as JSON text, as [`decode_client_frame`] reads it. A `chat` frame's
+    /// id is always its client message id.
+    pub fn to_json(&self) -> String {
+        use serde_json::json;
+        let (kind, payload) = match &self.request {
+            ClientRequest::Auth { token } => ("auth", json!({ "token": token.expose() })),
+            ClientRequest::Chat { agent_id, content, session_id, .. } => {
+                let mut p = json!({ "agent_id": agent_id, "content": content });
+                if let Some(session) = session_id {
+                    p["session_id"] = json!(session);
+                }
+                ("chat", p)
+            }
+            ClientRequest::History { session_id, before_seq, limit } => {
+                let mut p = json!({ "session_id": session_id, "limit": limit });
+                if let Some(seq) = before_seq {
+                    p["before_seq"] = json!(seq);
+                }
+                ("history", p)
+            }
+            ClientRequest::Resume { sessions } => ("resume", json!({ "sessions": sessions })),
+            ClientRequest::Sessions => ("sessions", json!({})),
+            ClientRequest::Abort { session_id, run_id } => {
+                let mut p = json!({ "session_id": session_id });
+                if let Some(run) = run_id {
+                    p["run_id"] = json!(run);
+                }
+                ("abort", p)
+            }
+            ClientRequest::Heartbeat => ("heartbeat", json!({})),
+            ClientRequest::Subscribe { topics } => ("subscribe", json!({ "topics": topics })),
+            ClientRequest::Unsubscribe { topics } => ("unsubscribe", json!({ "topics": topics })),
+        };
+        let id = match &self.request {
+            ClientRequest::Chat { client_id, .. } => Some(client_id.to_string()),
+            _ => self.id.clone(),
+        };
+        let mut frame = json!({ "type": kind, "payload": payload });
+        if let Some(id) = id {
+            frame["id"] = json!(id);
+        }
+        frame.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +439,44 @@ mod tests {
         );
         let f = decode_client_frame(r#"{"type":"auth","payload":{"token":"t"}}"#).unwrap();
         assert_eq!(f.request, ClientRequest::Auth { token: "t".into() });
+    }
+
+    #[test]
+    fn every_request_reads_back_as_it_was_rendered() {
+        let session = SessionId::new();
+        for frame in [
+            ClientFrame::new(ClientRequest::Auth { token: "tok".into() }),
+            ClientFrame::new(ClientRequest::Chat {
+                client_id: Uuid::now_v7(),
+                agent_id: AgentId::new(),
+                content: "hé \"quoted\"".into(),
+                session_id: Some(session),
+            }),
+            ClientFrame::with_id(
+                "h",
+                ClientRequest::History { session_id: session, before_seq: Some(9), limit: 20 },
+            ),
+            ClientFrame::with_id(
+                "r",
+                ClientRequest::Resume {
+                    sessions: vec![ResumePoint { session_id: session, after_seq: 3 }],
+                },
+            ),
+            ClientFrame::with_id("s", ClientRequest::Sessions),
+            ClientFrame::new(ClientRequest::Abort {
+                session_id: session,
+                run_id: Some("r1".into()),
+            }),
+            ClientFrame::with_id("srv-1", ClientRequest::Heartbeat),
+            ClientFrame::new(ClientRequest::Subscribe { topics: vec![Topic::Activity] }),
+            ClientFrame::new(ClientRequest::Unsubscribe { topics: Topic::ALL.to_vec() }),
+        ] {
+            let mut expected = frame.clone();
+            if let ClientRequest::Chat { client_id, .. } = &frame.request {
+                expected.id = Some(client_id.to_string());
+            }
+            assert_eq!(decode_client_frame(&frame.to_json()), Ok(expected));
+        }
     }
 
     #[test]

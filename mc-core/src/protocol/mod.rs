@@ -1,13 +1,14 @@
 //! The wire protocols as data: frames in, frames out, no sockets, no clock.
 //!
 //! - [`client`]: what users send on their sockets (SPEC §6), and its decoder.
-//! - [`server`]: what the relay sends them.
+//! - [`server`]: what the relay sends them; [`server_decode`] reads it back (for clients).
 //! - [`gateway`]: the gateway link (SPEC §7.1): the relay's auth and heartbeat frames, then
 //!   OpenClaw protocol v4.
 
 pub mod client;
 pub mod gateway;
 pub mod server;
+pub mod server_decode;
 
 pub use client::{ClientFrame, ClientRequest, ResumePoint, Topic, decode_client_frame};
 pub use gateway::{ChatEvent, ChatState, GatewayInbound, decode_gateway_frame};
@@ -15,6 +16,7 @@ pub use server::{
     AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
     SessionInfo, answers_server_heartbeat,
 };
+pub use server_decode::decode_server_frame;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

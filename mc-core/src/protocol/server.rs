@@ -1,7 +1,9 @@
 //! What the relay sends on users' sockets (SPEC §6): [`ServerFrame`] and the types it carries,
 //! rendered as JSON text once and shared by every connection that receives it.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Topic;
@@ -20,7 +22,7 @@ pub fn answers_server_heartbeat(id: Option<&str>) -> bool {
 }
 
 /// Why the socket's authentication failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthFailure {
     /// Not a token this relay accepts.
@@ -34,7 +36,7 @@ pub enum AuthFailure {
 }
 
 /// Error codes of `error` frames (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Unparseable or invalid frame; the message says what.
@@ -62,7 +64,7 @@ pub enum ErrorCode {
 }
 
 /// An assignment as `auth_ok` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssignmentInfo {
     /// The agent.
     pub agent_id: AgentId,
@@ -73,12 +75,12 @@ pub struct AssignmentInfo {
     /// `online`, `offline`, `pending`, `error` (the gateway's), or `gone` (the agent's).
     pub status: String,
     /// Optional board.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board_name: Option<String>,
 }
 
 /// A session as `sessions` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session.
     pub session_id: SessionId,
@@ -93,7 +95,7 @@ pub struct SessionInfo {
 }
 
 /// A stored message as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Its session.
     pub session_id: SessionId,
@@ -106,10 +108,10 @@ pub struct ChatMessage {
     /// Its position.
     pub seq: u64,
     /// The agent run, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// The client's id for it, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<Uuid>,
     /// When it was stored.
     pub created_at: Timestamp,
@@ -180,7 +182,7 @@ pub enum ServerFrame {
     /// Something happened.
     System {
         /// What: `agent_offline`, `agent_online`, `session_closed`, …
-        event: &'static str,
+        event: Cow<'static, str>,
         /// The agent concerned.
         agent_id: Option<AgentId>,
         /// The session concerned.
@@ -197,7 +199,7 @@ pub enum ServerFrame {
         /// The run.
         run_id: String,
         /// What it is doing.
-        phase: &'static str,
+        phase: Cow<'static, str>,
         /// OpenClaw's words for it.
         detail: Option<String>,
     },
@@ -406,8 +408,12 @@ mod tests {
             serde_json::json!({"type":"error","id":"r1","payload":{"code":"RATE_LIMITED","message":"slow down","retry_after_ms":50}})
         );
         let sys: serde_json::Value = serde_json::from_str(
-            &ServerFrame::System { event: "agent_offline", agent_id: None, session_id: None }
-                .to_json(),
+            &ServerFrame::System {
+                event: "agent_offline".into(),
+                agent_id: None,
+                session_id: None,
+            }
+            .to_json(),
         )
         .unwrap();
         assert_eq!(sys, serde_json::json!({"type":"system","payload":{"event":"agent_offline"}}));

@@ -137,8 +137,11 @@ impl Core {
         for a in assignments {
             self.publish_user(a.user_id, BusMessage::InvalidateUser).await;
             if let Some(event) = event {
-                let frame =
-                    ServerFrame::System { event, agent_id: Some(a.agent_id), session_id: None };
+                let frame = ServerFrame::System {
+                    event: event.into(),
+                    agent_id: Some(a.agent_id),
+                    session_id: None,
+                };
                 self.send_to_user(a.user_id, &frame, None, None).await;
             }
         }

@@ -230,7 +230,7 @@ impl Core {
             agent_id: send.agent_id,
             session_id: send.session_id,
             run_id: id.to_string(),
-            phase,
+            phase: phase.into(),
             detail,
         };
         self.send_to_user(send.user_id, &frame, None, None).await;

@@ -1,0 +1,213 @@
+//! The connection task: connect, authenticate, resume, flush the outbox, read frames, and on
+//! a drop wait (backoff with full jitter) and do it again, until stopped or closed for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mc_core::protocol::client::MAX_RESUME_SESSIONS;
+use mc_core::protocol::{
+    AssignmentInfo, AuthFailure, ClientFrame, ClientRequest, ServerFrame, decode_server_frame,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::Inner;
+use super::backoff::{Backoff, random_unit};
+use super::net::{Incoming, Socket};
+use super::state::Command;
+use super::types::{ClientError, CloseReason, ConnectionState};
+
+/// How long the relay may take to answer `auth`.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// After a network change, how long a connected socket has to show it still works.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How one connection ended.
+enum Ended {
+    /// The app called `disconnect`.
+    Stopped,
+    /// The relay refused the token (4001, `auth_error`).
+    Unauthorized,
+    /// The account may not connect (4003, suspended).
+    Forbidden,
+    /// Dropped, closed 1012/1013, or failed to open: reconnect after a backoff.
+    Dropped(String),
+}
+
+/// Runs until `disconnect` or a final close.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    run: u64,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut backoff = Backoff::new();
+    let mut refreshed = false;
+    loop {
+        let ended = connection(&inner, &mut commands, &mut backoff, &mut refreshed).await;
+        let wait = match ended {
+            Ended::Stopped => break inner.stopped(run, ConnectionState::Disconnected, None),
+            Ended::Forbidden => {
+                let err = ClientError::Forbidden("the account may not connect".into());
+                break inner.stopped(run, closed(CloseReason::Forbidden), Some(err));
+            }
+            Ended::Unauthorized if refreshed => {
+                let err =
+                    ClientError::Unauthenticated("the relay refused the refreshed token".into());
+                break inner.stopped(run, closed(CloseReason::AuthFailed), Some(err));
+            }
+            Ended::Unauthorized => {
+                refreshed = true;
+                match inner.refresh().await {
+                    Ok(()) => continue,
+                    Err(
+                        ClientError::Network(_) | ClientError::Timeout | ClientError::Http { .. },
+                    ) => {
+                        // The relay is unreachable: try the refresh again later.
+                        refreshed = false;
+                        backoff.next_delay(random_unit())
+                    }
+                    Err(err) => {
+                        break inner.stopped(run, closed(CloseReason::AuthFailed), Some(err));
+                    }
+                }
+            }
+            Ended::Dropped(why) => {
+                tracing::debug!(%why, "relay connection dropped");
+                backoff.next_delay(random_unit())
+            }
+        };
+        inner.set_state(ConnectionState::Disconnected);
+        let until = Instant::now() + wait;
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            command = commands.recv() => match command {
+                Some(Command::NetworkChanged) => backoff.reset(),
+                Some(Command::Stop) | None => {
+                    return inner.stopped(run, ConnectionState::Disconnected, None);
+                }
+            },
+        }
+    }
+}
+
+fn closed(reason: CloseReason) -> ConnectionState {
+    ConnectionState::Closed { reason }
+}
+
+fn close_code(code: Option<u16>) -> Ended {
+    match code {
+        Some(4001) => Ended::Unauthorized,
+        Some(4003) => Ended::Forbidden,
+        other => Ended::Dropped(format!(
+            "closed ({})",
+            other.map_or("no code".into(), |c| c.to_string())
+        )),
+    }
+}
+
+async fn connection(
+    inner: &Arc<Inner>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    backoff: &mut Backoff,
+    refreshed: &mut bool,
+) -> Ended {
+    inner.set_state(ConnectionState::Connecting);
+    let Some(token) = inner.access_token() else {
+        return Ended::Unauthorized;
+    };
+    let mut socket = tokio::select! {
+        opened = inner.backend.open() => match opened {
+            Ok(socket) => socket,
+            Err(err) => return Ended::Dropped(err.to_string()),
+        },
+        command = commands.recv() => if let Some(Command::NetworkChanged) = command {
+            return Ended::Dropped("network changed while connecting".into());
+        } else {
+            return Ended::Stopped;
+        },
+    };
+    let auth = ClientFrame::new(ClientRequest::Auth { token: token.into() }).to_json();
+    if let Err(err) = socket.send(auth).await {
+        return Ended::Dropped(err.to_string());
+    }
+    let (heartbeat, agents) =
+        match tokio::time::timeout(AUTH_TIMEOUT, authenticated(socket.as_mut())).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(ended)) => return ended,
+            Err(_) => return Ended::Dropped("no answer to auth".into()),
+        };
+    backoff.reset();
+    *refreshed = false;
+    let heartbeat = Duration::from_secs(heartbeat.max(1));
+    let epoch = inner.epoch();
+    inner.lock().assignments = agents;
+    inner.set_state(ConnectionState::Connected);
+
+    // Catch up on every known session, then send what waits.
+    let points = inner.lock().tracker.resume_points();
+    for chunk in points.chunks(MAX_RESUME_SESSIONS) {
+        let frame = ClientFrame::new(ClientRequest::Resume { sessions: chunk.to_vec() }).to_json();
+        if let Err(err) = socket.send(frame).await {
+            return Ended::Dropped(err.to_string());
+        }
+    }
+    let mut deadline = Instant::now() + heartbeat * 3;
+    loop {
+        let frames = inner.lock().unsent(epoch);
+        for frame in frames {
+            if let Err(err) = socket.send(frame).await {
+                return Ended::Dropped(err.to_string());
+            }
+        }
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Incoming::Text(text) => {
+                    deadline = Instant::now() + heartbeat * 3;
+                    if let Some(answer) = inner.on_frame(&text) && let Err(err) = socket.send(answer).await {
+                        return Ended::Dropped(err.to_string());
+                    }
+                }
+                Incoming::Closed(code) => return close_code(code),
+            },
+            () = inner.wake.notified() => {}
+            command = commands.recv() => match command {
+                Some(Command::NetworkChanged) => {
+                    // Is the link still there? A working relay answers a heartbeat at once.
+                    backoff.reset();
+                    let probe = ClientFrame::with_id("probe", ClientRequest::Heartbeat).to_json();
+                    if socket.send(probe).await.is_err() {
+                        return Ended::Dropped("network changed".into());
+                    }
+                    deadline = deadline.min(Instant::now() + PROBE_TIMEOUT);
+                }
+                Some(Command::Stop) | None => {
+                    socket.close().await;
+                    return Ended::Stopped;
+                }
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                return Ended::Dropped("the relay went silent".into());
+            }
+        }
+    }
+}
+
+/// Waits for `auth_ok` (returning the heartbeat interval and the user's agents) or the
+/// refusal.
+async fn authenticated(socket: &mut dyn Socket) -> Result<(u64, Vec<AssignmentInfo>), Ended> {
+    loop {
+        match socket.recv().await {
+            Incoming::Text(text) => match decode_server_frame(&text) {
+                Ok(ServerFrame::AuthOk { heartbeat_interval_seconds, assignments, .. }) => {
+                    return Ok((heartbeat_interval_seconds, assignments));
+                }
+                Ok(ServerFrame::AuthError { reason: AuthFailure::Suspended }) => {
+                    return Err(Ended::Forbidden);
+                }
+                Ok(ServerFrame::AuthError { .. }) => return Err(Ended::Unauthorized),
+                _ => continue,
+            },
+            Incoming::Closed(code) => return Err(close_code(code)),
+        }
+    }
+}
