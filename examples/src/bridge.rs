@@ -79,9 +79,11 @@ pub struct BridgeSettings {
     pub reconnect_max: Duration,
     /// Heartbeat period; `None` uses what the relay says in `auth_ok`.
     pub heartbeat_every: Option<Duration>,
+    /// PEM CA certificates to trust for a `wss://` relay besides the Mozilla roots.
+    pub relay_ca_pem: Option<String>,
 }
 
-mc_core::debug_redacted!(BridgeSettings { relay_ws_url, reconnect_base, reconnect_max, heartbeat_every } secret { relay_token });
+mc_core::debug_redacted!(BridgeSettings { relay_ws_url, reconnect_base, reconnect_max, heartbeat_every, relay_ca_pem } secret { relay_token });
 
 impl BridgeSettings {
     /// Settings with the default timers.
@@ -92,6 +94,7 @@ impl BridgeSettings {
             reconnect_base: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(10),
             heartbeat_every: None,
+            relay_ca_pem: None,
         }
     }
 }
@@ -175,8 +178,23 @@ async fn session(
 ) -> SessionEnd {
     let started = Instant::now();
     let dropped = || SessionEnd::Dropped(started.elapsed());
-    let connect =
-        tokio_tungstenite::connect_async_with_config(settings.relay_ws_url.as_str(), None, true);
+    let connector = if settings.relay_ws_url.starts_with("wss://") {
+        match mc_transport_ws::client::tls_config(settings.relay_ca_pem.as_deref()) {
+            Ok(config) => Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(config))),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot set up TLS for the relay");
+                return SessionEnd::Unauthorized;
+            }
+        }
+    } else {
+        None
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        settings.relay_ws_url.as_str(),
+        None,
+        true,
+        connector,
+    );
     let mut socket = tokio::select! {
         connected = connect => match connected {
             Ok((socket, _)) => socket,

@@ -162,14 +162,18 @@ pub fn print_instructions(setup: &DemoSetup, address: SocketAddr) {
     println!();
 }
 
-/// Links the in-process echo gateway to this server once it listens on `address`.
+/// Links the in-process echo gateway to this server once it listens on `address` (over
+/// `wss://` trusting `tls_cert_pem`, the server's own certificate, when it serves TLS).
 pub fn start_gateway(
     setup: &DemoSetup,
     address: SocketAddr,
+    tls_cert_pem: Option<String>,
     stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let url = format!("ws://{address}/ws/gateway/{}/relay", setup.gateway_id);
-    let settings = BridgeSettings::new(url, setup.relay_token.clone());
+    let scheme = if tls_cert_pem.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{address}/ws/gateway/{}/relay", setup.gateway_id);
+    let mut settings = BridgeSettings::new(url, setup.relay_token.clone());
+    settings.relay_ca_pem = tls_cert_pem;
     tokio::spawn(async move {
         let backend = bridge::Backend::Echo(EchoAgent::new(Duration::from_millis(60)));
         let end = bridge::run(&settings, backend, stopped).await;

@@ -126,14 +126,24 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let app = mc_transport_ws::server::app_with(relay.clone(), http)
         .merge(metrics::routes(prometheus, store.shared()));
 
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            Some(mc_transport_ws::server::tls::acceptor(&read(cert)?, &read(key)?)?)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     let database = super::settings::redacted_url(&settings.database);
-    tracing::info!(%address, %database, "mc-server listening");
+    tracing::info!(%address, %database, tls = tls.is_some(), "mc-server listening");
     // A stable line for scripts (and the end-to-end tests).
-    println!("listening on http://{address}");
+    println!("listening on {scheme}://{address}");
 
     let (stop, stopped) = watch::channel(false);
     let sweeper = {
@@ -148,7 +158,11 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let demo_gateway = match demo_setup {
         Some(setup) => {
             demo::print_instructions(&setup, address);
-            Some(demo::start_gateway(&setup, address, stopped.clone()))
+            let cert = match &settings.tls {
+                Some((cert, _)) => Some(std::fs::read_to_string(cert)?),
+                None => None,
+            };
+            Some(demo::start_gateway(&setup, address, cert, stopped.clone()))
         }
         None => None,
     };
@@ -157,7 +171,7 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
         let relay = relay.clone();
         let stop = stop.clone();
         let mut stopped = stopped.clone();
-        tokio::spawn(mc_transport_ws::server::serve(listener, app, async move {
+        tokio::spawn(mc_transport_ws::server::serve_tls(listener, app, tls, async move {
             tokio::select! {
                 signal = shutdown_signal() => {
                     tracing::info!(signal, "shutting down: closing sockets with 1012");

@@ -108,6 +108,12 @@ pub struct ServeArgs {
     /// Also create a demo organization, admin, user and in-process echo gateway, and print how to chat.
     #[arg(long, env = "MC_DEMO", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
+    /// Serve https/wss with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "MC_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MC_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -140,6 +146,8 @@ struct FileSettings {
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<String>,
     demo: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// How logs are written.
@@ -182,6 +190,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Run the demo.
     pub demo: bool,
+    /// Serve TLS with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn positive(
@@ -420,6 +430,16 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(shutdown),
             log_format,
             demo: pick!(demo).unwrap_or(false),
+            tls: match (pick!(tls_cert), pick!(tls_key)) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(bad("tls-key", "MC_TLS_KEY", "is required with --tls-cert"));
+                }
+                (None, Some(_)) => {
+                    return Err(bad("tls-cert", "MC_TLS_CERT", "is required with --tls-key"));
+                }
+            },
         })
     }
 

@@ -55,6 +55,7 @@ pub use types::{
 };
 
 use net::Backend;
+pub use net::tls_config;
 use state::{Command, Pending, Request, Shared};
 
 /// How long `history`, `sessions` and `abort` wait (for a connection, then the answer).

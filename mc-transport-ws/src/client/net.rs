@@ -50,7 +50,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
 /// A TLS configuration trusting the Mozilla roots (webpki-roots) and any CA certificates in
 /// `ca_pem` (a private CA, or a self-signed server certificate).
-pub(crate) fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ClientError> {
+pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ClientError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

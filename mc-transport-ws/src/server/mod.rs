@@ -36,6 +36,7 @@ mod outbound_routes;
 mod pre_auth;
 mod registry_routes;
 mod serve;
+pub mod tls;
 mod views;
 mod ws_gateway;
 mod ws_user;
@@ -131,7 +132,7 @@ impl HttpConfig {
     }
 }
 
-pub use serve::{DRAIN_LIMIT, HEADER_TIMEOUT, REQUEST_TIMEOUT, serve};
+pub use serve::{DRAIN_LIMIT, HEADER_TIMEOUT, REQUEST_TIMEOUT, serve, serve_tls};
 
 /// The relay's HTTP API and sockets over `relay`, with default settings.
 pub fn app(relay: Relay) -> Router {

@@ -36,6 +36,17 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls(listener, app, None, shutdown).await
+}
+
+/// [`serve`], speaking TLS (`https`, `wss`) when given an acceptor (see
+/// [`super::tls::acceptor`]). A client has [`HEADER_TIMEOUT`] for its TLS handshake.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop, stopping) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -56,8 +67,42 @@ pub async fn serve(
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
         let app = app.clone();
-        let mut stopping = stopping.clone();
+        let stopping = stopping.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
+            match tls {
+                None => serve_connection(tcp, peer, app, stopping).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, stopping).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, %peer, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+        // Forget finished connections as we go.
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = stop.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection until it ends or the server
+/// stops (then gracefully).
+async fn serve_connection<Io>(
+    io: Io,
+    peer: std::net::SocketAddr,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
             let service =
                 hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
@@ -70,7 +115,7 @@ pub async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
@@ -84,13 +129,8 @@ pub async fn serve(
                     let _ = connection.await;
                 }
             }
-        });
-        // Forget finished connections as we go.
-        while connections.try_join_next().is_some() {}
+        }
     }
-    let _ = stop.send(true);
-    while connections.join_next().await.is_some() {}
-    Ok(())
 }
 
 /// Bounds every request: an oversized announced body is read away and answered 413; a
