@@ -26,6 +26,15 @@ pub mod proxy;
 pub mod server;
 pub mod testbed;
 
+/// An HTTP client for `http://` and `https://` (Mozilla roots). reqwest is built without a
+/// TLS crypto provider of its own (so mc-ffi links only `ring`); this installs `ring` as the
+/// process's default first.
+pub fn http_client() -> reqwest::Client {
+    // Already installed (by an earlier call) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Random bytes from the OS.
 pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut bytes = [0u8; N];

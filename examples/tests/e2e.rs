@@ -84,7 +84,7 @@ async fn server_gateway_and_user_as_separate_processes() {
     let mut gateway = start_gateway(&config, &state);
 
     // The gateway registers and links; the admin CLI assigns its agent to alice.
-    let http = reqwest::Client::new();
+    let http = examples::http_client();
     let admin_token = login(&http, &base, "admin", "admin-password").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (agent_id, gateway_id) = loop {
@@ -349,7 +349,7 @@ async fn no_secret_reaches_a_debug_log() {
     .unwrap();
     let server_log = dir.path().join("server.log");
     let (_server, base) = start_server_logging(&db, &server_log);
-    let http = reqwest::Client::new();
+    let http = examples::http_client();
     let mut secrets: Vec<String> = vec![admin_password.into(), alice_password.into()];
 
     // Sign-ins, a refresh, an admin-made registration token.

@@ -26,7 +26,7 @@ async fn the_embed_example_serves_both_apps() {
             break url.to_owned();
         }
     };
-    let http = reqwest::Client::new();
+    let http = examples::http_client();
     let mine = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(mine.starts_with("my app"), "{mine}");
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);

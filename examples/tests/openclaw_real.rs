@@ -175,7 +175,7 @@ async fn relay(extra: &[&str]) -> TestRelay {
     ))
     .unwrap();
     let (server, base) = start_server_with(&db, extra);
-    let http = reqwest::Client::new();
+    let http = examples::http_client();
     let admin_token = login(&http, &base, "admin", "admin-password").await;
     TestRelay {
         dir,

@@ -339,7 +339,7 @@ pub static PHASES: Phases = Phases(std::sync::Mutex::new([Duration::ZERO; 3]));
 
 /// `n` sign-ins at once of the storm users, over HTTP; the time they all took.
 pub async fn sign_in_storm(base: &str, org: &str, n: usize) -> anyhow::Result<Duration> {
-    let http = reqwest::Client::new();
+    let http = crate::http_client();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {

@@ -190,7 +190,7 @@ async fn register(
     backend: &Backend,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<State>> {
-    let http = reqwest::Client::new();
+    let http = examples::http_client();
     let url = format!(
         "{}/api/v1/gateway-registry/register",
         config.mission_control.api_server.trim_end_matches('/')

@@ -18,6 +18,8 @@ use super::types::{ClientError, Tokens};
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest frame the client reads (the relay's own limit is 64 KiB by default).
 const MAX_FRAME: usize = 4 << 20;
+/// How much the socket reads at a time.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// What a socket yields.
 #[derive(Debug)]
@@ -53,9 +55,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
 pub fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ClientError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // The Mozilla roots, parsed once per process and shared by every client (~100 KiB).
+    static MOZILLA: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    let mozilla = MOZILLA.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Arc::new(roots)
+    });
+    let mut roots = Arc::clone(mozilla);
     if let Some(pem) = ca_pem {
+        let roots = Arc::make_mut(&mut roots);
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| ClientError::InvalidInput(format!("ca_pem: {e}")))?;
@@ -106,7 +115,11 @@ impl NetBackend {
         } else {
             Box::new(tcp)
         };
+        // Small buffers: an idle client should cost kilobytes (tungstenite reads 128 KiB at
+        // a time by default).
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
             .max_frame_size(Some(MAX_FRAME))
             .max_message_size(Some(MAX_FRAME));
         let (ws, _) =

@@ -94,7 +94,11 @@ impl TestServer {
             services,
             relay,
             clock,
-            http: reqwest::Client::new(),
+            http: {
+                // reqwest has no TLS provider of its own here (see examples::http_client).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::new()
+            },
             org,
             admin: dummy_user(),
             admin_token: String::new(),
