@@ -221,6 +221,12 @@ fn bad_settings_exit_2_and_name_the_setting() {
         (vec!["serve", "--max-frame-bytes", "0"], "MC_MAX_FRAME_BYTES"),
         (vec!["serve", "--redis", "redis://127.0.0.1:6379"], "MC_REDIS_URL"),
         (vec!["serve", "--no-such-flag"], "--no-such-flag"),
+        (vec!["serve", "--tls-cert", "cert.pem"], "MC_TLS_KEY"),
+        (
+            vec!["serve", "--tls-cert", "/no/such/cert.pem", "--tls-key", "/no/key.pem"],
+            "MC_TLS_CERT",
+        ),
+        (vec!["serve", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"], "MC_TLS_CERT"),
     ] {
         let out = Command::new(SERVER).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

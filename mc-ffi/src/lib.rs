@@ -200,7 +200,8 @@ impl McClient {
     }
 
     /// Sends `content` to `agent_id`; an empty `session_id` starts a session. Resolves once
-    /// the relay stored the message (it is queued while offline).
+    /// the relay stored the message (it is queued while offline). Messages go out in the
+    /// order of these calls.
     pub async fn send_message(
         &self,
         agent_id: String,
@@ -212,10 +213,9 @@ impl McClient {
             None | Some("") => None,
             Some(text) => Some(parse("session_id", text)?),
         };
-        let client = self.client.clone();
-        on_runtime(async move { client.send_message(agent, session, &content).await })
-            .await
-            .map(SendReceipt::from)
+        // Queued before the first await: messages go out in the order the app sent them.
+        let queued = self.client.queue_message(agent, session, &content)?;
+        on_runtime(queued).await.map(SendReceipt::from)
     }
 
     /// Up to `limit` (1–200) messages of `session_id` before `before_seq` (the newest when

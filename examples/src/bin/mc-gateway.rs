@@ -63,8 +63,25 @@ struct MissionControl {
     api_server: String,
     organization_id: String,
     registration_token: String,
+    /// A PEM CA certificate to trust for an `https` relay besides the Mozilla roots.
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
 }
-mc_core::debug_redacted!(MissionControl { api_server, organization_id } secret { registration_token });
+mc_core::debug_redacted!(MissionControl { api_server, organization_id, ca_file } secret { registration_token });
+
+impl MissionControl {
+    /// The CA certificates of `ca_file`, if set.
+    fn ca_pem(&self) -> anyhow::Result<Option<String>> {
+        self.ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path).with_context(|| {
+                    format!("mission_control.ca_file: cannot read {}", path.display())
+                })
+            })
+            .transpose()
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,7 +207,9 @@ async fn register(
     backend: &Backend,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<State>> {
-    let http = examples::http_client();
+    let tls = mc_transport_ws::client::tls_config(config.mission_control.ca_pem()?.as_deref())
+        .map_err(|e| anyhow::anyhow!("mission_control.ca_file: {e}"))?;
+    let http = reqwest::Client::builder().use_preconfigured_tls(tls).build()?;
     let url = format!(
         "{}/api/v1/gateway-registry/register",
         config.mission_control.api_server.trim_end_matches('/')
@@ -316,6 +335,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut settings =
             BridgeSettings::new(state.relay_ws_url.clone(), state.relay_token.clone());
+        settings.relay_ca_pem = config.mission_control.ca_pem()?;
         if let Some(base) = config.gateway.reconnect_base_interval_seconds {
             settings.reconnect_base = Duration::from_secs_f64(base);
         }

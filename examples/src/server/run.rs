@@ -89,8 +89,15 @@ pub async fn serve(args: ServeArgs) -> i32 {
             return 2;
         }
     };
+    let tls = match load_tls(&settings) {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 2;
+        }
+    };
     init_logging(settings.log_format);
-    match serve_with(settings).await {
+    match serve_with(settings, tls).await {
         Ok(()) => 0,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "mc-server stopped");
@@ -100,7 +107,32 @@ pub async fn serve(args: ServeArgs) -> i32 {
     }
 }
 
-async fn serve_with(settings: Settings) -> anyhow::Result<()> {
+/// The TLS acceptor of `--tls-cert` and `--tls-key`, or why they cannot be used (naming the
+/// setting: a bad file is a configuration error, exit 2).
+fn load_tls(
+    settings: &Settings,
+) -> Result<Option<mc_transport_ws::server::tls::TlsAcceptor>, String> {
+    let Some((cert, key)) = &settings.tls else { return Ok(None) };
+    let read = |path: &std::path::Path, flag: &str, env: &str| {
+        std::fs::read(path).map_err(|e| {
+            format!("invalid setting --{flag} / {env}: cannot read {}: {e}", path.display())
+        })
+    };
+    let cert_pem = read(cert, "tls-cert", "MC_TLS_CERT")?;
+    let key_pem = read(key, "tls-key", "MC_TLS_KEY")?;
+    mc_transport_ws::server::tls::acceptor(&cert_pem, &key_pem).map(Some).map_err(|e| {
+        let (flag, env) = match e {
+            mc_transport_ws::server::tls::TlsError::Key(_) => ("tls-key", "MC_TLS_KEY"),
+            _ => ("tls-cert", "MC_TLS_CERT"),
+        };
+        format!("invalid setting --{flag} / {env}: {e}")
+    })
+}
+
+async fn serve_with(
+    settings: Settings,
+    tls: Option<mc_transport_ws::server::tls::TlsAcceptor>,
+) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
     let store =
         OpenStore::open_with(&settings.database, settings.sqlite_synchronous).await.with_context(
@@ -126,15 +158,6 @@ async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let app = mc_transport_ws::server::app_with(relay.clone(), http)
         .merge(metrics::routes(prometheus, store.shared()));
 
-    let tls = match &settings.tls {
-        Some((cert, key)) => {
-            let read = |path: &std::path::Path| {
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-            };
-            Some(mc_transport_ws::server::tls::acceptor(&read(cert)?, &read(key)?)?)
-        }
-        None => None,
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use mc_core::protocol::{
+    ClientFrame, ClientRequest, SERVER_HEARTBEAT_PREFIX, ServerFrame, decode_server_frame,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -157,15 +160,17 @@ pub async fn next(ws: &mut Ws) -> Result<Value, u16> {
             .expect("a frame in time")
         {
             Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "heartbeat"
-                    && v["id"].as_str().is_some_and(|id| id.starts_with("srv-"))
+                // Read with the clients' decoder: the relay must never send what it cannot read.
+                let decoded = decode_server_frame(&t)
+                    .unwrap_or_else(|e| panic!("a frame clients cannot read ({e}): {t}"));
+                if let ServerFrame::Heartbeat { id: Some(id) } = &decoded
+                    && id.starts_with(SERVER_HEARTBEAT_PREFIX)
                 {
-                    let answer = json!({ "type": "heartbeat", "id": v["id"] });
-                    let _ = ws.send(Message::Text(answer.to_string().into())).await;
+                    let answer = ClientFrame::with_id(id.clone(), ClientRequest::Heartbeat);
+                    let _ = ws.send(Message::Text(answer.to_json().into())).await;
                     continue;
                 }
-                return Ok(v);
+                return Ok(serde_json::from_str(&t).unwrap());
             }
             Some(Ok(Message::Close(c))) => return Err(c.map_or(1005, |c| c.code.into())),
             Some(Ok(_)) => continue,

@@ -146,8 +146,10 @@ def test_access_token_expiry_is_refreshed_without_the_app_noticing():
         client.set_listener(recorder)
         asyncio.run(client.sign_in("", "alice", server.alice_password))
         agent = connected(client, recorder)
-        recorder.wait(lambda: len(recorder.tokens) >= 2, timeout=30, what="refreshed tokens")
+        recorder.wait(lambda: len(recorder.tokens) >= 3, timeout=30, what="refreshed tokens")
         assert recorder.tokens[-1] != recorder.tokens[0]
+        # Refreshed before expiry, the open socket was extended: it never dropped.
+        assert not any(s.is_disconnected() for s in recorder.states[1:]), recorder.states
         recorder.wait(lambda: client.state().is_connected(), what="connected again")
         receipt = asyncio.run(client.send_message(agent, None, "after the refresh"))
         recorder.wait(lambda: agent_replies(recorder, receipt.session_id), what="the reply")

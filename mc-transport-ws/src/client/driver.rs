@@ -21,6 +21,27 @@ use super::types::{ClientError, CloseReason, ConnectionState};
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 /// After a network change, how long a connected socket has to show it still works.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed early refresh, when to try again.
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
+
+/// When to refresh `access` early, so the open socket is extended (`auth` → `auth_extended`)
+/// instead of closed at expiry: at 80 % of its lifetime, read from its `iat` and `exp` claims.
+/// `None` for a token that is not a JWT with both (the relay's 4001 then asks for it).
+fn refresh_due(access: &str) -> Option<Instant> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Lifetime {
+        iat: i64,
+        exp: i64,
+    }
+    let claims = access.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).ok()?;
+    let Lifetime { iat, exp } = serde_json::from_slice(&json).ok()?;
+    let due = iat.checked_add((exp.checked_sub(iat)?).max(0) * 4 / 5)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let wait = u64::try_from(due).ok()?.saturating_sub(now);
+    Some(Instant::now() + Duration::from_secs(wait))
+}
 
 /// How one connection ended.
 enum Ended {
@@ -115,6 +136,7 @@ async fn connection(
     let Some(token) = inner.access_token() else {
         return Ended::Unauthorized;
     };
+    let first_refresh = refresh_due(&token);
     let mut socket = tokio::select! {
         opened = inner.backend.open() => match opened {
             Ok(socket) => socket,
@@ -152,6 +174,7 @@ async fn connection(
         }
     }
     let mut deadline = Instant::now() + heartbeat * 3;
+    let mut refresh_at = first_refresh;
     loop {
         let frames = inner.lock().unsent(epoch);
         for frame in frames {
@@ -188,7 +211,41 @@ async fn connection(
             () = tokio::time::sleep_until(deadline) => {
                 return Ended::Dropped("the relay went silent".into());
             }
+            () = sleep_until_some(refresh_at) => {
+                // Refresh early and extend this socket with the new token.
+                refresh_at = match inner.refresh().await {
+                    Ok(()) => match inner.access_token() {
+                        Some(token) => {
+                            let extend = ClientFrame::with_id(
+                                "extend",
+                                ClientRequest::Auth { token: token.clone().into() },
+                            );
+                            if let Err(err) = socket.send(extend.to_json()).await {
+                                return Ended::Dropped(err.to_string());
+                            }
+                            refresh_due(&token)
+                        }
+                        None => None,
+                    },
+                    Err(ClientError::Network(_) | ClientError::Timeout | ClientError::Http { .. }) => {
+                        Some(Instant::now() + REFRESH_RETRY)
+                    }
+                    // Refused: the relay closes the socket at expiry and the 4001 path decides.
+                    Err(err) => {
+                        tracing::debug!(error = %err, "early token refresh refused");
+                        None
+                    }
+                };
+            }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

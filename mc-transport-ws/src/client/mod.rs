@@ -78,6 +78,27 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// A message in the outbox: resolves with its receipt once acked, or with the relay's error
+/// for it.
+#[derive(Debug)]
+pub struct QueuedMessage {
+    receiver: oneshot::Receiver<Result<SendReceipt, ClientError>>,
+}
+
+impl Future for QueuedMessage {
+    type Output = Result<SendReceipt, ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.receiver).poll(cx).map(|answer| {
+            answer
+                .unwrap_or_else(|_| Err(ClientError::NotConnected("the client was dropped".into())))
+        })
+    }
+}
+
 /// The state the client and its connection task share.
 pub(crate) struct Inner {
     shared: Mutex<Shared>,
@@ -384,6 +405,18 @@ impl McClient {
         session_id: Option<SessionId>,
         content: &str,
     ) -> Result<SendReceipt, ClientError> {
+        self.queue_message(agent_id, session_id, content)?.await
+    }
+
+    /// Puts the message in the outbox now (messages go out in the order they are queued)
+    /// and returns what resolves with its receipt: [`McClient::send_message`] in two steps,
+    /// for callers that must fix the order before they wait.
+    pub fn queue_message(
+        &self,
+        agent_id: AgentId,
+        session_id: Option<SessionId>,
+        content: &str,
+    ) -> Result<QueuedMessage, ClientError> {
         if content.trim().is_empty() {
             return Err(ClientError::InvalidInput("content: must not be empty".into()));
         }
@@ -404,7 +437,7 @@ impl McClient {
             l.on_outbox(pending);
         }
         self.inner.wake.notify_one();
-        receiver.await.map_err(|_| ClientError::NotConnected("the client was dropped".into()))?
+        Ok(QueuedMessage { receiver })
     }
 
     async fn request(

@@ -23,7 +23,7 @@ struct Conn {
 
 impl Conn {
     async fn next(&mut self) -> ClientFrame {
-        let text = tokio::time::timeout(Duration::from_secs(60), self.from_client.recv())
+        let text = tokio::time::timeout(Duration::from_secs(600), self.from_client.recv())
             .await
             .expect("a frame in time")
             .expect("the socket is open");
@@ -391,4 +391,31 @@ async fn resume_points_advance_only_over_stored_messages_seen() {
         ClientRequest::Resume { sessions: vec![ResumePoint { session_id: session, after_seq: 5 }] }
     );
     assert!(recorder.states.lock().unwrap().contains(&ConnectionState::Connected));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_near_expiry_is_refreshed_and_extends_the_open_socket() {
+    use base64::Engine as _;
+    let (relay, mut conns, client, recorder) = setup();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({ "iat": now, "exp": now + 100 }).to_string();
+    let jwt = format!(
+        "h.{}.s",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes())
+    );
+    client.restore_tokens(&jwt, "refresh-0");
+    client.connect().unwrap();
+    let mut conn = conns.recv().await.unwrap();
+    assert_eq!(conn.auth().await, jwt);
+    conn.auth_ok(AgentId::new());
+    let connected_at = Instant::now();
+    // At 80 % of the lifetime the client refreshes and sends `auth` on the same socket.
+    let extend = conn.next().await;
+    let waited = Instant::now() - connected_at;
+    assert!((Duration::from_secs(75)..=Duration::from_secs(81)).contains(&waited), "{waited:?}");
+    assert_eq!(extend.request, ClientRequest::Auth { token: "access-1".into() });
+    assert_eq!(relay.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(recorder.tokens.lock().unwrap().last().unwrap().access, "access-1");
+    assert!(conns.try_recv().is_err(), "no reconnect: the socket was extended");
+    assert_eq!(client.state(), ConnectionState::Connected);
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use tokio_rustls::TlsAcceptor;
+
 /// Why the certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -39,4 +41,25 @@ pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<tokio_rustls::TlsAcce
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_files_are_named_errors() {
+        let one = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let (cert, key) = (one.cert.pem(), one.signing_key.serialize_pem());
+        assert!(acceptor(cert.as_bytes(), key.as_bytes()).is_ok());
+        assert!(matches!(acceptor(b"junk", key.as_bytes()), Err(TlsError::Certificate(_))));
+        assert!(matches!(acceptor(key.as_bytes(), key.as_bytes()), Err(TlsError::Certificate(_))));
+        assert!(matches!(acceptor(cert.as_bytes(), b"junk"), Err(TlsError::Key(_))));
+        let wrong_key = other.signing_key.serialize_pem();
+        assert!(matches!(
+            acceptor(cert.as_bytes(), wrong_key.as_bytes()),
+            Err(TlsError::Config(_))
+        ));
+    }
 }

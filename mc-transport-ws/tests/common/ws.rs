@@ -60,20 +60,22 @@ impl Client {
     }
 
     /// The next JSON frame (the server's own heartbeats, `srv-…`, skipped), or how the socket
-    /// ended.
+    /// ended. Every frame must also decode with the clients' decoder
+    /// (`decode_server_frame`), so the relay never sends what the SDK cannot read.
     pub async fn next(&mut self) -> Result<Value, Ended> {
         loop {
             let msg =
                 tokio::time::timeout(WAIT, self.socket.next()).await.expect("a frame in time");
             match msg {
                 Some(Ok(Message::Text(text))) => {
-                    let v: Value = serde_json::from_str(&text).unwrap();
-                    if v["type"] == "heartbeat"
-                        && v["id"].as_str().is_none_or(|id| id.starts_with("srv-"))
+                    let decoded = mc_core::protocol::decode_server_frame(&text)
+                        .unwrap_or_else(|e| panic!("a frame clients cannot read ({e}): {text}"));
+                    if let mc_core::protocol::ServerFrame::Heartbeat { id } = &decoded
+                        && mc_core::protocol::answers_server_heartbeat(id.as_deref())
                     {
                         continue;
                     }
-                    return Ok(v);
+                    return Ok(serde_json::from_str(&text).unwrap());
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(Ended::Closed(frame.map_or(1005, |f| f.code.into())));
