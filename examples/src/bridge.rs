@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use mc_core::protocol::{RelayToGateway, decode_relay_frame};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -35,10 +36,10 @@ impl Backend {
         }
     }
 
-    fn handle(&self, request: &Value, out: mpsc::Sender<String>) {
+    fn handle(&self, id: &str, method: &str, params: &Value, out: mpsc::Sender<String>) {
         match self {
-            Backend::Echo(agent) => agent.handle(request, out),
-            Backend::OpenClaw(openclaw) => openclaw.forward(request, out),
+            Backend::Echo(agent) => agent.handle(id, method, params, out),
+            Backend::OpenClaw(openclaw) => openclaw.forward(id, method, params.clone(), out),
         }
     }
 
@@ -215,19 +216,13 @@ async fn session(
     }
     let interval = loop {
         match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let reply: Value = serde_json::from_str(&text).unwrap_or_default();
-                match reply["type"].as_str() {
-                    Some("auth_ok") => {
-                        let secs = reply["payload"]["config"]["heartbeat_interval_seconds"]
-                            .as_u64()
-                            .unwrap_or(30);
-                        break settings.heartbeat_every.unwrap_or(Duration::from_secs(secs.max(1)));
-                    }
-                    Some("auth_error") => return SessionEnd::Unauthorized,
-                    _ => continue,
+            Some(Ok(Message::Text(text))) => match decode_relay_frame(&text) {
+                Ok(RelayToGateway::AuthOk { heartbeat_interval_seconds: secs, .. }) => {
+                    break settings.heartbeat_every.unwrap_or(Duration::from_secs(secs.max(1)));
                 }
-            }
+                Ok(RelayToGateway::AuthError { .. }) => return SessionEnd::Unauthorized,
+                _ => continue,
+            },
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return dropped(),
             Some(Ok(_)) => continue,
         }
@@ -291,9 +286,12 @@ async fn linked(
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
-                    if frame["type"] == "req" {
-                        backend.handle(&frame, out_tx.clone());
+                    match decode_relay_frame(&text) {
+                        Ok(RelayToGateway::Req { id, method, params }) => {
+                            backend.handle(&id, &method, &params, out_tx.clone());
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::debug!(error = %err, "undecodable relay frame ignored"),
                     }
                 }
                 Some(Ok(Message::Close(close))) => {

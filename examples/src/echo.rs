@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mc_core::AgentReport;
+use mc_core::protocol::encode_response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -21,12 +22,8 @@ pub struct EchoAgent {
     finished: Mutex<HashSet<String>>,
 }
 
-fn frame(value: Value) -> String {
-    value.to_string()
-}
-
 fn event(payload: Value) -> String {
-    frame(json!({ "type": "event", "event": "chat", "payload": payload }))
+    json!({ "type": "event", "event": "chat", "payload": payload }).to_string()
 }
 
 impl EchoAgent {
@@ -49,18 +46,19 @@ impl EchoAgent {
         self.running.lock().map_or(0, |r| r.len())
     }
 
-    /// Answers one OpenClaw request frame; every frame to send goes to `out`.
-    pub fn handle(self: &Arc<Self>, request: &Value, out: mpsc::Sender<String>) {
-        let id = request["id"].clone();
-        let params = &request["params"];
+    /// Answers one OpenClaw request (`id`, `method`, `params`); every frame to send goes to
+    /// `out`.
+    pub fn handle(
+        self: &Arc<Self>,
+        id: &str,
+        method: &str,
+        params: &Value,
+        out: mpsc::Sender<String>,
+    ) {
         let reply = |ok: bool, payload: Value| {
-            if ok {
-                frame(json!({ "type": "res", "id": id, "ok": true, "payload": payload }))
-            } else {
-                frame(json!({ "type": "res", "id": id, "ok": false, "error": payload }))
-            }
+            encode_response(id, if ok { Ok(payload) } else { Err(payload) })
         };
-        match request["method"].as_str().unwrap_or_default() {
+        match method {
             "chat.send" => {
                 let (Some(run), Some(key), Some(message)) = (
                     params["idempotencyKey"].as_str(),
@@ -182,10 +180,9 @@ mod tests {
     #[tokio::test]
     async fn streams_then_finals_and_dedupes_runs() {
         let agent = EchoAgent::new(Duration::ZERO);
-        let (tx, mut rx) = mpsc::channel(64);
-        let req = json!({ "type": "req", "id": "1", "method": "chat.send",
-            "params": { "sessionKey": "agent:echo:mc-1", "message": "hi there", "idempotencyKey": "run-1" } });
-        agent.handle(&req, tx.clone());
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let params = json!({ "sessionKey": "agent:echo:mc-1", "message": "hi there", "idempotencyKey": "run-1" });
+        agent.handle("1", "chat.send", &params, tx.clone());
         let mut frames = vec![];
         while let Some(f) = rx.recv().await {
             let v: Value = serde_json::from_str(&f).unwrap();
@@ -207,7 +204,7 @@ mod tests {
             "Echo: hi there"
         );
         tokio::task::yield_now().await;
-        agent.handle(&req, tx);
+        agent.handle("1", "chat.send", &params, tx);
         let again: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
         assert_eq!(again["payload"]["status"], "ok", "the same idempotency key does not run twice");
     }

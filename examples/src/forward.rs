@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mc_core::AgentReport;
+use mc_core::protocol::encode_response;
 use mc_transport_ws::openclaw::{
     CallError, ConnectFailure, ConnectionEvent, OpenClawConnection, OpenClawOptions, agent_reports,
 };
@@ -123,27 +124,29 @@ impl OpenClawBackend {
     }
 
     /// Forwards one relay request and sends the answer, under the relay's id, to `out`.
-    pub fn forward(self: &Arc<Self>, request: &Value, out: mpsc::Sender<String>) {
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let params = request.get("params").cloned().unwrap_or(Value::Null);
+    pub fn forward(
+        self: &Arc<Self>,
+        id: &str,
+        method: &str,
+        params: Value,
+        out: mpsc::Sender<String>,
+    ) {
+        let (id, method) = (id.to_owned(), method.to_owned());
         let backend = self.clone();
         backend.in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let answer = backend.connection.call(&method, params, FORWARD_TIMEOUT).await;
             backend.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let frame = match answer {
-                Ok(payload) => json!({ "type": "res", "id": id, "ok": true, "payload": payload }),
-                Err(CallError::Remote(error)) => {
-                    json!({ "type": "res", "id": id, "ok": false, "error": error })
-                }
-                Err(CallError::Timeout) => json!({ "type": "res", "id": id, "ok": false, "error": {
-                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway did not answer in time" } }),
-                Err(_) => json!({ "type": "res", "id": id, "ok": false, "error": {
+            let answer = match answer {
+                Ok(payload) => Ok(payload),
+                Err(CallError::Remote(error)) => Err(json!(error)),
+                Err(CallError::Timeout) => Err(json!({
+                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway did not answer in time" })),
+                Err(_) => Err(json!({
                     "code": "UNAVAILABLE", "message": "the local OpenClaw gateway is not connected",
-                    "retryable": true, "retryAfterMs": 1000 } }),
+                    "retryable": true, "retryAfterMs": 1000 })),
             };
-            let _ = out.send(frame.to_string()).await;
+            let _ = out.send(encode_response(&id, answer)).await;
         });
     }
 

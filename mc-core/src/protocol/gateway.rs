@@ -159,7 +159,8 @@ pub fn decode_gateway_frame(text: &str) -> Result<GatewayInbound, DecodeError> {
 
 /// A request frame to a gateway.
 pub fn encode_request(id: &str, method: &str, params: &Value) -> String {
-    serde_json::json!({ "type": "req", "id": id, "method": method, "params": params }).to_string()
+    super::RelayToGateway::Req { id: id.into(), method: method.into(), params: params.clone() }
+        .to_json()
 }
 
 /// The state of a run in a `chat` event.

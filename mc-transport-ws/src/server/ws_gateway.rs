@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use mc_core::close_code;
 use mc_core::link::LinkOutbound;
-use mc_core::protocol::gateway::{GatewayInbound, decode_gateway_frame};
+use mc_core::protocol::RelayToGateway;
+use mc_core::protocol::gateway::{GatewayErrorShape, GatewayInbound, decode_gateway_frame};
 use mc_core::{FrameLink, GatewayId};
-use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
@@ -54,8 +54,8 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| run(state, id, ip.map(|ip| ip.to_string()), pass, socket))
 }
 
-async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
-    socket.send(Message::Text(value.to_string().into())).await.is_ok()
+async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+    socket.send(Message::Text(text.into())).await.is_ok()
 }
 
 async fn run(
@@ -91,20 +91,17 @@ async fn run(
     match authenticated {
         Ok(Some(true)) => {}
         Ok(Some(false)) => {
-            send_json(
-                &mut socket,
-                json!({ "type": "auth_error", "payload": { "reason": "invalid_token" } }),
-            )
-            .await;
+            let refused = RelayToGateway::AuthError { reason: "invalid_token".into() };
+            send_text(&mut socket, refused.to_json()).await;
             close(&mut socket, close_code::UNAUTHORIZED, "unknown gateway or wrong relay token")
                 .await;
             return;
         }
         Ok(None) => return,
         Err(_) => {
-            send_json(
+            send_text(
                 &mut socket,
-                json!({ "type": "auth_error", "payload": { "reason": "timeout" } }),
+                RelayToGateway::AuthError { reason: "timeout".into() }.to_json(),
             )
             .await;
             close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
@@ -113,11 +110,9 @@ async fn run(
     }
     drop(pass);
     let interval = state.services.registry().config().interval();
-    let auth_ok = json!({
-        "type": "auth_ok",
-        "payload": { "gateway_id": id, "config": { "heartbeat_interval_seconds": interval.as_secs() } },
-    });
-    if !send_json(&mut socket, auth_ok).await {
+    let auth_ok =
+        RelayToGateway::AuthOk { gateway_id: id, heartbeat_interval_seconds: interval.as_secs() };
+    if !send_text(&mut socket, auth_ok.to_json()).await {
         return;
     }
     let (link, mut outbound) = FrameLink::new(LINK_QUEUE);
@@ -164,11 +159,15 @@ async fn run(
                                 heard_since_touch = false;
                             }
                             Ok(GatewayInbound::Req { id: req, method }) => {
-                                let answer = json!({
-                                    "type": "res", "id": req, "ok": false,
-                                    "error": { "code": "INVALID_REQUEST", "message": format!("the relay serves no method {method:?}") },
-                                });
-                                if !send_json(&mut socket, answer).await { break; }
+                                let answer = RelayToGateway::Res {
+                                    id: req, ok: false, payload: serde_json::Value::Null,
+                                    error: Some(GatewayErrorShape {
+                                        code: "INVALID_REQUEST".into(),
+                                        message: format!("the relay serves no method {method:?}"),
+                                        ..Default::default()
+                                    }),
+                                };
+                                if !send_text(&mut socket, answer.to_json()).await { break; }
                             }
                             Ok(GatewayInbound::Auth { .. }) => {}
                             Err(err) => tracing::debug!(gateway = %id, error = %err, "undecodable gateway frame ignored"),
