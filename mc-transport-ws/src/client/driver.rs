@@ -176,7 +176,10 @@ async fn connection(
     let mut deadline = Instant::now() + heartbeat * 3;
     let mut refresh_at = first_refresh;
     loop {
-        let frames = inner.lock().unsent(epoch);
+        let (frames, retry_at) = {
+            let mut s = inner.lock();
+            (s.unsent(epoch), s.next_retry())
+        };
         for frame in frames {
             if let Err(err) = socket.send(frame).await {
                 return Ended::Dropped(err.to_string());
@@ -193,6 +196,7 @@ async fn connection(
                 Incoming::Closed(code) => return close_code(code),
             },
             () = inner.wake.notified() => {}
+            () = sleep_until_some(retry_at) => {}
             command = commands.recv() => match command {
                 Some(Command::NetworkChanged) => {
                     // Is the link still there? A working relay answers a heartbeat at once.

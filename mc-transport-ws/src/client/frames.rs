@@ -3,7 +3,7 @@
 
 use mc_core::SessionId;
 use mc_core::protocol::{
-    ChatMessage, ClientFrame, ClientRequest, SERVER_HEARTBEAT_PREFIX, ServerFrame,
+    ChatMessage, ClientFrame, ClientRequest, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
     decode_server_frame,
 };
 use uuid::Uuid;
@@ -70,6 +70,9 @@ impl Inner {
                         for a in s.assignments.iter_mut().filter(|a| a.agent_id == agent) {
                             a.status = status.into();
                         }
+                        if status == "online" {
+                            s.agent_back(agent);
+                        }
                     }
                     calls.push(Call::System(SystemEvent {
                         event: event.into_owned(),
@@ -109,7 +112,14 @@ impl Inner {
                 }
                 ServerFrame::Error { id: Some(id), code, message, retry_after_ms } => {
                     let err = ClientError::Relay { code, message, retry_after_ms };
-                    let pending = Uuid::parse_str(&id).ok().and_then(|cid| s.take_pending(cid));
+                    let client_id = Uuid::parse_str(&id).ok();
+                    // Nothing was stored: wait a while for the agent's gateway to come back.
+                    if code == ErrorCode::AgentUnavailable
+                        && client_id.is_some_and(|cid| s.park(cid))
+                    {
+                        return None;
+                    }
+                    let pending = client_id.and_then(|cid| s.take_pending(cid));
                     if let Some(mut pending) = pending {
                         if let Some(w) = pending.waiter.take() {
                             let _ = w.send(Err(err));

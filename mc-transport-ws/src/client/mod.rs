@@ -6,7 +6,9 @@
 //! - **Nothing sent is lost.** `send_message` puts the message in an outbox with its client
 //!   id; it goes out at once when connected, again after every reconnect until the relay
 //!   acks it (the relay answers a repeated id with the same ack, never a second message),
-//!   and the call resolves with the ack's receipt or the relay's error for that message.
+//!   and the call resolves with the ack's receipt or the relay's error for that message. A
+//!   message refused with `AGENT_UNAVAILABLE` (nothing stored) waits for its agent: it is
+//!   sent again on `agent_online` or every 2 s, for up to 30 s after it was queued.
 //!   Cancelling the call does not withdraw the message.
 //! - **Nothing received is missed or doubled.** After every reconnect the client `resume`s
 //!   each session it knows from the last seq below which it has seen everything, and skips
@@ -429,6 +431,8 @@ impl McClient {
                 session_id,
                 content: content.to_owned(),
                 sent_on: None,
+                queued_at: tokio::time::Instant::now(),
+                parked_until: None,
                 waiter: Some(sender),
             });
             (s.outbox.len(), s.listener.clone())

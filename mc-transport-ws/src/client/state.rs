@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use mc_core::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ServerFrame};
 use mc_core::{AgentId, SessionId};
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::tracker::Tracker;
@@ -21,8 +24,18 @@ pub(crate) struct Pending {
     pub(crate) content: String,
     /// The connection it was last written to.
     pub(crate) sent_on: Option<u64>,
+    /// When it was queued (an unavailable agent is waited for up to [`AGENT_WAIT`] from here).
+    pub(crate) queued_at: Instant,
+    /// Refused with `AGENT_UNAVAILABLE`: not sent again before this (or `agent_online`).
+    pub(crate) parked_until: Option<Instant>,
     pub(crate) waiter: Option<oneshot::Sender<Result<SendReceipt, ClientError>>>,
 }
+
+/// How long a queued message waits for its agent to come back (after a relay restart the
+/// gateways relink within seconds) before `send_message` fails with `AGENT_UNAVAILABLE`.
+pub(crate) const AGENT_WAIT: Duration = Duration::from_secs(30);
+/// How often a message waiting for its agent is tried again (besides on `agent_online`).
+pub(crate) const AGENT_RETRY: Duration = Duration::from_secs(2);
 
 impl Pending {
     pub(crate) fn frame(&self) -> String {
@@ -77,8 +90,25 @@ impl Shared {
     /// Frames to write on connection `epoch`: the outbox in order, then requests, each once
     /// per connection. Marks them written.
     pub(crate) fn unsent(&mut self, epoch: u64) -> Vec<String> {
+        let now = Instant::now();
         let mut frames = Vec::new();
-        for p in self.outbox.iter_mut().filter(|p| p.sent_on != Some(epoch)) {
+        // A message waiting for its agent holds back the later ones to that agent (order).
+        let mut waiting: Vec<AgentId> = Vec::new();
+        for p in self.outbox.iter_mut() {
+            match p.parked_until {
+                Some(until) if until > now => {
+                    waiting.push(p.agent_id);
+                    continue;
+                }
+                Some(_) => {
+                    p.parked_until = None;
+                    p.sent_on = None;
+                }
+                None => {}
+            }
+            if waiting.contains(&p.agent_id) || p.sent_on == Some(epoch) {
+                continue;
+            }
             p.sent_on = Some(epoch);
             frames.push(p.frame());
         }
@@ -103,6 +133,33 @@ impl Shared {
             }
         }
         frames
+    }
+
+    /// When the next message waiting for its agent is due again.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.outbox.iter().filter_map(|p| p.parked_until).min()
+    }
+
+    /// `agent_online`: messages waiting for `agent` are due now.
+    pub(crate) fn agent_back(&mut self, agent: AgentId) {
+        let now = Instant::now();
+        for p in self.outbox.iter_mut().filter(|p| p.agent_id == agent && p.parked_until.is_some())
+        {
+            p.parked_until = Some(now);
+        }
+    }
+
+    /// `AGENT_UNAVAILABLE` for `client_id`: parks it for a retry and returns true, or returns
+    /// false once it has waited [`AGENT_WAIT`] (the caller then fails it).
+    pub(crate) fn park(&mut self, client_id: Uuid) -> bool {
+        let now = Instant::now();
+        match self.outbox.iter_mut().find(|p| p.client_id == client_id) {
+            Some(p) if now.duration_since(p.queued_at) < AGENT_WAIT => {
+                p.parked_until = Some(now + AGENT_RETRY);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn take_request(&mut self, id: &str) -> Option<Request> {

@@ -419,3 +419,77 @@ async fn a_token_near_expiry_is_refreshed_and_extends_the_open_socket() {
     assert!(conns.try_recv().is_err(), "no reconnect: the socket was extended");
     assert_eq!(client.state(), ConnectionState::Connected);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_refused_as_agent_unavailable_waits_for_the_agent_then_fails_in_time() {
+    let (_, mut conns, client, _) = setup();
+    let client = Arc::new(client);
+    let agent = AgentId::new();
+    let session = SessionId::new();
+    client.connect().unwrap();
+    let mut conn = conns.recv().await.unwrap();
+    conn.auth().await;
+    conn.auth_ok(agent);
+    let send = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_message(agent, Some(session), "hello").await })
+    };
+    let chat_id = |frame: ClientFrame| match frame.request {
+        ClientRequest::Chat { client_id, .. } => client_id,
+        other => panic!("expected chat, got {other:?}"),
+    };
+    let unavailable = |id: uuid::Uuid| ServerFrame::Error {
+        id: Some(id.to_string()),
+        code: mc_core::protocol::ErrorCode::AgentUnavailable,
+        message: "the agent's gateway is not connected".into(),
+        retry_after_ms: None,
+    };
+    let first = chat_id(conn.next().await);
+    conn.send(unavailable(first));
+    // Its gateway comes back: sent again at once, same id; acked.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.send(ServerFrame::System {
+        event: "agent_online".into(),
+        agent_id: Some(agent),
+        session_id: None,
+    });
+    let before = Instant::now();
+    assert_eq!(chat_id(conn.next().await), first);
+    assert!(Instant::now() - before < Duration::from_millis(100), "on agent_online, not the timer");
+    conn.send(ServerFrame::Ack {
+        client_id: first,
+        session_id: session,
+        message_id: MessageId::new(),
+        seq: 1,
+    });
+    assert_eq!(send.await.unwrap().unwrap().seq, 1);
+
+    // An agent that stays away: retried every 2 s, then the send fails after 30 s.
+    let started = Instant::now();
+    let send = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send_message(agent, Some(session), "anyone?").await })
+    };
+    let mut attempts = 0;
+    let failed = loop {
+        tokio::select! {
+            frame = conn.next() => {
+                let id = chat_id(frame);
+                attempts += 1;
+                conn.send(unavailable(id));
+            }
+            result = async { loop { if send.is_finished() { break; } tokio::time::sleep(Duration::from_millis(50)).await; } } => {
+                let () = result;
+                break send.await.unwrap();
+            }
+        }
+    };
+    let waited = Instant::now() - started;
+    assert!(matches!(
+        failed,
+        Err(ClientError::Relay { code: mc_core::protocol::ErrorCode::AgentUnavailable, .. })
+    ));
+    assert!((Duration::from_secs(30)..Duration::from_secs(33)).contains(&waited), "{waited:?}");
+    assert!((14..=17).contains(&attempts), "{attempts} attempts, one per 2 s");
+    assert_eq!(client.outbox_len(), 0);
+}
