@@ -193,7 +193,8 @@ struct TopicsPayload {
     topics: Vec<Topic>,
 }
 
-fn payload<T: DeserializeOwned>(
+/// Deserializes a frame's payload, naming the field at fault (both directions' decoders).
+pub(super) fn payload<T: DeserializeOwned>(
     id: &Option<String>,
     kind: &str,
     raw: Option<&RawValue>,

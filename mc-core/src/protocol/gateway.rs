@@ -84,29 +84,32 @@ pub enum GatewayInbound {
     },
 }
 
+/// A link frame's fields, either direction (read loosely; see [`super::gateway_relay`]).
 #[derive(Deserialize)]
-struct Raw {
+pub(super) struct Raw {
     #[serde(rename = "type")]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
     #[serde(default)]
-    id: Option<Value>,
+    pub(super) id: Option<Value>,
     #[serde(default)]
-    ok: Option<bool>,
+    pub(super) ok: Option<bool>,
     #[serde(default)]
-    payload: Option<Value>,
+    pub(super) payload: Option<Value>,
     #[serde(default)]
-    error: Option<GatewayErrorShape>,
+    pub(super) error: Option<GatewayErrorShape>,
     #[serde(default)]
-    event: Option<String>,
+    pub(super) event: Option<String>,
     #[serde(default)]
-    method: Option<String>,
+    pub(super) method: Option<String>,
+    #[serde(default)]
+    pub(super) params: Option<Value>,
 }
 
-fn bad(message: impl Into<String>) -> DecodeError {
+pub(super) fn bad(message: impl Into<String>) -> DecodeError {
     DecodeError { id: None, message: message.into() }
 }
 
-fn id_text(id: Option<Value>) -> Result<String, DecodeError> {
+pub(super) fn id_text(id: Option<Value>) -> Result<String, DecodeError> {
     match id {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::DecodeError;
-use super::gateway::GatewayErrorShape;
+use super::gateway::{GatewayErrorShape, Raw, bad, id_text};
 use crate::ids::GatewayId;
 
 /// A frame from the relay to a gateway.
@@ -74,24 +74,6 @@ impl RelayToGateway {
 }
 
 #[derive(Deserialize)]
-struct Raw {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    ok: Option<bool>,
-    #[serde(default)]
-    payload: Option<Value>,
-    #[serde(default)]
-    error: Option<GatewayErrorShape>,
-}
-
-#[derive(Deserialize)]
 struct AuthOkPayload {
     gateway_id: GatewayId,
     #[serde(default)]
@@ -104,23 +86,12 @@ struct AuthOkConfig {
     heartbeat_interval_seconds: Option<u64>,
 }
 
-fn bad(message: impl Into<String>) -> DecodeError {
-    DecodeError { id: None, message: message.into() }
-}
-
-fn id_of(id: Option<Value>) -> Result<String, DecodeError> {
-    match id {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(bad("id: must be a non-empty string")),
-    }
-}
-
 /// Decodes one text frame the relay sent a gateway (loosely: unknown fields are ignored).
 pub fn decode_relay_frame(text: &str) -> Result<RelayToGateway, DecodeError> {
     let raw: Raw =
         serde_json::from_str(text).map_err(|e| bad(format!("not a relay frame: {e}")))?;
-    match raw.kind.as_str() {
+    let kind = raw.kind.ok_or_else(|| bad("type: missing field"))?;
+    match kind.as_str() {
         "auth_ok" => {
             let p: AuthOkPayload = serde_json::from_value(raw.payload.unwrap_or(Value::Null))
                 .map_err(|e| bad(format!("auth_ok payload: {e}")))?;
@@ -140,12 +111,12 @@ pub fn decode_relay_frame(text: &str) -> Result<RelayToGateway, DecodeError> {
             Ok(RelayToGateway::AuthError { reason })
         }
         "req" => Ok(RelayToGateway::Req {
-            id: id_of(raw.id)?,
+            id: id_text(raw.id)?,
             method: raw.method.ok_or_else(|| bad("req: method is required"))?,
             params: raw.params.unwrap_or(Value::Null),
         }),
         "res" => Ok(RelayToGateway::Res {
-            id: id_of(raw.id)?,
+            id: id_text(raw.id)?,
             ok: raw.ok.ok_or_else(|| bad("res: ok is required"))?,
             payload: raw.payload.unwrap_or(Value::Null),
             error: raw.error,

@@ -3,12 +3,11 @@
 //! tests) use it so no one reads `frame["type"]` by hand.
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::DecodeError;
-use super::client::Topic;
+use super::client::{Topic, payload};
 use super::server::{
     AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, ServerFrame, SessionInfo,
 };
@@ -106,16 +105,6 @@ struct Event {
     topic: Topic,
     payload: serde_json::Value,
     ts: Timestamp,
-}
-
-fn payload<T: DeserializeOwned>(
-    id: &Option<String>,
-    kind: &str,
-    raw: Option<&RawValue>,
-) -> Result<T, DecodeError> {
-    let raw = raw.map_or("null", RawValue::get);
-    serde_json::from_str(raw)
-        .map_err(|e| DecodeError { id: id.clone(), message: format!("{kind} payload: {e}") })
 }
 
 /// Decodes one text frame the relay sent on a user's socket. An unknown `type` is an error
