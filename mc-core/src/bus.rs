@@ -103,6 +103,13 @@ pub enum GatewayCommand {
     },
     /// Close the link (its credentials were revoked).
     Close,
+    /// The gateway linked to the instance `by`: any other instance still holding it (away,
+    /// or linked on a socket it has not yet seen drop) lets go and hands what it has pending
+    /// for it to the new holder, without failing anything.
+    TakenOver {
+        /// The new holder's instance id ([`Bus::instance_id`]).
+        by: String,
+    },
 }
 
 /// A message on the bus.
@@ -180,26 +187,73 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     ) -> Result<Subscription>;
     /// Whether any instance subscribes to the topic (e.g. holds the gateway's link).
     async fn has_subscribers(&self, topic: BusTopic) -> Result<bool>;
+    /// This instance's id: in logs, metrics and presence; unique among the instances.
+    fn instance_id(&self) -> &str;
+    /// Counts a new socket of `user` against `limit` sockets on all instances together;
+    /// `false` when the user already holds `limit`. Each `true` is matched by one
+    /// [`leave_user`](Self::leave_user). A single instance counts its own sockets, so the
+    /// default accepts.
+    async fn join_user(&self, user: UserId, limit: usize) -> Result<bool> {
+        let _ = (user, limit);
+        Ok(true)
+    }
+    /// A socket counted by [`join_user`](Self::join_user) closed.
+    fn leave_user(&self, user: UserId) {
+        let _ = user;
+    }
+    /// A counter that moves each time messages published by other instances may have been
+    /// lost (the bus's connection dropped and came back): the relay then asks its clients to
+    /// resume and sends its gateways what is pending again. `None`: the bus never loses any.
+    fn gaps(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// Whether the bus works right now (readiness); a single instance's always does.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 type Handlers = HashMap<BusTopic, Vec<(u64, Arc<dyn BusHandler>)>>;
 
-#[derive(Default)]
 struct Inner {
+    instance: String,
     handlers: RwLock<Handlers>,
     next: std::sync::atomic::AtomicU64,
 }
 
-/// The single-instance bus: a map from topic to handlers, called inline.
-#[derive(Clone, Default)]
+/// The single-instance bus: a map from topic to handlers, called inline. Also the local
+/// half of a bus between instances (handlers on this instance).
+#[derive(Clone)]
 pub struct InProcessBus {
     inner: Arc<Inner>,
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self::with_instance_id(format!("local-{}", uuid::Uuid::now_v7().simple()))
+    }
 }
 
 impl InProcessBus {
     /// An empty bus.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty bus reporting `instance` as its [`Bus::instance_id`].
+    pub fn with_instance_id(instance: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                instance: instance.into(),
+                handlers: RwLock::default(),
+                next: Default::default(),
+            }),
+        }
+    }
+
+    /// Whether a handler on this instance subscribes to the topic.
+    pub fn has_local(&self, topic: BusTopic) -> bool {
+        self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).contains_key(&topic)
     }
 }
 
@@ -265,7 +319,11 @@ impl Bus for InProcessBus {
     }
 
     async fn has_subscribers(&self, topic: BusTopic) -> Result<bool> {
-        Ok(self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).contains_key(&topic))
+        Ok(self.has_local(topic))
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.inner.instance
     }
 }
 

@@ -67,6 +67,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The bus between instances (Redis) cannot be reached; retry in a moment.
+    #[error("the relay's instances cannot reach each other right now: {0}")]
+    Bus(String),
     /// A bug or an unexpected failure; details are in the logs.
     #[error("internal error: {0}")]
     Internal(String),

@@ -103,6 +103,9 @@ impl Bus for GatewayVanishes {
     async fn has_subscribers(&self, topic: BusTopic) -> mc_core::Result<bool> {
         Ok(matches!(topic, BusTopic::Gateway(_)) || self.0.has_subscribers(topic).await?)
     }
+    fn instance_id(&self) -> &str {
+        self.0.instance_id()
+    }
 }
 
 #[tokio::test]

@@ -11,9 +11,11 @@ use axum::routing::get;
 use mc_core::{GatewayStatus, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Installs the process-wide recorder (once) and describes the relay's metrics.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
+/// Installs the process-wide recorder (once) and describes the relay's metrics; every
+/// series carries the label `instance`.
+pub fn install(instance: &str) -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
+        .add_global_label("instance", instance)
         .set_buckets_for_metric(
             Matcher::Full("mc_round_trip_seconds".into()),
             &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],

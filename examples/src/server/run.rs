@@ -129,11 +129,24 @@ fn load_tls(
     })
 }
 
+/// The bus: Redis when `--redis` is given (one of several instances), else in-process.
+async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn mc_core::Bus>> {
+    let Some(url) = &settings.redis else {
+        return Ok(Arc::new(InProcessBus::with_instance_id(settings.instance_id.clone())));
+    };
+    let config = mc_bus_redis::RedisBusConfig::new(url.expose())
+        .with_instance_id(settings.instance_id.clone());
+    let bus = mc_bus_redis::RedisBus::connect(config)
+        .await
+        .with_context(|| format!("Redis at {}", super::settings::redacted_url(url.expose())))?;
+    Ok(Arc::new(bus))
+}
+
 async fn serve_with(
     settings: Settings,
     tls: Option<mc_transport_ws::server::tls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
-    let prometheus = metrics::install()?;
+    let prometheus = metrics::install(&settings.instance_id)?;
     let store =
         OpenStore::open_with(&settings.database, settings.sqlite_synchronous).await.with_context(
             || format!("database {}", super::settings::redacted_url(&settings.database)),
@@ -149,8 +162,8 @@ async fn serve_with(
         None
     };
 
-    let relay =
-        Relay::new(services.clone(), Arc::new(InProcessBus::new()), settings.limits.clone());
+    let bus = open_bus(&settings).await?;
+    let relay = Relay::new(services.clone(), bus, settings.limits.clone());
     let http = HttpConfig::default()
         .max_body_bytes(64 * 1024)
         .public_url(settings.public_url.clone())
@@ -164,7 +177,8 @@ async fn serve_with(
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     let database = super::settings::redacted_url(&settings.database);
-    tracing::info!(%address, %database, tls = tls.is_some(), "mc-server listening");
+    let instance = relay.instance_id().to_owned();
+    tracing::info!(%address, %database, %instance, redis = settings.redis.is_some(), tls = tls.is_some(), "mc-server listening");
     // A stable line for scripts (and the end-to-end tests).
     println!("listening on {scheme}://{address}");
 

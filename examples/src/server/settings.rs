@@ -35,9 +35,14 @@ pub struct ServeArgs {
     /// A TOML file with any of these settings (keys as the flags, with `_`).
     #[arg(long, env = "MC_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Redis URL for several instances (the Redis bus is not built yet: refused).
-    #[arg(long, env = "MC_REDIS_URL")]
+    /// Redis URL (`redis://host:port[/db]`): run as one of several instances on one
+    /// PostgreSQL and one Redis.
+    #[arg(long, env = "MC_REDIS_URL", hide_env_values = true)]
     pub redis: Option<String>,
+    /// This instance's id, in logs, metrics and presence; unique among the instances
+    /// [default: the host name and a random suffix].
+    #[arg(long, env = "MC_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Access-token signing secret, at least 32 bytes [default: generated and kept beside the SQLite file].
     #[arg(long, env = "MC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<mc_core::Secret>,
@@ -123,6 +128,7 @@ struct FileSettings {
     listen: Option<String>,
     database: Option<String>,
     redis: Option<String>,
+    instance_id: Option<String>,
     jwt_secret: Option<mc_core::Secret>,
     public_url: Option<String>,
     allowed_origins: Option<String>,
@@ -166,6 +172,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The database URL.
     pub database: String,
+    /// The Redis URL (several instances), if given.
+    pub redis: Option<mc_core::Secret>,
+    /// This instance's id.
+    pub instance_id: String,
     /// What a SQLite commit survives.
     pub sqlite_synchronous: mc_store_sqlite::Synchronous,
     /// The JWT secret, if given.
@@ -192,6 +202,16 @@ pub struct Settings {
     pub demo: bool,
     /// Serve TLS with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// The host name (from `/etc/hostname`) and a random suffix, so two instances started on
+/// one host differ.
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String =
+        host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
+    if host.is_empty() { format!("mc-{suffix}") } else { format!("{host}-{suffix}") }
 }
 
 fn positive(
@@ -221,13 +241,6 @@ impl Settings {
                 args.$field.clone().or(file.$field.clone())
             };
         }
-        if pick!(redis).is_some() {
-            return Err(bad(
-                "redis",
-                "MC_REDIS_URL",
-                "the Redis bus for several instances is not built yet; run one instance without it",
-            ));
-        }
         let listen_text = pick!(listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
             bad(
@@ -247,6 +260,39 @@ impl Settings {
                 format!("{database:?} is neither sqlite:… nor postgres://…"),
             ));
         }
+        let redis = pick!(redis);
+        if let Some(url) = &redis {
+            if !url.starts_with("redis://") {
+                return Err(bad(
+                    "redis",
+                    "MC_REDIS_URL",
+                    "must be a redis://host:port URL (rediss:// is not supported: keep Redis on a private network)",
+                ));
+            }
+            if database.starts_with("sqlite:") {
+                return Err(bad(
+                    "redis",
+                    "MC_REDIS_URL",
+                    "several instances share one PostgreSQL: use --database postgres://… with --redis",
+                ));
+            }
+        }
+        let instance_id = match pick!(instance_id) {
+            Some(id) => {
+                let fine = !id.is_empty()
+                    && id.len() <= 64
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !fine {
+                    return Err(bad(
+                        "instance-id",
+                        "MC_INSTANCE_ID",
+                        "must be 1–64 letters, digits, '.', '_' or '-'",
+                    ));
+                }
+                id
+            }
+            None => default_instance_id(),
+        };
         let jwt_secret = pick!(jwt_secret);
         if let Some(secret) = &jwt_secret
             && secret.expose().len() < mc_core::auth::MIN_SECRET_LEN
@@ -418,6 +464,8 @@ impl Settings {
         Ok(Self {
             listen,
             database,
+            redis: redis.map(mc_core::Secret::new),
+            instance_id,
             sqlite_synchronous,
             jwt_secret,
             public_url,
@@ -494,97 +542,5 @@ fn read_file(path: &Path) -> Result<FileSettings, BadSetting> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn database_urls_are_logged_without_their_password() {
-        use super::redacted_url;
-        assert_eq!(
-            redacted_url("postgres://mc:s3cr:et@db.internal:5432/mc?sslmode=require"),
-            "postgres://mc:***@db.internal:5432/mc?sslmode=require"
-        );
-        assert_eq!(
-            redacted_url("postgres://db/mc?user=mc&password=hunter2&sslmode=disable"),
-            "postgres://db/mc?user=mc&password=***&sslmode=disable"
-        );
-        assert_eq!(redacted_url("postgres://mc@db/mc"), "postgres://mc@db/mc");
-        assert_eq!(redacted_url("sqlite://relay.db"), "sqlite://relay.db");
-        assert_eq!(redacted_url("sqlite::memory:"), "sqlite::memory:");
-    }
-
-    use super::*;
-
-    #[test]
-    fn defaults_are_the_spec_defaults() {
-        let s = Settings::resolve(&ServeArgs::default()).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.database, "sqlite://mc.db");
-        assert_eq!(s.limits.frame_limit(), 65_536);
-        assert_eq!(s.sqlite_synchronous, mc_store_sqlite::Synchronous::Normal);
-        assert!(!s.demo);
-    }
-
-    #[test]
-    fn bad_values_name_the_setting() {
-        let cases = [
-            (ServeArgs { listen: Some("here".into()), ..Default::default() }, "MC_LISTEN"),
-            (
-                ServeArgs { database: Some("mysql://x".into()), ..Default::default() },
-                "MC_DATABASE_URL",
-            ),
-            (ServeArgs { jwt_secret: Some("short".into()), ..Default::default() }, "MC_JWT_SECRET"),
-            (
-                ServeArgs { database: Some("postgres://x/y".into()), ..Default::default() },
-                "MC_JWT_SECRET",
-            ),
-            (ServeArgs { max_frame_bytes: Some(0), ..Default::default() }, "MC_MAX_FRAME_BYTES"),
-            (
-                ServeArgs { max_content_bytes: Some(1 << 20), ..Default::default() },
-                "MC_MAX_CONTENT_BYTES",
-            ),
-            (
-                ServeArgs { allowed_origins: Some("evil".into()), ..Default::default() },
-                "MC_ALLOWED_ORIGINS",
-            ),
-            (ServeArgs { log_format: Some("xml".into()), ..Default::default() }, "MC_LOG_FORMAT"),
-            (
-                ServeArgs { sqlite_synchronous: Some("off".into()), ..Default::default() },
-                "MC_SQLITE_SYNCHRONOUS",
-            ),
-            (ServeArgs { max_reply_bytes: Some(0), ..Default::default() }, "MC_MAX_REPLY_BYTES"),
-            (
-                ServeArgs { redis: Some("redis://127.0.0.1".into()), ..Default::default() },
-                "MC_REDIS_URL",
-            ),
-            (
-                ServeArgs { config: Some("/nonexistent/mc.toml".into()), ..Default::default() },
-                "MC_CONFIG",
-            ),
-        ];
-        for (args, name) in cases {
-            let err = Settings::resolve(&args).unwrap_err();
-            assert!(err.to_string().contains(name), "{err}");
-        }
-    }
-
-    #[test]
-    fn the_file_fills_what_flags_leave_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mc.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nrate_limit_per_sec = 5\ndemo = true\n")
-            .unwrap();
-        let args = ServeArgs {
-            config: Some(path.clone()),
-            rate_limit_per_sec: Some(7),
-            ..Default::default()
-        };
-        let s = Settings::resolve(&args).unwrap();
-        assert_eq!(s.listen.port(), 9999);
-        assert!(s.demo);
-        std::fs::write(&path, "lisen = \"typo\"\n").unwrap();
-        let err =
-            Settings::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
-        assert_eq!(sqlite_file("sqlite://data/mc.db?mode=rwc"), Some(PathBuf::from("data/mc.db")));
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

@@ -141,12 +141,25 @@ pub(crate) struct Attached {
 }
 
 /// The user sockets of this instance.
-#[derive(Default)]
 pub(crate) struct Connections {
     users: Mutex<HashMap<UserId, LocalUser>>,
     orgs: Mutex<HashMap<OrgId, LocalOrg>>,
     next_id: AtomicU64,
     count: AtomicUsize,
+}
+
+impl Default for Connections {
+    /// Connection ids start at a random point of the 64-bit space, so ids from different
+    /// instances (which meet on the bus: `only`/`except` of a frame) do not collide.
+    fn default() -> Self {
+        let (_, random) = uuid::Uuid::now_v7().as_u64_pair();
+        Self {
+            users: Mutex::default(),
+            orgs: Mutex::default(),
+            next_id: AtomicU64::new((random & 0xFFFF_FFFF) << 32),
+            count: AtomicUsize::new(0),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

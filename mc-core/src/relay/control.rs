@@ -36,6 +36,25 @@ pub(crate) fn start(core: &Arc<Core>, feed: EventFeed) {
     });
 }
 
+/// Starts the task answering the bus's gaps (messages from other instances may have been
+/// lost): every user socket here is closed with 1012, so its client reconnects and resumes
+/// from the store, and every gateway linked here is sent what the store has pending for it.
+pub(crate) fn watch_bus_gaps(core: &Arc<Core>) {
+    let Some(mut gaps) = core.bus.gaps() else { return };
+    let me: Weak<Core> = Arc::downgrade(core);
+    core.tasks.spawn(async move {
+        while gaps.changed().await.is_ok() {
+            let Some(core) = me.upgrade() else { return };
+            tracing::warn!(
+                users = core.connections.count(),
+                "the bus may have lost messages: clients are asked to resume"
+            );
+            core.connections.kick_all(close_code::RESTARTING);
+            core.recover_lost_hand_overs().await;
+        }
+    });
+}
+
 impl Core {
     async fn on_event(&self, event: RelayEvent) {
         match event {

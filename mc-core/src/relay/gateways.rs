@@ -103,6 +103,24 @@ impl Gateways {
         }
     }
 
+    /// Forgets a gateway another instance now holds; gives its link if it was still linked
+    /// here (a socket whose drop this instance has not noticed yet).
+    pub(crate) fn release(&self, gateway: GatewayId) -> Option<Arc<dyn GatewayLink>> {
+        match self.entries().remove(&gateway)?.state {
+            LinkState::Linked { link, .. } => Some(link),
+            LinkState::Away { .. } => None,
+        }
+    }
+
+    /// The gateways linked here.
+    pub(crate) fn linked_ids(&self) -> Vec<GatewayId> {
+        self.entries()
+            .iter()
+            .filter(|(_, e)| matches!(e.state, LinkState::Linked { .. }))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Removes the gateways away past their grace period; returns them.
     pub(crate) fn expire(&self, now: Instant) -> Vec<GatewayId> {
         let mut entries = self.entries();

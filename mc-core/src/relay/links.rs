@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::core::Core;
 use super::driver::{Driver, Job};
-use crate::bus::{BusMessage, BusTopic, ChatSend};
+use crate::bus::{BusMessage, BusTopic, ChatSend, GatewayCommand};
 use crate::ids::GatewayId;
 use crate::link::GatewayLink;
 use crate::model::DeliveryState;
@@ -59,6 +59,7 @@ impl Core {
             // A reconnect won the race with the old socket's close: the new link takes over
             // (OpenClaw sends run events to every connection).
             old.close(super::close_code::UNAUTHORIZED);
+            self.outbox.link_lost(gateway);
         }
         if linked.needs_subscription {
             let me = self.me.clone();
@@ -70,9 +71,55 @@ impl Core {
             let subscription = self.bus.subscribe(BusTopic::Gateway(gateway), handler).await?;
             self.gateways.subscribed(gateway, subscription);
         }
+        // Any other instance still holding the gateway lets go and hands its pending
+        // messages over (they arrive here: this instance is subscribed now).
+        let by = self.bus.instance_id().to_owned();
+        self.to_gateway(gateway, GatewayCommand::TakenOver { by }).await;
         self.services.registry().set_link_status(gateway, true).await?;
         self.redeliver(gateway).await;
         Ok(linked.generation)
+    }
+
+    /// The gateway linked to another instance: forget it here, close a link still open, and
+    /// hand what is pending for it to its new holder. Nothing fails: the new holder runs it.
+    pub(crate) fn hand_off(&self, gateway: GatewayId) {
+        let link = self.gateways.release(gateway);
+        if let Some(link) = &link {
+            link.close(1000);
+        }
+        let pending = self.outbox.release_gateway(gateway);
+        tracing::info!(%gateway, linked_here = link.is_some(), handed_over = pending.len(), "gateway taken over by another instance");
+        if pending.is_empty() {
+            return;
+        }
+        self.spawn(move |core| async move {
+            for send in pending {
+                let command = GatewayCommand::ChatSend { send: (*send).clone(), retry: false };
+                if core.to_gateway(gateway, command).await == 0 {
+                    // The new holder is gone too; the store still has the message, and the
+                    // gateway's next link (or the orphan sweep) picks it up.
+                    tracing::warn!(%gateway, message = %send.message_id, "no holder to hand a pending message to");
+                }
+            }
+        });
+    }
+
+    /// The bus may have lost messages: send every gateway linked here what the store has
+    /// pending for it and the outbox does not know (a lost hand-over). Already known ones are
+    /// left alone, so nothing runs twice.
+    pub(crate) async fn recover_lost_hand_overs(&self) {
+        for gateway in self.gateways.linked_ids() {
+            match self.services.store().pending_deliveries(Some(gateway), PENDING_BATCH).await {
+                Ok(stored) => {
+                    for pending in stored {
+                        self.accept_delivery(gateway, Arc::new(chat_send(pending)), false);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, %gateway, "cannot load the gateway's pending messages")
+                }
+            }
+        }
     }
 
     /// Sends everything pending for the gateway on its new link.

@@ -88,6 +88,7 @@ impl Relay {
             me: me.clone(),
         });
         control::start(&core, feed);
+        control::watch_bus_gaps(&core);
         let every = (core.limits.offline_grace.min(core.limits.run_idle_timeout) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         links::start_sweeper(&core, every);
@@ -102,6 +103,17 @@ impl Relay {
     /// The limits.
     pub fn limits(&self) -> &RelayLimits {
         &self.core.limits
+    }
+
+    /// This instance's id (the bus's), as logs, metrics and presence show it.
+    pub fn instance_id(&self) -> &str {
+        self.core.bus.instance_id()
+    }
+
+    /// Whether the bus works (readiness): always with one instance; Redis answering with
+    /// several.
+    pub async fn ping_bus(&self) -> crate::Result<()> {
+        self.core.bus.ping().await
     }
 
     /// User sockets attached to this instance.
@@ -132,12 +144,27 @@ impl Relay {
             ConnectRefusal::Unavailable
         })?;
         let infos = assignment_infos(&assignments);
-        let attached = core.connections.attach(
+        let max_per_user = core.limits.max_connections_per_user;
+        match core.bus.join_user(user, max_per_user).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ConnectRefusal::TooManyForUser(max_per_user)),
+            Err(err) => {
+                tracing::warn!(error = %err, %user, "cannot count the user's sockets");
+                return Err(ConnectRefusal::Unavailable);
+            }
+        }
+        let attached = match core.connections.attach(
             principal,
             assignments,
-            core.limits.max_connections_per_user,
+            max_per_user,
             core.limits.outbound_queue,
-        )?;
+        ) {
+            Ok(attached) => attached,
+            Err(refusal) => {
+                core.bus.leave_user(user);
+                return Err(refusal);
+            }
+        };
         let session = UserSession {
             core: core.clone(),
             connection: attached.connection,
@@ -331,5 +358,6 @@ impl UserSession {
 impl Drop for UserSession {
     fn drop(&mut self) {
         self.core.connections.detach(&self.connection);
+        self.core.bus.leave_user(self.connection.principal().user_id);
     }
 }

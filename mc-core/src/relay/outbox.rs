@@ -161,13 +161,14 @@ impl Outbox {
 
     /// What to hand to the gateway's new link: every pending message of it, oldest first
     /// (queued ones become sent; started runs are asked again, which OpenClaw answers with
-    /// their state, so one that finished meanwhile is caught up).
+    /// their state, so one that finished meanwhile is caught up). Messages already `Sent`
+    /// went out on this link (a link that ends puts its sent ones back to queued).
     pub(crate) fn for_new_link(&self, gateway: GatewayId) -> Vec<Arc<ChatSend>> {
         let mut state = self.state();
         let mut sends: Vec<((Instant, MessageId), Arc<ChatSend>)> = state
             .pending
             .values_mut()
-            .filter(|d| d.gateway == gateway)
+            .filter(|d| d.gateway == gateway && d.stage != Stage::Sent)
             .map(|d| {
                 if d.stage == Stage::Queued {
                     d.stage = Stage::Sent;
@@ -232,6 +233,22 @@ impl Outbox {
     /// Takes every delivery of a gateway out (it stayed away past the grace period).
     pub(crate) fn take_gateway(&self, gateway: GatewayId, now: Instant) -> Vec<Delivery> {
         self.take_where(now, |d| d.gateway == gateway)
+    }
+
+    /// Lets go of every delivery of a gateway another instance now holds: they leave without
+    /// being remembered as finished (they are not finished; the new holder runs them).
+    pub(crate) fn release_gateway(&self, gateway: GatewayId) -> Vec<Arc<ChatSend>> {
+        let mut state = self.state();
+        let mut released: Vec<((Instant, MessageId), Arc<ChatSend>)> = Vec::new();
+        state.pending.retain(|id, d| {
+            let keep = d.gateway != gateway;
+            if !keep {
+                released.push(((d.accepted_at, *id), d.send.clone()));
+            }
+            keep
+        });
+        released.sort_by_key(|(order, _)| *order);
+        released.into_iter().map(|(_, send)| send).collect()
     }
 
     /// Takes out the runs silent for longer than `idle`.

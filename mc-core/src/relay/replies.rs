@@ -53,6 +53,11 @@ impl Core {
                     }
                 });
             }
+            GatewayCommand::TakenOver { by } => {
+                if by != self.bus.instance_id() {
+                    self.hand_off(gateway);
+                }
+            }
             GatewayCommand::Close => {
                 if let Some(link) = self.gateways.link_of(gateway) {
                     link.close(super::close_code::UNAUTHORIZED);

@@ -98,6 +98,14 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
             }
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, "CONFLICT", message),
+            Error::Bus(err) => {
+                tracing::warn!(error = %err, "bus unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "temporarily unavailable; retry shortly",
+                )
+            }
             Error::Store(err @ StoreError::Unavailable { .. }) => {
                 tracing::warn!(error = %err, "store unavailable");
                 Self::new(

@@ -5,7 +5,7 @@
 //! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (SPEC §6) |
 //! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |
-//! | `GET /readyz` | readiness: 200 when the store answers, else 503 |
+//! | `GET /readyz` | readiness: 200 when the store and the bus (Redis, with several instances) answer, else 503 |
 //! | `/api/v1/h5/auth/*`, `/api/v1/h5/users…` | seed 000's paths: aliases of `/auth/*`, `/users…` |
 //! | `POST /api/v1/auth/register` | create an account (admin, or open registration) |
 //! | `POST /api/v1/auth/login` | sign in → user, access and refresh tokens |
@@ -249,9 +249,20 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(services): State<Services>) -> Response {
-    match services.store().ping().await {
-        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+async fn readyz(State(state): State<AppState>) -> Response {
+    let instance = state.relay.instance_id();
+    if let Err(err) = state.relay.ping_bus().await {
+        tracing::warn!(error = %err, "readiness check failed");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the bus between instances (Redis) is unreachable",
+        )
+        .into_response();
+    }
+    match state.services.store().ping().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ready", "instance": instance }))
+            .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             ApiError::new(

@@ -64,5 +64,9 @@ pub(crate) async fn gateway_connections(
 ) -> Result<Json<Value>, ApiError> {
     let id: GatewayId = path_id("gateway id", &id)?;
     state.services.registry().gateway(&admin, id).await?;
-    Ok(Json(json!({ "gateway_id": id, "connections": state.board.list(id) })))
+    Ok(Json(json!({
+        "gateway_id": id,
+        "instance": state.relay.instance_id(),
+        "connections": state.board.list(id),
+    })))
 }
