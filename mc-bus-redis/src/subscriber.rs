@@ -140,7 +140,7 @@ impl Subscriber {
                         }
                     },
                     _ = pings.tick() => {
-                        let ping = tokio::time::timeout(self.timeout, sink.ping::<String>()).await;
+                        let ping = tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await;
                         if !matches!(ping, Ok(Ok(_))) {
                             tracing::warn!("Redis stopped answering on the subscription connection");
                             break;

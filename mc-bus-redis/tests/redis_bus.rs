@@ -280,3 +280,19 @@ async fn a_redis_restart_is_survived_and_reported_as_a_gap() {
     b.ping().await.expect("b is ready again");
     drop(server);
 }
+
+#[tokio::test]
+async fn a_quiet_healthy_connection_is_not_reported_as_a_gap() {
+    let Some(url) = redis_url() else { return };
+    let (a, b) = pair(&url).await;
+    let topic = BusTopic::User(UserId::new());
+    let (on_b, handler) = recorder();
+    let _sub = b.subscribe(topic, handler).await.unwrap();
+    let mut gaps = b.gaps().unwrap();
+    let before = *gaps.borrow_and_update();
+    // Past the subscription connection's first probes (every 5 s): they must succeed.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(*gaps.borrow(), before, "a healthy connection was reopened");
+    a.publish(topic, frame("still here")).await.unwrap();
+    eventually("delivered", || on_b.lock().unwrap().len() == 1).await;
+}
