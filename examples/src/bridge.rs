@@ -235,7 +235,10 @@ async fn session(
             openclaw.set_relay(Some(out_tx.clone()));
             Some(openclaw.up())
         }
-        Backend::Echo(_) => None,
+        Backend::Echo(agent) => {
+            agent.set_relay(Some(out_tx.clone()));
+            None
+        }
     };
     let end = linked(
         socket,
@@ -248,8 +251,9 @@ async fn session(
         dropped,
     )
     .await;
-    if let Backend::OpenClaw(openclaw) = backend {
-        openclaw.set_relay(None);
+    match backend {
+        Backend::OpenClaw(openclaw) => openclaw.set_relay(None),
+        Backend::Echo(agent) => agent.set_relay(None),
     }
     end
 }

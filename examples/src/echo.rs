@@ -1,8 +1,12 @@
 //! The demo echo agent: answers OpenClaw's `chat.send` the way a real gateway does (`res`
 //! with the run id, then `chat` events: `delta`s with the cumulative text, then `final`), with
-//! the reply "Echo: <message>" streamed word by word. `chat.abort` stops a run (`aborted`).
+//! the reply "Echo: <message>" streamed word by word. `chat.abort` stops a run (`aborted`);
+//! `chat.history` lists a session's finished replies with their run ids. As OpenClaw does, a
+//! run's events go to the connection that is current when they happen (once
+//! [`EchoAgent::set_relay`] was called): a run outlives a relay link that drops, and its later
+//! events reach the next link.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +23,11 @@ pub const ECHO_AGENT_KEY: &str = "echo";
 pub struct EchoAgent {
     word_delay: Duration,
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    finished: Mutex<HashSet<String>>,
+    /// Finished runs: run id → (session key, reply).
+    finished: Mutex<HashMap<String, (String, String)>>,
+    /// Where run events go: `None` until `set_relay` is called (to the requester), then the
+    /// current link, if any.
+    relay: Mutex<Option<Option<mpsc::Sender<String>>>>,
 }
 
 fn event(payload: Value) -> String {
@@ -32,8 +40,25 @@ impl EchoAgent {
         Arc::new(Self {
             word_delay,
             running: Mutex::new(HashMap::new()),
-            finished: Mutex::new(HashSet::new()),
+            finished: Mutex::new(HashMap::new()),
+            relay: Mutex::new(None),
         })
+    }
+
+    /// The relay link run events go to from now on (`None`: no link; events are dropped, as
+    /// OpenClaw drops them for a connection that is gone).
+    pub fn set_relay(&self, link: Option<mpsc::Sender<String>>) {
+        if let Ok(mut relay) = self.relay.lock() {
+            *relay = Some(link);
+        }
+    }
+
+    /// Where the next event of a run requested on `requester` goes.
+    fn events_to(&self, requester: &mpsc::Sender<String>) -> Option<mpsc::Sender<String>> {
+        match self.relay.lock().ok()?.as_ref() {
+            None => Some(requester.clone()),
+            Some(current) => current.clone(),
+        }
     }
 
     /// The agents this gateway reports.
@@ -70,7 +95,7 @@ impl EchoAgent {
                     return;
                 };
                 let run = run.to_owned();
-                if self.finished.lock().is_ok_and(|f| f.contains(&run)) {
+                if self.finished.lock().is_ok_and(|f| f.contains_key(&run)) {
                     let _ = out.try_send(reply(true, json!({ "runId": run, "status": "ok" })));
                     return;
                 }
@@ -86,15 +111,8 @@ impl EchoAgent {
                 let task = tokio::spawn(async move {
                     if out.send(started).await.is_ok() {
                         agent.stream(&task_run, &key, &message, &out).await;
-                    }
-                    if let Ok(mut running) = agent.running.lock() {
+                    } else if let Ok(mut running) = agent.running.lock() {
                         running.remove(&task_run);
-                    }
-                    if let Ok(mut finished) = agent.finished.lock() {
-                        if finished.len() > 10_000 {
-                            finished.clear();
-                        }
-                        finished.insert(task_run);
                     }
                 });
                 if let Ok(mut running) = self.running.lock() {
@@ -128,6 +146,21 @@ impl EchoAgent {
                     json!({ "ok": true, "aborted": !stopped.is_empty(), "runIds": stopped }),
                 ));
             }
+            "chat.history" => {
+                let key = params["sessionKey"].as_str().unwrap_or_default();
+                let messages: Vec<Value> = match self.finished.lock() {
+                    Ok(finished) => finished
+                        .iter()
+                        .filter(|(_, (k, _))| k == key)
+                        .map(|(run, (_, text))| {
+                            json!({ "role": "assistant", "content": [{ "type": "text", "text": text }], "__openclaw": { "runId": run } })
+                        })
+                        .collect(),
+                    Err(_) => vec![],
+                };
+                let _ =
+                    out.try_send(reply(true, json!({ "sessionKey": key, "messages": messages })));
+            }
             "agents.list" => {
                 let agents: Vec<Value> = Self::agents()
                     .iter()
@@ -145,7 +178,9 @@ impl EchoAgent {
         }
     }
 
-    async fn stream(&self, run: &str, key: &str, message: &str, out: &mpsc::Sender<String>) {
+    /// Streams the reply to `message`; the run counts as finished (for a repeated
+    /// `chat.send` and for `chat.history`) from just before its `final` event.
+    async fn stream(&self, run: &str, key: &str, message: &str, requester: &mpsc::Sender<String>) {
         let reply = format!("Echo: {message}");
         let mut text = String::new();
         let mut seq = 1;
@@ -157,8 +192,9 @@ impl EchoAgent {
                 "deltaText": piece,
                 "message": { "role": "assistant", "content": [{ "type": "text", "text": text }] },
             });
-            if out.send(event(delta)).await.is_err() {
-                return;
+            if let Some(out) = self.events_to(requester) {
+                // A link that just closed loses the event, as with OpenClaw.
+                let _ = out.send(event(delta)).await;
             }
             seq += 1;
             if !self.word_delay.is_zero() {
@@ -169,7 +205,18 @@ impl EchoAgent {
             "runId": run, "sessionKey": key, "agentId": ECHO_AGENT_KEY, "seq": seq, "state": "final", "stopReason": "stop",
             "message": { "role": "assistant", "content": [{ "type": "text", "text": text }] },
         });
-        let _ = out.send(event(done)).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(run);
+        }
+        if let Ok(mut finished) = self.finished.lock() {
+            if finished.len() > 10_000 {
+                finished.clear();
+            }
+            finished.insert(run.to_owned(), (key.to_owned(), text));
+        }
+        if let Some(out) = self.events_to(requester) {
+            let _ = out.send(event(done)).await;
+        }
     }
 }
 
@@ -207,5 +254,35 @@ mod tests {
         agent.handle("1", "chat.send", &params, tx);
         let again: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
         assert_eq!(again["payload"]["status"], "ok", "the same idempotency key does not run twice");
+    }
+
+    #[tokio::test]
+    async fn a_run_outlives_its_link_and_its_events_reach_the_next_one() {
+        let agent = EchoAgent::new(Duration::from_millis(30));
+        let (first, mut on_first) = mpsc::channel::<String>(64);
+        agent.set_relay(Some(first.clone()));
+        let params = json!({ "sessionKey": "agent:echo:mc-1", "message": "one two three four", "idempotencyKey": "run-2" });
+        agent.handle("1", "chat.send", &params, first.clone());
+        let started: Value = serde_json::from_str(&on_first.recv().await.unwrap()).unwrap();
+        assert_eq!(started["payload"]["status"], "started");
+        on_first.recv().await.unwrap();
+        // The link drops and another comes: the rest of the run goes to the new one.
+        agent.set_relay(None);
+        drop((first, on_first));
+        let (second, mut on_second) = mpsc::channel::<String>(64);
+        agent.set_relay(Some(second.clone()));
+        let last = loop {
+            let v: Value = serde_json::from_str(&on_second.recv().await.unwrap()).unwrap();
+            if v["payload"]["state"] == "final" {
+                break v;
+            }
+        };
+        assert_eq!(last["payload"]["message"]["content"][0]["text"], "Echo: one two three four");
+        // chat.history lists the finished reply under its run id.
+        agent.handle("2", "chat.history", &json!({ "sessionKey": "agent:echo:mc-1" }), second);
+        let history: Value = serde_json::from_str(&on_second.recv().await.unwrap()).unwrap();
+        let messages = &history["payload"]["messages"];
+        assert_eq!(messages[0]["__openclaw"]["runId"], "run-2", "{history}");
+        assert_eq!(messages[0]["content"][0]["text"], "Echo: one two three four");
     }
 }

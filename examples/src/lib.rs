@@ -11,6 +11,7 @@
 //! - [`process`]: the process metrics heartbeats carry.
 //! - [`proxy`]: a real nginx reverse proxy on loopback, for tests.
 //! - [`files`]: secret files written owner-only (0600).
+//! - [`servers`]: private Redis and PostgreSQL servers on loopback, for tests and benchmarks.
 //! - [`server`]: `mc-server`: settings (flags, environment, TOML), the admin commands, the
 //!   demo, metrics, serving and shutdown.
 //! - [`testbed`]: a fake streaming model and real OpenClaw gateways, for the real-gateway
@@ -24,6 +25,7 @@ pub mod forward;
 pub mod process;
 pub mod proxy;
 pub mod server;
+pub mod servers;
 pub mod testbed;
 
 /// An HTTP client for `http://` and `https://` (Mozilla roots). reqwest is built without a

@@ -1,8 +1,9 @@
 //! [`Nginx`]: a real nginx on loopback as a WebSocket reverse proxy in front of one upstream,
 //! for tests (the OpenClaw pairing test reaches its gateway through it, as a relay reaching a
-//! remote gateway behind a proxy would: OpenClaw treats proxied connections as remote).
+//! remote gateway behind a proxy would: OpenClaw treats proxied connections as remote); and
+//! the shipped `deploy/nginx` configuration in front of several instances.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,21 +32,64 @@ impl Nginx {
         if forwarded.chars().any(|c| !(c.is_ascii_alphanumeric() || "$_.:".contains(c))) {
             bail!("not a client address: {forwarded}");
         }
+        let dir = tempfile::tempdir()?;
+        let port = crate::servers::free_port()?;
+        let server = format!(
+            "server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+               proxy_pass http://127.0.0.1:{upstream};\n      proxy_http_version 1.1;\n\
+               proxy_set_header Upgrade $http_upgrade;\n      proxy_set_header Connection \"upgrade\";\n\
+               proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For {forwarded};\n\
+               proxy_read_timeout 600s;\n      proxy_send_timeout 600s;\n    }}\n  }}\n"
+        );
+        Self::run(dir, &server, port)
+    }
+
+    /// Starts nginx with the shipped `deploy/nginx/mc-relay.conf` (read from `config`) in front
+    /// of the instances on `upstreams` (its two `server 127.0.0.1:808x` lines become these
+    /// ports; more are added), listening on a free port instead of 8000.
+    pub fn deploy(config: &Path, upstreams: &[u16]) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(config)
+            .with_context(|| format!("read {}", config.display()))?;
+        let [first, rest @ ..] = upstreams else { bail!("no upstream") };
+        let dir = tempfile::tempdir()?;
+        let port = crate::servers::free_port()?;
+        let mut servers = String::new();
+        for upstream in std::iter::once(first).chain(rest) {
+            servers.push_str(&format!(
+                "    server 127.0.0.1:{upstream} max_fails=1 fail_timeout=5s;\n"
+            ));
+        }
+        let mut lines = vec![];
+        let mut placed = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("server 127.0.0.1:808") {
+                if !placed {
+                    lines.push(servers.trim_end().to_owned());
+                    placed = true;
+                }
+            } else if line.trim() == "listen 127.0.0.1:8000;" {
+                lines.push(format!("    listen 127.0.0.1:{port};"));
+            } else {
+                lines.push(line.to_owned());
+            }
+        }
+        if !placed {
+            bail!("{} has no `server 127.0.0.1:808x` upstream lines", config.display());
+        }
+        Self::run(dir, &lines.join("\n"), port)
+    }
+
+    /// Runs nginx with `server_block` inside a minimal `http { }` of its own directory.
+    fn run(dir: tempfile::TempDir, server_block: &str, port: u16) -> anyhow::Result<Self> {
         let binary =
             nginx_binary().context("nginx is not installed (apt-get install nginx-light)")?;
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let root = dir.path().display();
         let config = format!(
             "daemon off;\nmaster_process off;\npid {root}/nginx.pid;\nerror_log {root}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
+             events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n\
                fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-                 proxy_pass http://127.0.0.1:{upstream};\n      proxy_http_version 1.1;\n\
-                 proxy_set_header Upgrade $http_upgrade;\n      proxy_set_header Connection \"upgrade\";\n\
-                 proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For {forwarded};\n\
-                 proxy_read_timeout 600s;\n      proxy_send_timeout 600s;\n    }}\n  }}\n}}\n"
+               {server_block}\n}}\n"
         );
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, config)?;
@@ -75,6 +119,11 @@ impl Nginx {
     /// Its `ws://` address.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Its `http://` address.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
 

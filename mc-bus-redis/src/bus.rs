@@ -213,11 +213,17 @@ impl Bus for RedisBus {
         }
         let mut redis = self.redis();
         let held = match topic {
-            BusTopic::Gateway(gateway) => redis::cmd("EXISTS")
+            // Held: its presence key, or (Redis restarted and the holder has not written its
+            // keys again yet) a subscription on its channel.
+            BusTopic::Gateway(gateway) => redis::pipe()
+                .cmd("EXISTS")
                 .arg(inner.keys.gateway(gateway))
-                .query_async::<u32>(&mut redis)
+                .cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(topic.channel())
+                .query_async::<(u32, Vec<(String, u64)>)>(&mut redis)
                 .await
-                .map(|n| n > 0),
+                .map(|(keys, counts)| keys > 0 || counts.iter().any(|(_, n)| *n > 0)),
             _ => redis::cmd("PUBSUB")
                 .arg("NUMSUB")
                 .arg(topic.channel())

@@ -125,7 +125,7 @@ struct Writer {
     instance: String,
     ttl_ms: u64,
     held: Arc<Mutex<Held>>,
-    /// A reassert failed: the next tick tries again.
+    /// A reassert failed: it is tried again every [`REASSERT_RETRY`] until it works.
     reassert_due: bool,
     join: redis::Script,
     leave: redis::Script,
@@ -217,6 +217,9 @@ impl Presence {
     }
 }
 
+/// How soon a failed reassert is tried again.
+const REASSERT_RETRY: Duration = Duration::from_millis(200);
+
 impl Writer {
     async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>, every: Duration) {
         let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -227,6 +230,14 @@ impl Writer {
                     Some(op) => self.apply(op).await,
                     None => break,
                 },
+                // Redis just came back (the subscription reconnected before the command
+                // connection did): the keys it lost are written again as soon as it answers,
+                // so the other instances find this one's gateways without waiting for a tick.
+                () = tokio::time::sleep(REASSERT_RETRY), if self.reassert_due => {
+                    if let Err(err) = self.reassert().await {
+                        tracing::debug!(error = %err, "presence not written again yet");
+                    }
+                }
                 _ = ticks.tick() => {
                     let refreshed = if self.reassert_due {
                         self.reassert().await

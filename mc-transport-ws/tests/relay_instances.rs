@@ -8,6 +8,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,16 +17,22 @@ use mc_core::bus::{BusHandler, BusMessage, BusTopic, Subscription};
 use mc_core::{Bus, DeliveryState, InProcessBus, RelayLimits, SessionId, UserId};
 use serde_json::{Value, json};
 
-/// One instance's face of a shared bus: its own instance id, everything else shared.
+/// One instance's face of a shared bus: its own instance id, everything else shared. While
+/// `losing` is set its publishes are accepted and never delivered (the instance died right
+/// after its ack, before its hand-over left).
 #[derive(Debug)]
 struct Instance {
     shared: InProcessBus,
     id: String,
+    losing: Arc<AtomicBool>,
 }
 
 #[async_trait]
 impl Bus for Instance {
     async fn publish(&self, topic: BusTopic, message: BusMessage) -> mc_core::Result<usize> {
+        if self.losing.load(Ordering::SeqCst) {
+            return Ok(1);
+        }
         self.shared.publish(topic, message).await
     }
     async fn subscribe(
@@ -47,17 +54,22 @@ impl Bus for Instance {
 }
 
 async fn two_instances(limits: RelayLimits) -> (Engine, Engine) {
+    two_instances_losing(limits, Arc::default()).await
+}
+
+/// Two instances; `a` loses its publishes while `a_losing` is set.
+async fn two_instances_losing(limits: RelayLimits, a_losing: Arc<AtomicBool>) -> (Engine, Engine) {
     let shared = InProcessBus::new();
     let a = Engine::with_bus(
         limits.clone(),
-        Arc::new(Instance { shared: shared.clone(), id: "a".into() }),
+        Arc::new(Instance { shared: shared.clone(), id: "a".into(), losing: a_losing }),
     )
     .await;
     let b = Engine::on(
         a.store.clone(),
         a.world.clone(),
         limits,
-        Arc::new(Instance { shared, id: "b".into() }),
+        Arc::new(Instance { shared, id: "b".into(), losing: Arc::default() }),
     );
     (a, b)
 }
@@ -150,4 +162,37 @@ async fn a_link_still_open_on_the_old_instance_is_closed_when_another_takes_over
     let mut user = a.connect().await;
     user.handle(chat(a.agent(), "who has it?", None).0).await;
     assert_eq!(frame(&mut user).await["type"], "ack", "b holds the gateway: accepted on a");
+}
+
+#[tokio::test]
+async fn a_message_whose_hand_over_was_lost_is_sent_once_by_the_holder() {
+    let losing = Arc::new(AtomicBool::new(false));
+    let (a, b) = two_instances_losing(RelayLimits::default(), losing.clone()).await;
+    let (mut on_b, _) = b.link().await;
+    let mut user = a.connect().await;
+    // a stores and acks the message; its hand-over to b never arrives.
+    losing.store(true, Ordering::SeqCst);
+    user.handle(chat(a.agent(), "lost on the way", None).0).await;
+    let ack = frame(&mut user).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert!(on_b.try_request().await.is_none(), "the hand-over was lost");
+    losing.store(false, Ordering::SeqCst);
+
+    // b finds it in the store within its recovery period and sends it, once.
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::resume();
+    let sent = on_b.request_of("chat.send").await;
+    assert_eq!(run_of(&sent).0, ack["payload"]["message_id"].as_str().unwrap());
+    let (run, key) = run_of(&sent);
+    on_b.answer(&sent, json!({ "runId": run, "status": "started" }));
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::resume();
+    while let Some(extra) = on_b.try_request().await {
+        assert_ne!(extra["method"], "chat.send", "sent twice: {extra}");
+    }
+    b.event(&run, &key, "final", text("found it")).await;
+    let (reply, _) = until(&mut user, "chat").await;
+    assert_eq!(reply["payload"]["content"], "found it");
 }

@@ -11,12 +11,16 @@
 //! - `mc-bench store`: durable appends per second through the group-commit writer.
 //! - `mc-bench storm`: the relay's chat p99 while 200 users sign in at once (Argon2id at OWASP
 //!   strength), against its quiet p99.
+//! - `mc-bench instances`: round trips through one instance against round trips that cross
+//!   two (users on one, the gateway on the other, over Redis), in one run on PostgreSQL, with
+//!   Redis's and PostgreSQL's CPU per 1 000 round trips per second.
 //! - `mc-bench soak`: users chatting and reconnecting at random for minutes while the
 //!   gateway's link drops every minute; every acked message must be stored once, every history
 //!   gapless; the relay's RSS from start to end.
 
 pub mod echo;
 pub mod figures;
+pub mod instances;
 pub mod nats;
 pub mod procs;
 pub mod relay;
@@ -96,6 +100,9 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         drop_every_secs: u64,
     },
+    /// Round trips within one instance against round trips across two, on PostgreSQL + a
+    /// private Redis (needs `--database postgres://…` and `redis-server`).
+    Instances,
     /// (internal) Run the relay for the benchmark.
     #[command(hide = true)]
     ServeRelay(relay::RelayChild),
@@ -126,14 +133,17 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         Some(Command::Soak { minutes, drop_every_secs }) => {
             soak_run(&args, *minutes, Duration::from_secs(*drop_every_secs)).await
         }
+        Some(Command::Instances) => instances::run(&args).await,
         None => round_trips(&args).await,
     }
 }
 
 /// A relay child and what it printed.
-struct RelayProcess {
+pub struct RelayProcess {
     process: ChildProcess,
     tokens: Vec<String>,
+    /// Every gateway: (id, relay token, agent id).
+    gateways: Vec<(String, String, String)>,
     base: String,
     org: String,
     gateway_id: String,
@@ -142,6 +152,15 @@ struct RelayProcess {
 }
 
 fn start_relay(args: &Args, users: usize, storm_users: usize) -> anyhow::Result<RelayProcess> {
+    start_relay_with(args, users, storm_users, &[])
+}
+
+fn start_relay_with(
+    args: &Args,
+    users: usize,
+    storm_users: usize,
+    extra: &[String],
+) -> anyhow::Result<RelayProcess> {
     let mut child_args = vec![
         "serve-relay".to_owned(),
         "--users".into(),
@@ -154,12 +173,18 @@ fn start_relay(args: &Args, users: usize, storm_users: usize) -> anyhow::Result<
     if let Some(db) = &args.database {
         child_args.extend(["--database".to_owned(), db.clone()]);
     }
+    child_args.extend_from_slice(extra);
     let mut process = ChildProcess::itself(&child_args)?;
     let mut tokens = vec![];
+    let mut gateways = vec![];
     let ready = loop {
         let line = process.line()?;
         if let Some(token) = line.strip_prefix("TOKEN ") {
             tokens.push(token.to_owned());
+        } else if let Some(gateway) = line.strip_prefix("GATEWAY ") {
+            let parts: Vec<&str> = gateway.split_whitespace().collect();
+            let [id, token, agent] = parts[..] else { bail!("bad GATEWAY line: {gateway}") };
+            gateways.push((id.to_owned(), token.to_owned(), agent.to_owned()));
         } else if let Some(ready) = line.strip_prefix("READY ") {
             break ready.to_owned();
         }
@@ -176,6 +201,7 @@ fn start_relay(args: &Args, users: usize, storm_users: usize) -> anyhow::Result<
         agent: agent.into(),
         process,
         tokens,
+        gateways,
     })
 }
 

@@ -51,7 +51,7 @@ impl ChildProcess {
 
     /// User + system CPU seconds it used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(self.pid())
+        cpu_seconds_of(self.pid())
     }
 
     /// Its peak resident memory (KiB).
@@ -94,8 +94,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
+/// User + system CPU seconds of a process (0 when it is gone).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let after = stat.rsplit(')').next().unwrap_or("");

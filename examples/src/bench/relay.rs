@@ -41,6 +41,32 @@ pub struct RelayChild {
     /// SQLite's synchronous setting: `normal` or `full`.
     #[arg(long, default_value = "normal")]
     pub synchronous: String,
+    /// Run as one of several instances on this Redis (`mc-bench instances`).
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// This instance's id on the bus.
+    #[arg(long, default_value = "bench")]
+    pub instance_id: String,
+    /// The JWT secret, hex (instances that share users share it); random by default.
+    #[arg(long)]
+    pub jwt_secret: Option<String>,
+    /// Gateways to register (one echo agent each; every user is assigned to all of them).
+    /// Each is printed as `GATEWAY <id> <relay token> <agent id>`.
+    #[arg(long, default_value_t = 1)]
+    pub gateways: usize,
+    /// Create nothing: serve the accounts another instance created (prints `READY <base>`).
+    #[arg(long)]
+    pub join: bool,
+}
+
+fn hex_secret(hex: &str) -> anyhow::Result<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--jwt-secret: not hex");
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(Into::into))
+        .collect()
 }
 
 async fn open_store(url: &str, synchronous: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -56,22 +82,54 @@ async fn open_store(url: &str, synchronous: &str) -> anyhow::Result<Arc<dyn Stor
     })
 }
 
-/// Serves a relay; prints `TOKEN …` lines, then `READY <base> <org> <gateway_id> <relay_token>
-/// <agent_id>`.
+/// The relay's limits under load: no rate limit, every client from 127.0.0.1.
+fn bench_limits() -> RelayLimits {
+    RelayLimits::default()
+        .rate_per_sec(0)
+        .rate_burst(0)
+        .max_connections(60_000)
+        // Every benchmark client comes from 127.0.0.1.
+        .max_unauthenticated(60_000)
+        .max_unauthenticated_per_ip(60_000)
+        .heartbeat_interval(Duration::from_secs(3600))
+}
+
+/// Serves a relay; prints `TOKEN …` lines, `GATEWAY …` lines, then `READY <base> <org>
+/// <gateway_id> <relay_token> <agent_id>` (the first gateway).
 pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let url =
         child.database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
     let store = open_store(&url, &child.synchronous).await?;
-    let secret = crate::random_bytes::<32>()?;
+    let secret = match &child.jwt_secret {
+        Some(hex) => hex_secret(hex)?,
+        None => crate::random_bytes::<32>()?.to_vec(),
+    };
     // Cheap hashes for the load users (created here); the storm users get real ones below.
-    let auth = AuthConfig::new(JwtKey::new(secret.to_vec())?).password_params(PasswordParams {
+    let auth = AuthConfig::new(JwtKey::new(secret)?).password_params(PasswordParams {
         memory_kib: 1024,
         iterations: 1,
         parallelism: 1,
     });
     let services = Services::builder(store.clone(), auth).build()?;
+    let bus: Arc<dyn mc_core::Bus> = match &child.redis {
+        Some(url) => Arc::new(
+            mc_bus_redis::RedisBus::connect(
+                mc_bus_redis::RedisBusConfig::new(url).with_instance_id(&child.instance_id),
+            )
+            .await?,
+        ),
+        None => Arc::new(InProcessBus::new()),
+    };
+    if child.join {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let relay = Relay::new(services, bus, bench_limits());
+        let app = mc_transport_ws::server::app(relay);
+        println!("READY http://{}", listener.local_addr()?);
+        tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
+        return until_stdin_closes().await;
+    }
     let now = services.clock().now();
     // A fresh organization per run, so a database reused across runs holds each run's
     // accounts apart.
@@ -79,28 +137,34 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
     let org = Organization { id: org_id, name: format!("bench-{org_id}"), created_at: now };
     store.create_org(&org).await?;
     let admin = Principal { user_id: UserId::new(), organization_id: org.id, role: Role::Admin };
-    let issued = services.registry().create_registration_token(&admin, None, None, None).await?;
-    let registration = services
-        .registry()
-        .register(
-            mc_core::registry::GatewayRegistration {
-                organization_id: org.id,
-                registration_token: issued.secret,
-                name: "bench-gw".into(),
-                url: None,
-                workspace_root: None,
-                version: None,
-                capabilities: vec![],
-                agents: Some(vec![mc_core::AgentReport {
-                    agent_key: "main".into(),
-                    name: "Echo".into(),
-                }]),
-                relay_token: None,
-            },
-            None,
-        )
-        .await?;
-    let agent = store.list_gateway_agents(registration.gateway_id).await?.remove(0);
+    let mut gateways = vec![];
+    for g in 0..child.gateways.max(1) {
+        let issued =
+            services.registry().create_registration_token(&admin, None, None, None).await?;
+        let registration = services
+            .registry()
+            .register(
+                mc_core::registry::GatewayRegistration {
+                    organization_id: org.id,
+                    registration_token: issued.secret,
+                    name: format!("bench-gw-{g}"),
+                    url: None,
+                    workspace_root: None,
+                    version: None,
+                    capabilities: vec![],
+                    agents: Some(vec![mc_core::AgentReport {
+                        agent_key: "main".into(),
+                        name: "Echo".into(),
+                    }]),
+                    relay_token: None,
+                },
+                None,
+            )
+            .await?;
+        let agent = store.list_gateway_agents(registration.gateway_id).await?.remove(0);
+        gateways.push((registration, agent));
+    }
+    let (registration, agent) = &gateways[0];
     let mut out = std::io::stdout().lock();
     for i in 0..child.users {
         let account = NewAccount {
@@ -109,15 +173,17 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
             ..Default::default()
         };
         let user = services.auth().create_account(org.id, account, "mc-bench").await?;
-        let assignment = Assignment {
-            user_id: user.id,
-            agent_id: agent.id,
-            role: AssignmentRole::User,
-            board_name: None,
-            assigned_by: None,
-            assigned_at: now,
-        };
-        store.create_assignment(&assignment).await?;
+        for (_, agent) in &gateways {
+            let assignment = Assignment {
+                user_id: user.id,
+                agent_id: agent.id,
+                role: AssignmentRole::User,
+                board_name: None,
+                assigned_by: None,
+                assigned_at: now,
+            };
+            store.create_assignment(&assignment).await?;
+        }
         let principal = Principal { user_id: user.id, organization_id: org.id, role: Role::Member };
         writeln!(out, "TOKEN {}", services.auth().tokens().issue(&principal, None, now)?.token)?;
     }
@@ -133,15 +199,14 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
             store.create_user(&user).await?;
         }
     }
-    let limits = RelayLimits::default()
-        .rate_per_sec(0)
-        .rate_burst(0)
-        .max_connections(60_000)
-        // Every benchmark client comes from 127.0.0.1.
-        .max_unauthenticated(60_000)
-        .max_unauthenticated_per_ip(60_000)
-        .heartbeat_interval(Duration::from_secs(3600));
-    let relay = Relay::new(services, Arc::new(InProcessBus::new()), limits);
+    for (registration, agent) in &gateways {
+        writeln!(
+            out,
+            "GATEWAY {} {} {}",
+            registration.gateway_id, registration.relay_token, agent.id
+        )?;
+    }
+    let relay = Relay::new(services, bus, bench_limits());
     let app = mc_transport_ws::server::app(relay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     writeln!(

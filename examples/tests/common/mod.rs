@@ -76,11 +76,17 @@ pub fn start_server(db: &str) -> (Proc, String) {
 
 /// Starts `mc-server serve` on a free port with extra flags; returns it and its base URL.
 pub fn start_server_with(db: &str, extra: &[&str]) -> (Proc, String) {
+    start_server_env(db, extra, &[])
+}
+
+/// Starts `mc-server serve` on a free port with extra flags and environment variables.
+pub fn start_server_env(db: &str, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut child = Command::new(SERVER)
         .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
         .args(extra)
         .args(["--heartbeat-interval-secs", "5", "--shutdown-timeout-secs", "5"])
         .env("MC_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -213,7 +219,14 @@ pub async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -
     ))
     .await
     .unwrap();
-    let (ack, _) = until(ws, "ack").await;
+    let ack = loop {
+        let frame =
+            next(ws).await.unwrap_or_else(|code| panic!("closed {code} waiting for the ack"));
+        assert_ne!(frame["type"], "error", "the chat was refused: {frame}");
+        if frame["type"] == "ack" {
+            break frame;
+        }
+    };
     let (reply, chunks) = until(ws, "chat").await;
     assert!(chunks.iter().filter(|c| c["type"] == "chunk").count() >= 2, "streamed: {chunks:?}");
     (ack, reply)

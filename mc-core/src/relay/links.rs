@@ -10,7 +10,10 @@
 //! - **Sweep** (once a second): gateways away past the grace period expire (their deliveries
 //!   fail with `GATEWAY_ERROR`, their agents go offline); silent runs are given up; full rate
 //!   buckets and old finished deliveries are forgotten; once, a grace period after start,
-//!   messages left pending by a previous run for gateways nobody holds fail.
+//!   messages left pending by a previous run for gateways nobody holds fail; every
+//!   [`RECOVER_EVERY`], messages the store has pending for a gateway linked here that the
+//!   outbox does not know are sent (another instance stored and acked them, then died before
+//!   its hand-over reached this one).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -30,6 +33,9 @@ use crate::store::PendingDelivery;
 const PENDING_BATCH: u32 = 1000;
 /// How long finished deliveries are remembered (a late copy of one is not run again).
 const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+/// How often the store is asked for messages pending for the gateways linked here that the
+/// outbox does not know (an instance that acked one died before handing it over).
+const RECOVER_EVERY: Duration = Duration::from_secs(10);
 
 fn chat_send(pending: PendingDelivery) -> ChatSend {
     let PendingDelivery { message, session } = pending;
@@ -215,7 +221,8 @@ impl Core {
     }
 }
 
-/// Starts the sweeper: every `every`, one sweep; once, a grace period after start, orphans.
+/// Starts the sweeper: every `every`, one sweep; every [`RECOVER_EVERY`], lost hand-overs;
+/// once, a grace period after start, orphans.
 pub(crate) fn start_sweeper(core: &Arc<Core>, every: Duration) {
     let me: Weak<Core> = Arc::downgrade(core);
     let orphans_at = Instant::now() + core.limits.offline_grace;
@@ -223,10 +230,15 @@ pub(crate) fn start_sweeper(core: &Arc<Core>, every: Duration) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut orphans_done = false;
+        let mut recover_at = Instant::now() + RECOVER_EVERY;
         loop {
             let now = ticks.tick().await;
             let Some(core) = me.upgrade() else { return };
             core.sweep(now).await;
+            if now >= recover_at {
+                recover_at = now + RECOVER_EVERY;
+                core.recover_lost_hand_overs().await;
+            }
             if !orphans_done && now >= orphans_at {
                 orphans_done = true;
                 core.fail_orphans().await;

@@ -249,6 +249,9 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the store's ping.
+const READYZ_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let instance = state.relay.instance_id();
     if let Err(err) = state.relay.ping_bus().await {
@@ -260,10 +263,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    match state.services.store().ping().await {
-        Ok(()) => axum::Json(serde_json::json!({ "status": "ready", "instance": instance }))
+    // A store that is down can take its pool's acquire timeout to say so; a health check
+    // wants its answer sooner.
+    let pinged = tokio::time::timeout(READYZ_STORE_TIMEOUT, state.services.store().ping()).await;
+    match pinged {
+        Ok(Ok(())) => axum::Json(serde_json::json!({ "status": "ready", "instance": instance }))
             .into_response(),
-        Err(err) => {
+        Err(_) => {
+            tracing::warn!(timeout = ?READYZ_STORE_TIMEOUT, "readiness check failed: the store did not answer");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the store did not answer in time",
+            )
+            .into_response()
+        }
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check failed");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
