@@ -2,8 +2,9 @@
 //! --redis` on one PostgreSQL and one Redis, the shipped nginx configuration in front of them,
 //! the echo bridge as its own process, users on WebSockets. Chat, admin events, devices and
 //! the per-user socket limit across instances; an instance killed with SIGKILL (the user's,
-//! then the gateway's) and nothing lost or duplicated; Redis and PostgreSQL restarted under
-//! the instances and everything recovering by itself.
+//! then the gateway's) and nothing lost or duplicated; an instance drained with SIGTERM handing
+//! its gateway over; Redis and PostgreSQL restarted under the instances and everything
+//! recovering by itself.
 //!
 //! Needs `MC_TEST_POSTGRES_URL` (a fresh database is created per test), `redis-server`,
 //! `initdb` and nginx; skipped without them, except under CI.
@@ -337,6 +338,48 @@ async fn losing_the_gateways_instance_moves_its_runs() {
         "{stored:?}"
     );
     assert_ne!(roles[3], "user", "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_instance_hands_its_gateway_over() {
+    if !ready(&Database::Shared) {
+        return;
+    }
+    let cluster = Cluster::new(Database::Shared);
+    let http = cluster.http.clone();
+    let alice = cluster.user("alice");
+    let a = cluster.instance("relay-a", &[]);
+    let b = cluster.instance("relay-b", &[]);
+    let nginx = cluster.nginx(&[&a, &b]);
+    let front = nginx.http_url();
+    let (_, body) = cluster.readyz(&front).await;
+    let (mut x, y) = if body["instance"] == a.id.as_str() { (a, b) } else { (b, a) };
+    let _bridge = cluster.bridge("gw", &front, 100);
+    let (agent, _) = cluster.agent_online(&y.base, &[&alice]).await;
+    let token = login(&http, &y.base, "alice", "alice-password").await;
+    let (mut ws, _) = socket(&y.base, &token).await;
+
+    // SIGTERM while a reply streams through X: X closes the link with 1012 and exits; the
+    // bridge links to Y through nginx and the run completes there.
+    let words = "the reply of a run that outlives its instance";
+    send_chat(&mut ws, &agent, words, None).await;
+    until(&mut ws, "chunk").await;
+    x.proc.signal("TERM");
+    assert_eq!(x.proc.wait_exit(Duration::from_secs(15)), Some(0), "a clean exit");
+    let reply = within(60, "the run did not complete after the drain", async {
+        loop {
+            let frame = next(&mut ws).await.unwrap();
+            assert_ne!(frame["type"], "error", "{frame}");
+            if frame["type"] == "chat" && frame["payload"]["role"] == "agent" {
+                break frame;
+            }
+        }
+    })
+    .await;
+    assert_eq!(reply["payload"]["content"], format!("Echo: {words}"));
+    let session = reply["payload"]["session_id"].as_str().unwrap().to_owned();
+    let reply = chat_strict(&mut ws, &agent, "and the next one", Some(&session)).await;
+    assert_eq!(reply["payload"]["content"], "Echo: and the next one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

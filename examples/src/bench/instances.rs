@@ -1,6 +1,6 @@
 //! `mc-bench instances`: the price of crossing instances. Two relay instances (child
 //! processes) on one PostgreSQL database and a private `redis-server`; every user's socket is
-//! on instance A. Agent 1's gateway is linked to A (a round trip stays within one instance,
+//! on instance A (two sets of users, one per load). Agent 1's gateway is linked to A (a round trip stays within one instance,
 //! though the instance still runs the Redis bus: presence, user fan-out); agent 2's gateway
 //! is linked to B (every `chat` crosses to B over Redis and every chunk and reply crosses
 //! back). Both loads run on the same sockets, interleaved, `runs` times each; the median run
@@ -71,7 +71,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     };
     let mut first = shared("bench-a");
     first.extend(["--gateways".to_owned(), "2".into()]);
-    let a = start_relay_with(args, args.users, 0, &first)?;
+    // Users of their own for each load: a user's reply reaches all of their sockets.
+    let a = start_relay_with(args, args.users * 2, 0, &first)?;
     let mut joined = vec!["serve-relay".to_owned(), "--users".into(), "0".into()];
     joined.extend(["--database".to_owned(), database.to_owned(), "--join".into()]);
     joined.extend(shared("bench-b"));
@@ -85,11 +86,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     };
     let _single = relay::echo_gateway(&a.base, gw_single, token_single).await?;
     let _cross = relay::echo_gateway(&b_base, gw_cross, token_cross).await?;
-    // Sockets: one per user on A, one session per agent each (a session belongs to its agent).
     let mut on_single = Vec::with_capacity(args.users);
-    let mut on_cross = Vec::with_capacity(args.users);
     for token in &a.tokens[..args.users] {
         on_single.push((relay::user_socket(&a.base, token).await?, None));
+    }
+    let mut on_cross = Vec::with_capacity(args.users);
+    for token in &a.tokens[args.users..args.users * 2] {
         on_cross.push((relay::user_socket(&a.base, token).await?, None));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
