@@ -45,11 +45,13 @@ async fn main() -> anyhow::Result<()> {
     let services = Services::builder(store, auth).build()?;
     seed(&services).await?;
 
-    // 2. The relay (in-process bus, default limits), and your app with the relay's routes.
+    // 2. The relay (in-process bus, default limits), and your app with the relay's routes
+    //    (without its chat page: `/` is yours here).
     let relay = Relay::new(services.clone(), Arc::new(InProcessBus::new()), RelayLimits::default());
+    let config = mc_transport_ws::server::HttpConfig::default().web_pages(false);
     let app = Router::new()
         .route("/", get(|| async { "my app, with a relay inside: try /healthz" }))
-        .merge(mc_transport_ws::server::app(relay.clone()));
+        .merge(mc_transport_ws::server::app_with(relay.clone(), config));
 
     // 3. One liveness sweeper per process, stopped with the server.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -171,17 +171,8 @@ impl Cluster {
     /// Starts `mc-gateway --echo` (words `word_delay_ms` apart) named `name`, reaching the relay
     /// at `base` (an instance, or nginx).
     pub fn bridge(&self, name: &str, base: &str, word_delay_ms: u64) -> Proc {
-        let config = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "mission_control:\n  api_server: \"{base}\"\n  organization_id: \"{}\"\n  registration_token: \"{}\"\n\
-                 gateway:\n  name: \"{name}\"\n  workspace_root: \"/tmp\"\n  reconnect_max_retries: -1\n  reconnect_base_interval_seconds: 0.2\n  reconnect_max_interval_seconds: 1\n",
-                self.org, self.registration_token
-            ),
-        )
-        .unwrap();
-        let state = self.dir.path().join(format!("{name}.state.json"));
+        let (config, state) =
+            bridge_config(self.dir.path(), name, base, &self.org, &self.registration_token);
         let delay = word_delay_ms.to_string();
         start_bridge(&["--echo", "--echo-word-delay-ms", &delay], &config, &state)
     }

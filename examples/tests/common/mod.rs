@@ -81,8 +81,12 @@ pub fn start_server_with(db: &str, extra: &[&str]) -> (Proc, String) {
 
 /// Starts `mc-server serve` on a free port with extra flags and environment variables.
 pub fn start_server_env(db: &str, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+    // Any free port, unless the caller names one.
+    let listen =
+        if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
     let mut child = Command::new(SERVER)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .args(["serve", "--database", db])
+        .args(listen)
         .args(extra)
         .args(["--heartbeat-interval-secs", "5", "--shutdown-timeout-secs", "5"])
         .env("MC_LOG", "warn")
@@ -102,6 +106,27 @@ pub fn start_server_env(db: &str, extra: &[&str], env: &[(&str, &str)]) -> (Proc
     // Keep draining stdout so the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
     (Proc { child }, base)
+}
+
+/// Writes the bridge's YAML config for gateway `name` of organization `org` reaching the relay at
+/// `base` (fast reconnects); returns (config path, state path) in `dir`.
+pub fn bridge_config(
+    dir: &Path,
+    name: &str,
+    base: &str,
+    org: &str,
+    registration_token: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "mission_control:\n  api_server: \"{base}\"\n  organization_id: \"{org}\"\n  registration_token: \"{registration_token}\"\n\
+             gateway:\n  name: \"{name}\"\n  workspace_root: \"/tmp\"\n  reconnect_max_retries: -1\n  reconnect_base_interval_seconds: 0.2\n  reconnect_max_interval_seconds: 1\n"
+        ),
+    )
+    .unwrap();
+    (config, dir.join(format!("{name}.state.json")))
 }
 
 /// Starts `mc-gateway ARGS --config CONFIG --state STATE`.

@@ -2,6 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | the chat page; `/assets/*` its script and style ([`web`]; `HttpConfig::web_pages(false)` leaves them out) |
 //! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (SPEC §6) |
 //! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |
@@ -38,6 +39,7 @@ mod registry_routes;
 mod serve;
 pub mod tls;
 mod views;
+pub mod web;
 mod ws_gateway;
 mod ws_user;
 
@@ -83,6 +85,7 @@ pub struct HttpConfig {
     trust_forwarded_for: bool,
     instance_id: String,
     request_timeout: std::time::Duration,
+    web_pages: bool,
 }
 
 impl Default for HttpConfig {
@@ -93,11 +96,18 @@ impl Default for HttpConfig {
             trust_forwarded_for: false,
             instance_id: "local".into(),
             request_timeout: serve::REQUEST_TIMEOUT,
+            web_pages: true,
         }
     }
 }
 
 impl HttpConfig {
+    /// Serve the browser pages ([`web`]) at `/` (default on; off leaves `/` to the embedder).
+    pub fn web_pages(mut self, serve: bool) -> Self {
+        self.web_pages = serve;
+        self
+    }
+
     /// Time to receive and handle one request, its body included (default 30 s); past it
     /// the answer is 408.
     pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -191,7 +201,9 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/gateway-registry/register", post(registry_routes::register))
         .route("/gateway-registry/heartbeat", post(registry_routes::heartbeat))
         .route("/gateway-registry/deregister", delete(registry_routes::deregister));
+    let pages = if config.web_pages { web::routes() } else { Router::new() };
     Router::new()
+        .merge(pages)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ws/chat", get(ws_user::upgrade))

@@ -1,0 +1,337 @@
+//! The chat page in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) driven over WebDriver (`fantoccini`), against `mc-server` and
+//! `mc-gateway --echo` as processes on loopback. Sign in by the labelled fields, pick the agent,
+//! send with Enter and watch the reply stream in, reload mid-reply and see the text so far then
+//! the reply, lose the connection (the relay restarts) and come back by itself, stop a slow reply, see a reply carrying HTML shown as text (and run nothing), be
+//! signed out when an admin suspends the account; screenshots at phone and desktop widths go to
+//! `docs/screenshots/`.
+//!
+//! Skipped (with a line on stderr) without `chromium` and `chromedriver`, except under CI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn browser_ready() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "under CI the browser suite must run: apt-get install chromium chromium-driver"
+    );
+    let _ =
+        writeln!(std::io::stderr(), "skipped: chromium or chromedriver missing (browser suite)");
+    false
+}
+
+/// chromedriver on a free port and a headless Chromium session of `width` x `height`.
+struct Browser {
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+    client: Client,
+}
+
+impl Browser {
+    /// A phone (375 x 812 CSS pixels, emulated: a headless window cannot be that narrow) or a
+    /// desktop (1280 x 800).
+    async fn start(phone: bool) -> Self {
+        let port = examples::servers::free_port().unwrap();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Proc { child };
+        examples::servers::wait_for_port(port, Duration::from_secs(20)).unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--no-first-run", "--disable-extensions", "--window-size=1280,800",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        if phone {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": 375, "height": 812, "pixelRatio": 1.0 } });
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        Self { _driver: driver, _profile: profile, client }
+    }
+
+    /// The form control labelled `label`.
+    async fn labelled(&self, label: &str) -> fantoccini::elements::Element {
+        let xpath = format!("//label[normalize-space()='{label}']");
+        let label_el = self.client.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await;
+        let id = label_el.unwrap().attr("for").await.unwrap().expect("the label names its control");
+        self.client.find(Locator::Id(&id)).await.unwrap()
+    }
+
+    /// The button whose text is `text`.
+    async fn button(&self, text: &str) -> fantoccini::elements::Element {
+        let xpath = format!("//button[normalize-space()='{text}']");
+        self.client.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await.unwrap()
+    }
+
+    /// The texts (`textContent`, shown or not) of the elements matching `css`.
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let mut out = vec![];
+        for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            out.push(element.prop("textContent").await.ok().flatten().unwrap_or_default());
+        }
+        out
+    }
+
+    /// Waits until some element matching `css` has a text for which `check` holds; returns it.
+    async fn until_text(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(found) = self.texts(css).await.into_iter().find(|t| check(t)) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no `{css}` matched; saw {:?}",
+                self.texts(css).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+}
+
+/// A relay with organization `acme`, admin `admin`, user `alice` assigned to the echo agent of a
+/// bridge whose words come `word_delay_ms` apart.
+struct Relay {
+    _dir: tempfile::TempDir,
+    db: String,
+    server: Proc,
+    _bridge: Proc,
+    base: String,
+    alice: String,
+}
+
+async fn relay(word_delay_ms: u64) -> Relay {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("mc.db").display());
+    let org = admin_ok(&db, &["create-org", "acme"]);
+    for (name, role) in [("admin", "admin"), ("alice", "member")] {
+        let password = format!("{name}-password");
+        admin_ok(
+            &db,
+            &[
+                "create-user",
+                "--org",
+                &org,
+                "--username",
+                name,
+                "--password",
+                &password,
+                "--role",
+                role,
+            ],
+        );
+    }
+    let token = admin_ok(&db, &["create-registration-token", "--org", &org, "--expires-in", "1h"]);
+    let (server, base) = start_server(&db);
+    let (config, state) = bridge_config(dir.path(), "browser-gw", &base, &org, &token);
+    let delay = word_delay_ms.to_string();
+    let bridge = start_bridge(&["--echo", "--echo-word-delay-ms", &delay], &config, &state);
+    let http = examples::http_client();
+    let admin = login(&http, &base, "admin", "admin-password").await;
+    let deadline = Instant::now() + WAIT;
+    let agent = loop {
+        let agents = get_json(&http, &base, "/api/v1/agents", &admin).await;
+        if let Some(a) = agents["agents"].as_array().and_then(|a| a.first()) {
+            break a["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the gateway did not register");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let users = get_json(&http, &base, "/api/v1/users", &admin).await;
+    let alice =
+        users["users"].as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    admin_ok(&db, &["assign", "--user", &alice, "--agent", &agent]);
+    Relay { _dir: dir, db, server, _bridge: bridge, base, alice }
+}
+
+async fn sign_in(b: &Browser, base: &str, username: &str) {
+    b.client.goto(base).await.unwrap();
+    b.labelled("Organization").await.send_keys("acme").await.unwrap();
+    b.labelled("Username").await.send_keys(username).await.unwrap();
+    b.labelled("Password").await.send_keys(&format!("{username}-password")).await.unwrap();
+    b.button("Sign in").await.click().await.unwrap();
+}
+
+/// Types `text` in the composer and presses Enter.
+async fn say(b: &Browser, text: &str) {
+    let field = b.labelled("Message").await;
+    field.send_keys(text).await.unwrap();
+    field.send_keys(&fantoccini::key::Key::Enter.to_string()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_in_a_real_browser() {
+    if !browser_ready() {
+        return;
+    }
+    let relay = relay(120).await;
+    let b = Browser::start(true).await;
+
+    // The page comes with its security headers.
+    let http = examples::http_client();
+    let page = http.get(format!("{}/", relay.base)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+
+    // Sign in by the labelled fields; the phone layout lists the agents, then the conversation.
+    b.client.goto(&relay.base).await.unwrap();
+    let width = b.client.execute("return window.innerWidth;", vec![]).await.unwrap();
+    assert_eq!(width, json!(375), "a phone's width");
+    b.screenshot("chat-sign-in-phone.png").await;
+    sign_in(&b, &relay.base, "alice").await;
+    let agent = b.until_text("#agents button", "the agent list", |t| t.contains("Echo")).await;
+    assert!(agent.contains("online"), "{agent}");
+    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+
+    // Enter sends; the reply streams (a dashed, growing item), then the stored reply.
+    say(&b, "hello from a browser").await;
+    b.until_text("#messages li.user", "my message", |t| t == "hello from a browser").await;
+    b.until_text("#messages li.agent", "the reply", |t| t == "Echo: hello from a browser").await;
+
+    // Reload mid-reply: the text so far comes back, then the whole reply, once.
+    let long = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
+    say(&b, long).await;
+    b.until_text("#messages li.streaming", "a streaming reply", |t| t.starts_with("Echo:")).await;
+    b.client.refresh().await.unwrap();
+    let so_far = b
+        .until_text("#messages li.streaming", "the text so far after the reload", |t| {
+            t.starts_with("Echo:")
+        })
+        .await;
+    assert!(so_far.len() < format!("Echo: {long}").len(), "{so_far}");
+    let full = format!("Echo: {long}");
+    b.until_text("#messages li.agent:not(.streaming)", "the reply after the reload", |t| t == full)
+        .await;
+    let copies = b.texts("#messages li.agent").await.into_iter().filter(|t| *t == full).count();
+    assert_eq!(copies, 1, "the reply shows once");
+    b.screenshot("chat-conversation-phone.png").await;
+
+    // The network drops (the relay restarts): the page says so, reconnects by itself and
+    // resumes; the next message works.
+    relay.server.signal("TERM");
+    b.until_text("#connection", "the reconnecting state", |t| t == "reconnecting…").await;
+    let listen = relay.base.trim_start_matches("http://").to_owned();
+    let mut relay = relay;
+    relay.server.wait_exit(Duration::from_secs(10));
+    relay.server =
+        start_server_with(&relay.db, &["--listen", &listen, "--offline-grace-secs", "1"]).0;
+    b.until_text("#connection", "connected again", |t| t == "connected").await;
+    b.until_text("#agents button", "the agent back online", |t| t.contains("online")).await;
+    say(&b, "after the drop").await;
+    b.until_text("#messages li.agent", "the reply after the drop", |t| t == "Echo: after the drop")
+        .await;
+
+    // Stop a slow reply: the Stop button appears while it streams and ends it.
+    say(&b, "a reply that is stopped before it ends with many more words to come").await;
+    b.until_text("#messages li.streaming", "the slow reply", |t| t.starts_with("Echo:")).await;
+    b.button("Stop").await.click().await.unwrap();
+    b.until_text("#messages li.system", "the stop notice", |t| !t.is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies = b.texts("#messages li.agent").await;
+    assert!(
+        !replies.iter().any(|t| t.ends_with("many more words to come")),
+        "the stopped reply did not complete: {replies:?}"
+    );
+
+    // A reply carrying HTML is text: nothing runs, no element is made.
+    let xss = "<img src=x onerror=window.__pwned=1>";
+    say(&b, xss).await;
+    b.until_text("#messages li.agent:not(.streaming)", "the HTML reply", |t| {
+        t == format!("Echo: {xss}")
+    })
+    .await;
+    let ran = b
+        .client
+        .execute(
+            "return [window.__pwned === undefined, document.querySelectorAll('#messages img').length];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ran, json!([true, 0]), "the markup ran or was rendered");
+
+    // On a desktop: both panes side by side, the same conversation.
+    let desktop = Browser::start(false).await;
+    sign_in(&desktop, &relay.base, "alice").await;
+    desktop.until_text("#agents button", "the agent list", |t| t.contains("Echo")).await;
+    desktop.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    desktop
+        .until_text("#messages li.agent", "the conversation", |t| t == format!("Echo: {xss}"))
+        .await;
+    let panes = desktop
+        .client
+        .execute(
+            "return [getComputedStyle(document.getElementById('agents-pane')).display, getComputedStyle(document.getElementById('conversation')).display];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(panes, json!(["block", "flex"]), "side by side");
+    desktop.screenshot("chat-conversation-desktop.png").await;
+    desktop.client.clone().close().await.unwrap();
+
+    // An admin suspends alice: her page closes and says why.
+    let admin = login(&http, &relay.base, "admin", "admin-password").await;
+    let r = http
+        .patch(format!("{}/api/v1/users/{}", relay.base, relay.alice))
+        .bearer_auth(&admin)
+        .json(&json!({ "status": "suspended" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.until_text("#signin-error", "the suspension notice", |t| t.contains("suspended")).await;
+    let signed_in =
+        b.client.execute("return sessionStorage.getItem('mc.tokens');", vec![]).await.unwrap();
+    assert_eq!(signed_in, Value::Null, "the tokens are gone");
+    b.client.clone().close().await.unwrap();
+}

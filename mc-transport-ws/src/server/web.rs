@@ -1,0 +1,80 @@
+//! The browser pages built into the binary (`mc-transport-ws/web/`): the chat page at `/`,
+//! its script and style under `/assets/`. Plain HTML, CSS and one JavaScript module, no
+//! toolchain to build them and nothing fetched from elsewhere.
+//!
+//! Every page response carries a Content-Security-Policy without `unsafe-inline` (scripts,
+//! styles and sockets from this origin only, no framing, no plugins, no `<base>`), plus
+//! `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// The policy every page response carries.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'; object-src 'none'";
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const CHAT_JS: &str = include_str!("../../web/chat.js");
+const APP_CSS: &str = include_str!("../../web/app.css");
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Small files that change with the binary: revalidate rather than cache stale ones.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn index() -> Response {
+    page("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn chat_js() -> Response {
+    page("text/javascript; charset=utf-8", CHAT_JS)
+}
+
+async fn app_css() -> Response {
+    page("text/css; charset=utf-8", APP_CSS)
+}
+
+/// The pages' routes (merged into the app unless `HttpConfig::web_pages(false)`).
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/chat.js", get(chat_js))
+        .route("/assets/app.css", get(app_css))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allows_no_inline_code_and_no_framing() {
+        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe"));
+        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+        assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self'"));
+    }
+
+    #[test]
+    fn pages_have_no_inline_script_or_style_and_render_text_as_text() {
+        assert!(!INDEX_HTML.contains("<script>"), "scripts are files, never inline");
+        assert!(!INDEX_HTML.contains("style="), "styles are in app.css, never inline");
+        let handler = INDEX_HTML.split(" on").skip(1).any(|rest| {
+            let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+            !name.is_empty() && rest[name.len()..].starts_with('=')
+        });
+        assert!(!handler, "no inline event handlers");
+        assert!(!CHAT_JS.contains("innerHTML"), "text from the server is set as text");
+        assert!(!CHAT_JS.contains("insertAdjacentHTML"));
+    }
+}
