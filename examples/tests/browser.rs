@@ -3,8 +3,10 @@
 //! `mc-gateway --echo` as processes on loopback. Sign in by the labelled fields, pick the agent,
 //! send with Enter and watch the reply stream in, reload mid-reply and see the text so far then
 //! the reply, lose the connection (the relay restarts) and come back by itself, stop a slow reply, see a reply carrying HTML shown as text (and run nothing), be
-//! signed out when an admin suspends the account; screenshots at phone and desktop widths go to
-//! `docs/screenshots/`.
+//! signed out when an admin suspends the account. The admin console: sign in, create a
+//! registration token (shown once), watch the gateway a bridge registers with it come online
+//! live, suspend a user from the Users list and see her chat page close. Screenshots at phone and
+//! desktop widths go to `docs/screenshots/`.
 //!
 //! Skipped (with a line on stderr) without `chromium` and `chromedriver`, except under CI.
 
@@ -145,7 +147,8 @@ struct Relay {
     alice: String,
 }
 
-async fn relay(word_delay_ms: u64) -> Relay {
+/// The relay and its accounts, no gateway yet: (dir, db, org, server, base).
+fn relay_alone() -> (tempfile::TempDir, String, String, Proc, String) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mc.db").display());
     let org = admin_ok(&db, &["create-org", "acme"]);
@@ -166,11 +169,30 @@ async fn relay(word_delay_ms: u64) -> Relay {
             ],
         );
     }
-    let token = admin_ok(&db, &["create-registration-token", "--org", &org, "--expires-in", "1h"]);
     let (server, base) = start_server(&db);
-    let (config, state) = bridge_config(dir.path(), "browser-gw", &base, &org, &token);
+    (dir, db, org, server, base)
+}
+
+/// `mc-gateway --echo` registering with `token`.
+fn echo_bridge(dir: &Path, base: &str, org: &str, token: &str, word_delay_ms: u64) -> Proc {
+    let (config, state) = bridge_config(dir, "browser-gw", base, org, token);
     let delay = word_delay_ms.to_string();
-    let bridge = start_bridge(&["--echo", "--echo-word-delay-ms", &delay], &config, &state);
+    start_bridge(&["--echo", "--echo-word-delay-ms", &delay], &config, &state)
+}
+
+/// Alice's user id.
+async fn alice_id(http: &reqwest::Client, base: &str, admin: &str) -> String {
+    let users = get_json(http, base, "/api/v1/users", admin).await;
+    users["users"].as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn relay(word_delay_ms: u64) -> Relay {
+    let (dir, db, org, server, base) = relay_alone();
+    let token = admin_ok(&db, &["create-registration-token", "--org", &org, "--expires-in", "1h"]);
+    let bridge = echo_bridge(dir.path(), &base, &org, &token, word_delay_ms);
     let http = examples::http_client();
     let admin = login(&http, &base, "admin", "admin-password").await;
     let deadline = Instant::now() + WAIT;
@@ -182,12 +204,7 @@ async fn relay(word_delay_ms: u64) -> Relay {
         assert!(Instant::now() < deadline, "the gateway did not register");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let users = get_json(&http, &base, "/api/v1/users", &admin).await;
-    let alice =
-        users["users"].as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let alice = alice_id(&http, &base, &admin).await;
     admin_ok(&db, &["assign", "--user", &alice, "--agent", &agent]);
     Relay { _dir: dir, db, server, _bridge: bridge, base, alice }
 }
@@ -334,4 +351,78 @@ async fn the_chat_page_in_a_real_browser() {
         b.client.execute("return sessionStorage.getItem('mc.tokens');", vec![]).await.unwrap();
     assert_eq!(signed_in, Value::Null, "the tokens are gone");
     b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_console_in_a_real_browser() {
+    if !browser_ready() {
+        return;
+    }
+    let (dir, _db, org, _server, base) = relay_alone();
+    let admin = Browser::start(false).await;
+    let page = format!("{base}/admin");
+    admin.client.goto(&page).await.unwrap();
+    admin.labelled("Organization").await.send_keys("acme").await.unwrap();
+    admin.labelled("Username").await.send_keys("admin").await.unwrap();
+    admin.labelled("Password").await.send_keys("admin-password").await.unwrap();
+    admin.button("Sign in").await.click().await.unwrap();
+    admin.until_text("#connection", "the live subscription", |t| t == "live").await;
+    admin.until_text("#gateways li", "the empty gateway list", |t| t.contains("No gateways")).await;
+
+    // A registration token, shown once.
+    admin.button("Tokens").await.click().await.unwrap();
+    admin.labelled("Token label").await.send_keys("browser").await.unwrap();
+    admin.button("Create token").await.click().await.unwrap();
+    let token =
+        admin.until_text("#new-token-value", "the new token", |t| t.starts_with("gw_reg_")).await;
+    admin.until_text("#tokens li", "the token's row", |t| t.contains("browser")).await;
+    let shown = admin.texts("#tokens li").await.join(" ");
+    assert!(!shown.contains(&token), "the list never shows the secret");
+
+    // A bridge registers with it: the gateway shows up online without a reload.
+    admin.button("Gateways").await.click().await.unwrap();
+    let _bridge = echo_bridge(dir.path(), &base, &org, &token, 20);
+    admin
+        .until_text("#gateways li", "the gateway online, live", |t| {
+            t.contains("browser-gw") && t.contains("online")
+        })
+        .await;
+    // Its metrics follow each heartbeat (every 5 s here), pushed: the row changes by itself.
+    let first = admin.texts("#gateways li").await.join(" ");
+    admin
+        .until_text("#gateways li", "fresh metrics, pushed", |t| t.contains("memory") && t != first)
+        .await;
+    admin.button("Agents").await.click().await.unwrap();
+    admin.until_text("#agents li", "the echo agent", |t| t.contains("Echo")).await;
+    admin.screenshot("admin-agents-desktop.png").await;
+
+    // Alice is signed in on her phone; the admin suspends her: her page closes.
+    let phone = Browser::start(true).await;
+    sign_in(&phone, &base, "alice").await;
+    phone.until_text("#connection", "alice connected", |t| t == "connected").await;
+    admin.button("Users").await.click().await.unwrap();
+    admin.until_text("#users li", "alice's row", |t| t.contains("alice")).await;
+    admin.screenshot("admin-users-desktop.png").await;
+    admin.button("Suspend alice").await.click().await.unwrap();
+    phone.until_text("#signin-error", "alice's page closed", |t| t.contains("suspended")).await;
+    admin
+        .until_text("#users li", "alice suspended", |t| {
+            t.contains("alice") && t.contains("suspended")
+        })
+        .await;
+    // The activity feed shows what happened, live.
+    admin.button("Activity").await.click().await.unwrap();
+    admin.until_text("#activity li", "activity", |t| !t.is_empty()).await;
+    phone.client.clone().close().await.unwrap();
+
+    // The console at a phone's width.
+    let narrow = Browser::start(true).await;
+    narrow.client.goto(&page).await.unwrap();
+    narrow.labelled("Username").await.send_keys("admin").await.unwrap();
+    narrow.labelled("Password").await.send_keys("admin-password").await.unwrap();
+    narrow.button("Sign in").await.click().await.unwrap();
+    narrow.until_text("#gateways li", "the gateway", |t| t.contains("browser-gw")).await;
+    narrow.screenshot("admin-gateways-phone.png").await;
+    narrow.client.clone().close().await.unwrap();
+    admin.client.clone().close().await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ids::{AgentId, GatewayId, OrgId, UserId};
-use crate::model::{ActivityEvent, GatewayStatus};
+use crate::model::{ActivityEvent, GatewayMetrics, GatewayStatus};
 
 /// An event published by a service.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +56,17 @@ pub enum RelayEvent {
         previous: GatewayStatus,
         /// The status now.
         current: GatewayStatus,
+    },
+    /// A gateway's heartbeat brought metrics.
+    GatewayMetricsReported {
+        /// Its organization.
+        organization_id: OrgId,
+        /// Which gateway.
+        gateway_id: GatewayId,
+        /// What it reported.
+        metrics: GatewayMetrics,
+        /// When the relay received them.
+        at: crate::Timestamp,
     },
     /// A gateway's relay token was replaced (re-registration) or revoked (deregistration, or
     /// the gateway was deleted): close any socket it authenticated with the old one.

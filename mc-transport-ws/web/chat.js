@@ -5,12 +5,13 @@
 // the browser send them. Every text from the server is put in the page with textContent, never
 // as HTML.
 
+import { Tokens, socketUrl } from "./auth.js";
+
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
-const API = "/api/v1";
+const tokens = new Tokens("mc.tokens");
 
 const state = {
-  tokens: JSON.parse(store.getItem("mc.tokens") || "null"),
   agents: [],
   agentId: store.getItem("mc.agent"),
   sessionId: store.getItem("mc.session"),
@@ -21,7 +22,6 @@ const state = {
   hasMore: false,
   ws: null,
   attempt: 0,
-  refreshTimer: null,
   reconnectTimer: null,
   stopped: false,
 };
@@ -31,101 +31,37 @@ function saveView() {
   state.sessionId ? store.setItem("mc.session", state.sessionId) : store.removeItem("mc.session");
 }
 
-function setTokens(tokens) {
-  state.tokens = tokens;
-  if (tokens) {
-    store.setItem("mc.tokens", JSON.stringify(tokens));
-    scheduleRefresh();
-  } else {
-    store.removeItem("mc.tokens");
-    clearTimeout(state.refreshTimer);
-  }
-}
-
-function tokensFrom(body) {
-  return {
-    access: body.access_token,
-    refresh: body.refresh_token,
-    expiresAt: Date.now() + (body.expires_in || 900) * 1000,
-  };
-}
-
 // ---- sign-in and tokens ----------------------------------------------------------------
 
 async function signIn(event) {
   event.preventDefault();
   $("signin-error").textContent = "";
-  const body = { username: $("username").value.trim(), password: $("password").value };
-  const org = $("organization").value.trim();
-  if (org) body.organization = org;
-  try {
-    const r = await fetch(`${API}/auth/login`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const answer = await r.json().catch(() => ({}));
-    if (!r.ok) {
-      $("signin-error").textContent = answer?.error?.message || `Sign-in failed (${r.status})`;
-      return;
-    }
-    $("password").value = "";
-    setTokens(tokensFrom(answer));
-    showChat();
-    connect();
-  } catch (e) {
-    $("signin-error").textContent = "The relay cannot be reached.";
+  const failed = await tokens.signIn(
+    $("organization").value.trim(),
+    $("username").value.trim(),
+    $("password").value,
+  );
+  if (failed) {
+    $("signin-error").textContent = failed;
+    return;
   }
+  $("password").value = "";
+  showChat();
+  connect();
 }
 
-function scheduleRefresh() {
-  clearTimeout(state.refreshTimer);
-  if (!state.tokens) return;
-  // A minute before expiry (or halfway for short-lived tokens).
-  const left = state.tokens.expiresAt - Date.now();
-  const wait = Math.max(1000, Math.min(left - 60000, left / 2));
-  state.refreshTimer = setTimeout(refreshTokens, wait);
-}
-
-async function refreshTokens() {
-  if (!state.tokens) return false;
-  try {
-    const r = await fetch(`${API}/auth/refresh`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: state.tokens.refresh }),
-    });
-    if (r.status === 401 || r.status === 403) {
-      signOut("Your session ended; sign in again.");
-      return false;
-    }
-    if (!r.ok) throw new Error(String(r.status));
-    setTokens(tokensFrom(await r.json()));
-    // Extend the open socket with the fresh token.
-    send({ type: "auth", id: `extend-${Date.now()}`, payload: { token: state.tokens.access } });
-    return true;
-  } catch (e) {
-    state.refreshTimer = setTimeout(refreshTokens, 5000);
-    return false;
-  }
-}
+// A refreshed token extends the open socket.
+tokens.onRefreshed = (access) => send({ type: "auth", id: `extend-${Date.now()}`, payload: { token: access } });
+tokens.onEnded = (message) => signOut(message);
 
 function signOut(message) {
-  const refresh = state.tokens?.refresh;
   state.stopped = true;
-  setTokens(null);
+  tokens.signOut();
   state.agentId = state.sessionId = null;
   saveView();
   clearTimeout(state.reconnectTimer);
   if (state.ws) state.ws.close(1000);
   state.ws = null;
-  if (refresh) {
-    fetch(`${API}/auth/logout`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: refresh }),
-    }).catch(() => {});
-  }
   $("chat").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
@@ -151,11 +87,10 @@ function setConnection(text, down) {
 function connect() {
   state.stopped = false;
   clearTimeout(state.reconnectTimer);
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/ws/chat`);
+  const ws = new WebSocket(socketUrl());
   state.ws = ws;
   setConnection(state.attempt ? "reconnecting…" : "connecting…", state.attempt > 0);
-  ws.onopen = () => ws.send(JSON.stringify({ type: "auth", payload: { token: state.tokens.access } }));
+  ws.onopen = () => ws.send(JSON.stringify({ type: "auth", payload: { token: tokens.access } }));
   ws.onmessage = (e) => {
     let frame;
     try {
@@ -176,7 +111,7 @@ async function onClosed(ws, code) {
     signOut("Your account is suspended.");
     return;
   }
-  if (code === 4001 && !(await refreshTokens())) return;
+  if (code === 4001 && !(await tokens.refresh())) return;
   state.attempt += 1;
   setConnection("reconnecting…", true);
   const delay = Math.min(10000, 500 * 2 ** Math.min(state.attempt, 5)) * (0.5 + Math.random() / 2);
@@ -472,9 +407,9 @@ function init() {
       send({ type: "history", id: "history-older", payload: { session_id: state.sessionId, before_seq: oldest, limit: 50 } });
     }
   });
-  if (state.tokens) {
+  if (tokens.current) {
     showChat();
-    scheduleRefresh();
+    tokens.set(tokens.current); // schedules the refresh
     connect();
   } else {
     $("signin").hidden = false;

@@ -29,6 +29,9 @@ pub enum Topic {
     /// Gateways going online, offline, error.
     #[serde(rename = "gateway.status")]
     GatewayStatus,
+    /// A gateway's metrics, as each heartbeat brings them.
+    #[serde(rename = "gateway.metrics")]
+    GatewayMetrics,
     /// Agents appearing, returning, going away.
     #[serde(rename = "agent.status")]
     AgentStatus,
@@ -45,8 +48,9 @@ pub enum Topic {
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::GatewayStatus,
+        Topic::GatewayMetrics,
         Topic::AgentStatus,
         Topic::SessionCreated,
         Topic::SessionClosed,
@@ -57,6 +61,7 @@ impl Topic {
     pub fn as_str(&self) -> &'static str {
         match self {
             Topic::GatewayStatus => "gateway.status",
+            Topic::GatewayMetrics => "gateway.metrics",
             Topic::AgentStatus => "agent.status",
             Topic::SessionCreated => "session.created",
             Topic::SessionClosed => "session.closed",
@@ -307,7 +312,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
             if topics.is_empty() || topics.len() > Topic::ALL.len() * 2 {
                 return Err(DecodeError {
                     id,
-                    message: format!("{kind} payload.topics: give 1–5 topics"),
+                    message: format!("{kind} payload.topics: give 1–{} topics", Topic::ALL.len()),
                 });
             }
             if kind == "subscribe" {
@@ -533,6 +538,6 @@ mod tests {
                 .message
                 .contains("payload.topics")
         );
-        assert!(err(r#"{"type":"subscribe","payload":{"topics":[]}}"#).message.contains("1–5"));
+        assert!(err(r#"{"type":"subscribe","payload":{"topics":[]}}"#).message.contains("1–6"));
     }
 }

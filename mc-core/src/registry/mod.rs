@@ -301,11 +301,13 @@ impl RegistryService {
         if let Some(ip) = client_ip {
             info.ip = Some(ip.to_string());
         }
+        let reported = beat.metrics.clone();
         if let Some(metrics) = beat.metrics {
             info.metrics = Some(metrics);
             info.metrics_at = Some(now);
         }
         let mut gateway = self.store.touch_gateway(gateway.id, now, Some(&info)).await?;
+        self.announce_metrics(&gateway, reported, now);
         if let Some(agents) = &beat.agents {
             self.sync_agents(&gateway, agents, now).await?;
         }
@@ -319,6 +321,23 @@ impl RegistryService {
             gateway = change.gateway;
         }
         Ok(gateway)
+    }
+
+    /// Tells the admins' live subscriptions (`gateway.metrics`) what a heartbeat reported.
+    fn announce_metrics(
+        &self,
+        gateway: &Gateway,
+        metrics: Option<crate::model::GatewayMetrics>,
+        at: crate::Timestamp,
+    ) {
+        if let Some(metrics) = metrics {
+            self.events.publish(RelayEvent::GatewayMetricsReported {
+                organization_id: gateway.organization_id,
+                gateway_id: gateway.id,
+                metrics,
+                at,
+            });
+        }
     }
 
     /// Its relay socket authenticated (`up`) or ended without coming back (`!up`): `online`
@@ -361,11 +380,13 @@ impl RegistryService {
         let gateway = self.store.get_gateway(id).await?.ok_or(Error::NotFound("gateway"))?;
         let now = self.clock.now();
         let mut info = gateway.connection_info.clone();
+        let reported = beat.metrics.clone();
         if let Some(metrics) = beat.metrics {
             info.metrics = Some(metrics);
             info.metrics_at = Some(now);
         }
         let mut gateway = self.store.touch_gateway(id, now, Some(&info)).await?;
+        self.announce_metrics(&gateway, reported, now);
         if let Some(agents) = &beat.agents {
             self.sync_agents(&gateway, agents, now).await?;
         }

@@ -94,6 +94,11 @@ impl Core {
                     json!({ "gateway_id": gateway_id, "previous": previous, "status": current });
                 self.org_event(organization_id, Topic::GatewayStatus, payload).await;
             }
+            RelayEvent::GatewayMetricsReported { organization_id, gateway_id, metrics, at } => {
+                let payload =
+                    json!({ "gateway_id": gateway_id, "metrics": metrics, "metrics_at": at });
+                self.org_event(organization_id, Topic::GatewayMetrics, payload).await;
+            }
             RelayEvent::AgentsChanged { organization_id, gateway_id, added, returned, gone } => {
                 self.tell_assigned_users(gateway_id, None).await;
                 for (agents, status) in [(added, "added"), (returned, "active"), (gone, "gone")] {

@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the chat page; `/assets/*` its script and style ([`web`]; `HttpConfig::web_pages(false)` leaves them out) |
+//! | `GET /`, `GET /admin` | the chat page and the admin console; `/assets/*` their scripts and style ([`web`]; `HttpConfig::web_pages(false)` leaves them out) |
 //! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (SPEC §6) |
 //! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |

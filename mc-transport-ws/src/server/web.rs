@@ -1,5 +1,5 @@
-//! The browser pages built into the binary (`mc-transport-ws/web/`): the chat page at `/`,
-//! its script and style under `/assets/`. Plain HTML, CSS and one JavaScript module, no
+//! The browser pages built into the binary (`mc-transport-ws/web/`): the chat page at `/`, the
+//! admin console at `/admin`, their scripts and style under `/assets/`. Plain HTML, CSS and one JavaScript module, no
 //! toolchain to build them and nothing fetched from elsewhere.
 //!
 //! Every page response carries a Content-Security-Policy without `unsafe-inline` (scripts,
@@ -17,7 +17,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      frame-ancestors 'none'; object-src 'none'";
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
+const ADMIN_HTML: &str = include_str!("../../web/admin.html");
 const CHAT_JS: &str = include_str!("../../web/chat.js");
+const ADMIN_JS: &str = include_str!("../../web/admin.js");
+const AUTH_JS: &str = include_str!("../../web/auth.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -38,8 +41,20 @@ async fn index() -> Response {
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 
+async fn admin() -> Response {
+    page("text/html; charset=utf-8", ADMIN_HTML)
+}
+
 async fn chat_js() -> Response {
     page("text/javascript; charset=utf-8", CHAT_JS)
+}
+
+async fn admin_js() -> Response {
+    page("text/javascript; charset=utf-8", ADMIN_JS)
+}
+
+async fn auth_js() -> Response {
+    page("text/javascript; charset=utf-8", AUTH_JS)
 }
 
 async fn app_css() -> Response {
@@ -50,7 +65,10 @@ async fn app_css() -> Response {
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
+        .route("/admin", get(admin))
         .route("/assets/chat.js", get(chat_js))
+        .route("/assets/admin.js", get(admin_js))
+        .route("/assets/auth.js", get(auth_js))
         .route("/assets/app.css", get(app_css))
 }
 
@@ -67,14 +85,18 @@ mod tests {
 
     #[test]
     fn pages_have_no_inline_script_or_style_and_render_text_as_text() {
-        assert!(!INDEX_HTML.contains("<script>"), "scripts are files, never inline");
-        assert!(!INDEX_HTML.contains("style="), "styles are in app.css, never inline");
-        let handler = INDEX_HTML.split(" on").skip(1).any(|rest| {
-            let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
-            !name.is_empty() && rest[name.len()..].starts_with('=')
-        });
-        assert!(!handler, "no inline event handlers");
-        assert!(!CHAT_JS.contains("innerHTML"), "text from the server is set as text");
-        assert!(!CHAT_JS.contains("insertAdjacentHTML"));
+        for html in [INDEX_HTML, ADMIN_HTML] {
+            assert!(!html.contains("<script>"), "scripts are files, never inline");
+            assert!(!html.contains("style="), "styles are in app.css, never inline");
+            let handler = html.split(" on").skip(1).any(|rest| {
+                let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+                !name.is_empty() && rest[name.len()..].starts_with('=')
+            });
+            assert!(!handler, "no inline event handlers");
+        }
+        for js in [CHAT_JS, ADMIN_JS, AUTH_JS] {
+            assert!(!js.contains("innerHTML"), "text from the server is set as text");
+            assert!(!js.contains("insertAdjacentHTML") && !js.contains("eval("));
+        }
     }
 }
