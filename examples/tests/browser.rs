@@ -5,8 +5,10 @@
 //! the reply, lose the connection (the relay restarts) and come back by itself, stop a slow reply, see a reply carrying HTML shown as text (and run nothing), be
 //! signed out when an admin suspends the account. The admin console: sign in, create a
 //! registration token (shown once), watch the gateway a bridge registers with it come online
-//! live, suspend a user from the Users list and see her chat page close. Screenshots at phone and
-//! desktop widths go to `docs/screenshots/`.
+//! live, suspend a user from the Users list and see her chat page close. Then older messages
+//! loaded by scrolling up, a second session with the same agent and back, and the admin reading
+//! a user's sessions; access tokens of 4 s rotated by the page without the socket ever
+//! dropping. Screenshots at phone and desktop widths go to `docs/screenshots/`.
 //!
 //! Skipped (with a line on stderr) without `chromium` and `chromedriver`, except under CI.
 
@@ -149,6 +151,11 @@ struct Relay {
 
 /// The relay and its accounts, no gateway yet: (dir, db, org, server, base).
 fn relay_alone() -> (tempfile::TempDir, String, String, Proc, String) {
+    relay_alone_with(&[])
+}
+
+/// The same, `mc-server` started with `extra` flags.
+fn relay_alone_with(extra: &[&str]) -> (tempfile::TempDir, String, String, Proc, String) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mc.db").display());
     let org = admin_ok(&db, &["create-org", "acme"]);
@@ -169,7 +176,9 @@ fn relay_alone() -> (tempfile::TempDir, String, String, Proc, String) {
             ],
         );
     }
-    let (server, base) = start_server(&db);
+    let mut flags = vec!["--offline-grace-secs", "1"];
+    flags.extend_from_slice(extra);
+    let (server, base) = start_server_with(&db, &flags);
     (dir, db, org, server, base)
 }
 
@@ -190,7 +199,11 @@ async fn alice_id(http: &reqwest::Client, base: &str, admin: &str) -> String {
 }
 
 async fn relay(word_delay_ms: u64) -> Relay {
-    let (dir, db, org, server, base) = relay_alone();
+    relay_with(word_delay_ms, &[]).await
+}
+
+async fn relay_with(word_delay_ms: u64, extra: &[&str]) -> Relay {
+    let (dir, db, org, server, base) = relay_alone_with(extra);
     let token = admin_ok(&db, &["create-registration-token", "--org", &org, "--expires-in", "1h"]);
     let bridge = echo_bridge(dir.path(), &base, &org, &token, word_delay_ms);
     let http = examples::http_client();
@@ -425,4 +438,102 @@ async fn the_admin_console_in_a_real_browser() {
     narrow.screenshot("admin-gateways-phone.png").await;
     narrow.client.clone().close().await.unwrap();
     admin.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_messages_on_scroll_several_sessions_and_the_admin_view_of_them() {
+    if !browser_ready() {
+        return;
+    }
+    let relay = relay(0).await;
+    // 30 exchanges (60 messages) in one session, sent over the socket API.
+    let http = examples::http_client();
+    let token = login(&http, &relay.base, "alice", "alice-password").await;
+    let (mut ws, hello) = socket(&relay.base, &token).await;
+    let agent = hello["assignments"][0]["agent_id"].as_str().unwrap().to_owned();
+    let (ack, _) = chat(&mut ws, &agent, "message 1", None).await;
+    let session = ack["payload"]["session_id"].as_str().unwrap().to_owned();
+    for i in 2..=30 {
+        chat(&mut ws, &agent, &format!("message {i}"), Some(&session)).await;
+    }
+    drop(ws);
+
+    let b = Browser::start(true).await;
+    sign_in(&b, &relay.base, "alice").await;
+    b.until_text("#agents button", "the agent list", |t| t.contains("Echo")).await;
+    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    // The newest page (50) first; scrolling to the top brings the 10 older ones.
+    b.until_text("#messages li:last-child", "the newest message", |t| t == "Echo: message 30")
+        .await;
+    let seqs =
+        || async { b.client.find_all(Locator::Css("#messages li[data-seq]")).await.unwrap().len() };
+    assert_eq!(seqs().await, 50, "one page of history");
+    b.client
+        .execute("document.getElementById('messages').scrollTop = 0; return null;", vec![])
+        .await
+        .unwrap();
+    b.until_text("#messages li[data-seq='1']", "the oldest message", |t| t == "message 1").await;
+    assert_eq!(seqs().await, 60);
+
+    // A second session with the same agent; the first is still there to go back to.
+    b.button("New session").await.click().await.unwrap();
+    say(&b, "in a second session").await;
+    b.until_text("#messages li.agent", "the new session's reply", |t| {
+        t == "Echo: in a second session"
+    })
+    .await;
+    assert_eq!(seqs().await, 2, "the new session holds only its own messages");
+    let options = b.client.find_all(Locator::Css("#session option")).await.unwrap().len();
+    assert_eq!(options, 2, "two sessions to pick from");
+    b.client.find(Locator::Css("#session")).await.unwrap().select_by_value(&session).await.unwrap();
+    b.until_text("#messages li:last-child", "the first session again", |t| t == "Echo: message 30")
+        .await;
+
+    // The admin sees alice's two sessions and reads one.
+    let admin = Browser::start(false).await;
+    admin.client.goto(&format!("{}/admin", relay.base)).await.unwrap();
+    admin.labelled("Username").await.send_keys("admin").await.unwrap();
+    admin.labelled("Password").await.send_keys("admin-password").await.unwrap();
+    admin.button("Sign in").await.click().await.unwrap();
+    admin.until_text("#connection", "the console", |t| t == "live").await;
+    admin.button("Users").await.click().await.unwrap();
+    admin.button("Sessions of alice").await.click().await.unwrap();
+    admin.until_text("#sessions li", "alice's sessions", |t| t.starts_with("Session of")).await;
+    let sessions = admin.client.find_all(Locator::Css("#sessions li button")).await.unwrap();
+    assert_eq!(sessions.len(), 2, "alice has two sessions");
+    sessions[0].click().await.unwrap();
+    admin.until_text("#session-messages li", "a session's messages", |t| t.contains("Echo:")).await;
+    admin.client.clone().close().await.unwrap();
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_token_is_refreshed_before_it_expires() {
+    if !browser_ready() {
+        return;
+    }
+    // Access tokens last 4 s: the page must rotate them and hand each to its open socket, or
+    // the relay closes the socket at expiry (4001) and the page shows "reconnecting…".
+    let relay = relay_with(0, &["--access-token-ttl-secs", "4"]).await;
+    let b = Browser::start(true).await;
+    sign_in(&b, &relay.base, "alice").await;
+    b.until_text("#connection", "connected", |t| t == "connected").await;
+    let first =
+        b.client.execute("return sessionStorage.getItem('mc.tokens');", vec![]).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let shown = b.texts("#connection").await.join("");
+        assert_eq!(shown, "connected", "the socket was dropped at the token's expiry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now =
+        b.client.execute("return sessionStorage.getItem('mc.tokens');", vec![]).await.unwrap();
+    assert_ne!(first, now, "the tokens were rotated");
+    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    say(&b, "still here").await;
+    b.until_text("#messages li.agent", "a reply after 10 s of 4 s tokens", |t| {
+        t == "Echo: still here"
+    })
+    .await;
+    b.client.clone().close().await.unwrap();
 }
