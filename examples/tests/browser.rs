@@ -159,23 +159,8 @@ fn relay_alone_with(extra: &[&str]) -> (tempfile::TempDir, String, String, Proc,
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mc.db").display());
     let org = admin_ok(&db, &["create-org", "acme"]);
-    for (name, role) in [("admin", "admin"), ("alice", "member")] {
-        let password = format!("{name}-password");
-        admin_ok(
-            &db,
-            &[
-                "create-user",
-                "--org",
-                &org,
-                "--username",
-                name,
-                "--password",
-                &password,
-                "--role",
-                role,
-            ],
-        );
-    }
+    create_user(&db, &org, "admin", "admin");
+    create_user(&db, &org, "alice", "member");
     let mut flags = vec!["--offline-grace-secs", "1"];
     flags.extend_from_slice(extra);
     let (server, base) = start_server_with(&db, &flags);

@@ -19,23 +19,7 @@ use std::time::{Duration, Instant};
 
 use cluster::{Cluster, Database, ready, reconnect};
 use common::*;
-use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
-
-async fn send_chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut payload = json!({ "agent_id": agent, "content": text });
-    if let Some(s) = session {
-        payload["session_id"] = json!(s);
-    }
-    send(ws, json!({ "type": "chat", "id": id, "payload": payload })).await;
-    id
-}
 
 /// Waits for the `chat` frame of `role` with `content`; returns the frames before it.
 async fn until_message(ws: &mut Ws, role: &str, content: &str) -> Vec<Value> {

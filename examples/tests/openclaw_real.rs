@@ -15,8 +15,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::SinkExt;
-use tokio_tungstenite::tungstenite::Message;
 
 use examples::testbed::{self, FakeModel, Gateway, GatewayOptions};
 use mc_transport_ws::openclaw::{
@@ -146,20 +144,7 @@ async fn relay(extra: &[&str]) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("mc.db").display());
     let org = admin_ok(&db, &["create-org", "acme"]);
-    admin_ok(
-        &db,
-        &[
-            "create-user",
-            "--org",
-            &org,
-            "--username",
-            "admin",
-            "--password",
-            "admin-password",
-            "--role",
-            "admin",
-        ],
-    );
+    create_user(&db, &org, "admin", "admin");
     let alice: Value = serde_json::from_str(&admin_ok(
         &db,
         &[
@@ -260,20 +245,6 @@ impl TestRelay {
         let token = login(&self.http, &self.base, "alice", "alice-password").await;
         socket(&self.base, &token).await.0
     }
-}
-
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
-
-async fn send_chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut payload = json!({ "agent_id": agent, "content": text });
-    if let Some(s) = session {
-        payload["session_id"] = json!(s);
-    }
-    send(ws, json!({ "type": "chat", "id": id, "payload": payload })).await;
-    id
 }
 
 /// The session's stored messages: (role, content).

@@ -107,20 +107,7 @@ impl Cluster {
         let secret: String =
             examples::random_bytes::<32>().unwrap().iter().map(|b| format!("{b:02x}")).collect();
         let org = admin_ok(&db, &["create-org", "acme"]);
-        admin_ok(
-            &db,
-            &[
-                "create-user",
-                "--org",
-                &org,
-                "--username",
-                "admin",
-                "--password",
-                "admin-password",
-                "--role",
-                "admin",
-            ],
-        );
+        create_user(&db, &org, "admin", "admin");
         let registration_token = admin_ok(
             &db,
             &["create-registration-token", "--org", &org, "--label", "multi", "--expires-in", "1h"],

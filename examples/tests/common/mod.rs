@@ -35,6 +35,16 @@ pub fn admin_ok(db: &str, args: &[&str]) -> String {
     out
 }
 
+/// Creates user `name` (password `{name}-password`) with `role` in `org`; returns the CLI's
+/// output (the user id).
+pub fn create_user(db: &str, org: &str, name: &str, role: &str) -> String {
+    let password = format!("{name}-password");
+    admin_ok(
+        db,
+        &["create-user", "--org", org, "--username", name, "--password", &password, "--role", role],
+    )
+}
+
 pub struct Proc {
     pub child: Child,
 }
@@ -233,17 +243,24 @@ pub async fn system_event(ws: &mut Ws, event: &str) {
     }
 }
 
-pub async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> (Value, Value) {
+/// Sends a text frame.
+pub async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+}
+
+/// Sends a `chat` (in `session` if given); returns its client id.
+pub async fn send_chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
     let mut payload = json!({ "agent_id": agent, "content": text });
     if let Some(s) = session {
         payload["session_id"] = json!(s);
     }
-    let id = uuid::Uuid::now_v7().to_string();
-    ws.send(Message::Text(
-        json!({ "type": "chat", "id": id, "payload": payload }).to_string().into(),
-    ))
-    .await
-    .unwrap();
+    send(ws, json!({ "type": "chat", "id": id, "payload": payload })).await;
+    id
+}
+
+pub async fn chat(ws: &mut Ws, agent: &str, text: &str, session: Option<&str>) -> (Value, Value) {
+    send_chat(ws, agent, text, session).await;
     let ack = loop {
         let frame =
             next(ws).await.unwrap_or_else(|code| panic!("closed {code} waiting for the ack"));
