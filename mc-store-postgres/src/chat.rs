@@ -188,6 +188,10 @@ impl SessionStore for PgStore {
 
 #[async_trait]
 impl MessageStore for PgStore {
+    fn write_lanes(&self) -> usize {
+        self.write_lanes
+    }
+
     async fn append_message(&self, m: &NewMessage) -> StoreResult<Appended> {
         let mut tx = self.begin().await?;
         // Bumping the session's seq takes its row lock first, so appends to one session run one

@@ -46,9 +46,10 @@ async fn store() -> Option<TestStore> {
     let connect = PgConnectOptions::from_str(&url)
         .expect("parse MC_TEST_POSTGRES_URL")
         .options([("search_path", schema.as_str())]);
-    let store = PgStore::connect_with(PgStoreOptions::new(connect).max_connections(4))
-        .await
-        .expect("connect and migrate PgStore");
+    let store =
+        PgStore::connect_with(PgStoreOptions::new(connect).max_connections(4).write_lanes(4))
+            .await
+            .expect("connect and migrate PgStore");
     let closer = store.clone();
     Some(TestStore::new(Arc::new(store)).with_cleanup(async move {
         closer.close().await;
@@ -63,3 +64,49 @@ async fn store() -> Option<TestStore> {
 }
 
 mc_core::store_conformance_tests!(store);
+
+/// The relay's writer over four lanes (PostgreSQL commits several batches at once): 8
+/// sessions' appends, 25 each handed over without waiting, are committed gapless and each
+/// session's in the order it handed them over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_keeps_each_sessions_order_across_its_lanes() {
+    use mc_core::testing::fixtures;
+    const PER_SESSION: usize = 25;
+    mc_core::testing::run(store, |store| async move {
+        assert_eq!(store.write_lanes(), 4);
+        let world = fixtures::ChatWorld::create(&store).await;
+        let mut sessions = vec![world.session.id];
+        for _ in 1..8 {
+            let session = fixtures::session(world.user.id, &world.agent);
+            store.create_session(&session).await.expect("a session");
+            sessions.push(session.id);
+        }
+        let (writer, _task) = mc_core::MessageWriter::start(store.clone());
+        // Each session's appends are handed to the writer in order (`join_all` of fewer
+        // than 30 futures polls them in order), the sessions at once.
+        let mut tasks = tokio::task::JoinSet::new();
+        for &sid in &sessions {
+            let writer = writer.clone();
+            tasks.spawn(async move {
+                let appends = (0..PER_SESSION).map(|i| {
+                    writer.append(fixtures::user_message(sid, &format!("{sid} #{i}")), None)
+                });
+                for result in futures_util::future::join_all(appends).await {
+                    result.expect("appended");
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a session's appends");
+        }
+        for sid in sessions {
+            let stored = store.messages_after(sid, 0, 100).await.expect("history");
+            let contents: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+            let sent: Vec<String> = (0..PER_SESSION).map(|i| format!("{sid} #{i}")).collect();
+            assert_eq!(contents, sent, "one session's messages in the order sent");
+            let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, (1..=PER_SESSION as u64).collect::<Vec<u64>>());
+        }
+    })
+    .await;
+}

@@ -33,6 +33,7 @@ pub struct SqliteStoreOptions {
     readers: u32,
     busy_timeout: Duration,
     synchronous: Synchronous,
+    page_cache_kib: Option<u32>,
 }
 
 impl SqliteStoreOptions {
@@ -44,7 +45,17 @@ impl SqliteStoreOptions {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
+            page_cache_kib: None,
         }
+    }
+
+    /// The most page cache each connection keeps, in KiB (SQLite's `cache_size`; allocated as
+    /// used). By default 32 MiB per reader and 64 MiB for the writer: a store serving a large
+    /// database grows by up to about 256 MiB of cache, then stays there. Smaller caches trade
+    /// memory for reads through the kernel (pages are also mapped, `mmap_size` 256 MiB).
+    pub fn page_cache_kib(mut self, kib: u32) -> Self {
+        self.page_cache_kib = Some(kib.max(64));
+        self
     }
 
     /// What a commit survives (default [`Synchronous::Normal`]).
@@ -116,7 +127,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // Pages stay in memory instead of being read back through the kernel: a bigger
             // page cache per connection (a maximum, allocated as used) and reads through mmap.
-            .pragma("cache_size", "-32768")
+            .pragma("cache_size", format!("-{}", options.page_cache_kib.unwrap_or(32 * 1024)))
             .pragma("mmap_size", "268435456");
         // Files are checkpointed by a thread of their own (`writer.rs`), not inside commits.
         let connect = if options.is_memory() {
@@ -161,6 +172,7 @@ impl SqliteStore {
                 connect.get_filename(),
                 options.synchronous,
                 options.busy_timeout,
+                options.page_cache_kib.unwrap_or(64 * 1024),
             )?;
             (reader, Some(std::sync::Arc::new(thread)))
         };

@@ -32,6 +32,8 @@ use crate::store::Synchronous;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// The checkpointer's page cache, KiB.
+const CHECKPOINT_CACHE_KIB: u32 = 2048;
 /// How often the checkpointer runs.
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL size (pages) past which a commit checkpoints by itself.
@@ -50,6 +52,7 @@ fn connect(
     path: &Path,
     synchronous: Synchronous,
     busy_timeout: Duration,
+    cache_kib: u32,
 ) -> Result<Connection, crate::Error> {
     let conn = Connection::open(path).map_err(|e| crate::Error::Writer(e.to_string()))?;
     conn.busy_timeout(busy_timeout).map_err(|e| crate::Error::Writer(e.to_string()))?;
@@ -59,7 +62,7 @@ fn connect(
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = 268435456;
          PRAGMA wal_autocheckpoint = {WAL_SAFETY_PAGES};"
     ))
     .map_err(|e| crate::Error::Writer(e.to_string()))?;
@@ -95,10 +98,12 @@ impl WriterThread {
         path: &Path,
         synchronous: Synchronous,
         busy_timeout: Duration,
+        cache_kib: u32,
     ) -> Result<Self, crate::Error> {
-        let conn = connect(path, synchronous, busy_timeout)?;
+        let conn = connect(path, synchronous, busy_timeout, cache_kib)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let checkpoints = connect(path, synchronous, busy_timeout)?;
+        // Checkpoints copy WAL frames into the file; they need little cache of their own.
+        let checkpoints = connect(path, synchronous, busy_timeout, CHECKPOINT_CACHE_KIB)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("mc-sqlite-writer".into())

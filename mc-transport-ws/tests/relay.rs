@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::ws::{Client, Ended, Mode};
 use common::{ChatFixture, PASSWORD, TestServer};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use mc_core::{RelayLimits, Role};
 use serde_json::{Value, json};
 
@@ -690,6 +690,53 @@ async fn the_gateway_socket_checks_its_relay_token() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!gw.is_running(), "the old link was closed");
+}
+
+/// Before its `auth` frame is checked a gateway's socket may send only a few KiB: a 1 MiB
+/// first frame ends the connection unread (no `auth_error`: the frame was never decoded).
+/// Once authenticated the same socket takes frames of megabytes.
+#[tokio::test]
+async fn a_gateway_socket_reads_little_before_it_authenticates() {
+    use tokio_tungstenite::tungstenite::Message;
+    let f = ChatFixture::new().await;
+    let url = common::ws::ws_url(&f.s.base, &format!("/ws/gateway/{}/relay", f.gateway_id));
+    let big = format!(r#"{{"type":"event","event":"chat","payload":"{}"}}"#, "x".repeat(1 << 20));
+
+    let (mut stranger, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // The relay stops reading mid-frame, so this send may fail; what it answers is the point.
+    let _ = stranger.send(Message::Text(big.clone().into())).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stranger.next().await {
+                Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .expect("the relay ends the connection");
+    assert_eq!(answered, None, "the oversized first frame must not be read and decoded");
+
+    let (mut gateway, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let auth = json!({ "type": "auth", "payload": { "relay_token": f.relay_token } });
+    gateway.send(Message::Text(auth.to_string().into())).await.unwrap();
+    let text = |m: Option<Result<Message, _>>| match m {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(&t).unwrap(),
+        other => panic!("expected a frame, got {other:?}"),
+    };
+    assert_eq!(text(gateway.next().await)["type"], "auth_ok");
+    gateway.send(Message::Text(big.into())).await.unwrap();
+    let ask = json!({ "type": "req", "id": "after-big", "method": "nothing.here" });
+    gateway.send(Message::Text(ask.to_string().into())).await.unwrap();
+    let answer = loop {
+        let frame = text(gateway.next().await);
+        if frame["type"] == "res" {
+            break frame;
+        }
+    };
+    assert_eq!(answer["id"], "after-big", "the socket lived through the 1 MiB frame");
+    assert_eq!(answer["error"]["code"], "INVALID_REQUEST");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

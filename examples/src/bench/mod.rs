@@ -62,6 +62,14 @@ pub struct Args {
     /// SQLite's synchronous setting for the relay's file: `normal` (default) or `full`.
     #[arg(long, default_value = "normal", global = true)]
     pub synchronous: String,
+    /// The page cache of each of the relay's SQLite connections, KiB (the store's default
+    /// when absent: 32 MiB per reader, 64 MiB for the writer).
+    #[arg(long, global = true)]
+    pub sqlite_cache_kib: Option<u32>,
+    /// How many batches the relay's writer commits at once on PostgreSQL (the store's default
+    /// when absent).
+    #[arg(long, global = true)]
+    pub pg_write_lanes: Option<usize>,
     /// Skip the NATS row (when `nats-server` is not installed).
     #[arg(long)]
     pub no_nats: bool,
@@ -70,6 +78,17 @@ pub struct Args {
     pub json: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Args {
+    /// How the relay's store is opened.
+    fn store_options(&self) -> relay::StoreOptions {
+        relay::StoreOptions {
+            synchronous: self.synchronous.clone(),
+            sqlite_cache_kib: self.sqlite_cache_kib,
+            pg_write_lanes: self.pg_write_lanes,
+        }
+    }
 }
 
 /// What to run.
@@ -172,6 +191,12 @@ fn start_relay_with(
     ];
     if let Some(db) = &args.database {
         child_args.extend(["--database".to_owned(), db.clone()]);
+    }
+    if let Some(kib) = args.sqlite_cache_kib {
+        child_args.extend(["--sqlite-cache-kib".to_owned(), kib.to_string()]);
+    }
+    if let Some(lanes) = args.pg_write_lanes {
+        child_args.extend(["--pg-write-lanes".to_owned(), lanes.to_string()]);
     }
     child_args.extend_from_slice(extra);
     let mut process = ChildProcess::itself(&child_args)?;
@@ -335,16 +360,8 @@ async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Resul
         .database
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("store.db").display()));
-    let store: std::sync::Arc<dyn mc_core::Store> = if url.starts_with("postgres") {
-        std::sync::Arc::new(mc_store_postgres::PgStore::connect(&url).await?)
-    } else {
-        let sync = match args.synchronous.as_str() {
-            "full" => mc_store_sqlite::Synchronous::Full,
-            _ => mc_store_sqlite::Synchronous::Normal,
-        };
-        let options = mc_store_sqlite::SqliteStoreOptions::new(&url).synchronous(sync);
-        std::sync::Arc::new(mc_store_sqlite::SqliteStore::open_with(options).await?)
-    };
+    let store = relay::open_store(&url, &args.store_options()).await?;
+    let lanes = store.write_lanes();
     let cpu = procs_self_cpu();
     let figures = store::run(store, writers, total).await?;
     let cpu = procs_self_cpu() - cpu;
@@ -353,11 +370,11 @@ async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Resul
     if args.json {
         println!(
             "{}",
-            json!({ "database": db, "writers": writers, "figures": figures, "process_cpu_seconds": cpu })
+            json!({ "database": db, "writers": writers, "write_lanes": lanes, "figures": figures, "process_cpu_seconds": cpu })
         );
     } else {
         println!(
-            "store ({db}, synchronous={}): {} appends by {writers} writers in {:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, this process {cpu:.2} CPU s",
+            "store ({db}, synchronous={}, {lanes} write lane(s)): {} appends by {writers} writers in {:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, this process {cpu:.2} CPU s",
             args.synchronous,
             figures.messages,
             figures.seconds,

@@ -41,6 +41,12 @@ pub struct RelayChild {
     /// SQLite's synchronous setting: `normal` or `full`.
     #[arg(long, default_value = "normal")]
     pub synchronous: String,
+    /// The page cache of each SQLite connection, KiB (the store's default when absent).
+    #[arg(long)]
+    pub sqlite_cache_kib: Option<u32>,
+    /// PostgreSQL's write lanes (the store's default when absent).
+    #[arg(long)]
+    pub pg_write_lanes: Option<usize>,
     /// Run as one of several instances on this Redis (`mc-bench instances`).
     #[arg(long)]
     pub redis: Option<String>,
@@ -69,16 +75,35 @@ fn hex_secret(hex: &str) -> anyhow::Result<Vec<u8>> {
         .collect()
 }
 
-async fn open_store(url: &str, synchronous: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// How the bench opens a relay's store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// SQLite's synchronous setting: `normal` or `full`.
+    pub synchronous: String,
+    /// SQLite's page cache per connection, KiB.
+    pub sqlite_cache_kib: Option<u32>,
+    /// PostgreSQL's write lanes.
+    pub pg_write_lanes: Option<usize>,
+}
+
+/// Opens the store at `url` (a `postgres://` URL or a SQLite one).
+pub async fn open_store(url: &str, options: &StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
     Ok(if url.starts_with("postgres") {
-        Arc::new(mc_store_postgres::PgStore::connect(url).await?)
+        let mut pg = mc_store_postgres::PgStoreOptions::from_url(url)?;
+        if let Some(lanes) = options.pg_write_lanes {
+            pg = pg.write_lanes(lanes);
+        }
+        Arc::new(mc_store_postgres::PgStore::connect_with(pg).await?)
     } else {
-        let sync = match synchronous {
+        let sync = match options.synchronous.as_str() {
             "full" => mc_store_sqlite::Synchronous::Full,
             _ => mc_store_sqlite::Synchronous::Normal,
         };
-        let options = mc_store_sqlite::SqliteStoreOptions::new(url).synchronous(sync);
-        Arc::new(mc_store_sqlite::SqliteStore::open_with(options).await?)
+        let mut sqlite = mc_store_sqlite::SqliteStoreOptions::new(url).synchronous(sync);
+        if let Some(kib) = options.sqlite_cache_kib {
+            sqlite = sqlite.page_cache_kib(kib);
+        }
+        Arc::new(mc_store_sqlite::SqliteStore::open_with(sqlite).await?)
     })
 }
 
@@ -101,7 +126,15 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let url =
         child.database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
-    let store = open_store(&url, &child.synchronous).await?;
+    let store = open_store(
+        &url,
+        &StoreOptions {
+            synchronous: child.synchronous.clone(),
+            sqlite_cache_kib: child.sqlite_cache_kib,
+            pg_write_lanes: child.pg_write_lanes,
+        },
+    )
+    .await?;
     let secret = match &child.jwt_secret {
         Some(hex) => hex_secret(hex)?,
         None => crate::random_bytes::<32>()?.to_vec(),
@@ -285,7 +318,9 @@ pub async fn echo_gateway(
     }
     Ok(tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
-        while let Some(Ok(Message::Text(text))) = stream.next().await {
+        // Pings are answered by tungstenite as the stream is read; only text frames matter.
+        while let Some(Ok(message)) = stream.next().await {
+            let Message::Text(text) = message else { continue };
             let Ok(req) = serde_json::from_str::<Request<'_>>(&text) else { continue };
             if req.method != "chat.send" {
                 continue;

@@ -12,7 +12,14 @@
 //! message is simply still `stored` and is sent again, which its idempotency key makes
 //! harmless.)
 //!
+//! A store that commits several transactions at once to advantage (PostgreSQL: each commit
+//! waits on the WAL flush, not the CPU) asks for several lanes
+//! ([`MessageStore::write_lanes`]): each lane is a group-commit loop of its own, and a
+//! session's appends and delivery updates always take the same lane, so one session's messages
+//! are committed in the order they were appended.
+//!
 //! [`MessageStore::write_batch`]: crate::store::MessageStore::write_batch
+//! [`MessageStore::write_lanes`]: crate::store::MessageStore::write_lanes
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,11 +42,20 @@ struct Append {
     done: oneshot::Sender<StoreResult<Appended>>,
 }
 
+/// Most lanes a store may ask for.
+const MAX_LANES: usize = 16;
+
 /// Group commit of messages and delivery states (the relay's writer; usable on its own, e.g.
-/// to measure a store). Cheap to clone; its task ends, after writing what it holds, when every
+/// to measure a store). Cheap to clone; its tasks end, after writing what they hold, when every
 /// clone is dropped.
 #[derive(Debug, Clone)]
 pub struct MessageWriter {
+    lanes: Arc<[Lane]>,
+}
+
+/// One group-commit loop's queues.
+#[derive(Debug)]
+struct Lane {
     appends: mpsc::Sender<Append>,
     deliveries: mpsc::UnboundedSender<DeliveryUpdate>,
 }
@@ -51,13 +67,35 @@ impl std::fmt::Debug for Append {
 }
 
 impl MessageWriter {
-    /// Starts the writer task over `store` (inside a tokio runtime); returns its handle and
-    /// the task.
+    /// Starts the writer over `store` (inside a tokio runtime), one task per lane the store
+    /// asks for; returns its handle and a task that ends when every lane has.
     pub fn start(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
-        let (appends, append_rx) = mpsc::channel(4 * MAX_BATCH);
-        let (deliveries, delivery_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, append_rx, delivery_rx));
-        (Self { appends, deliveries }, task)
+        let count = store.write_lanes().clamp(1, MAX_LANES);
+        let mut lanes = Vec::with_capacity(count);
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (appends, append_rx) = mpsc::channel(4 * MAX_BATCH);
+            let (deliveries, delivery_rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(run(store.clone(), append_rx, delivery_rx)));
+            lanes.push(Lane { appends, deliveries });
+        }
+        let all = tokio::spawn(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+        (Self { lanes: lanes.into() }, all)
+    }
+
+    /// The lane of `session`'s writes.
+    fn lane(&self, session: SessionId) -> &Lane {
+        let n = self.lanes.len();
+        if n == 1 {
+            return &self.lanes[0];
+        }
+        // Session ids are UUIDv7: their last bytes are random.
+        let (_, low) = session.as_uuid().as_u64_pair();
+        &self.lanes[(low % n as u64) as usize]
     }
 
     /// Appends a message (and stores `with` in the same batch); waits for the commit.
@@ -71,13 +109,14 @@ impl MessageWriter {
             message: "the message writer stopped".into(),
             source: None,
         };
-        self.appends.send(Append { message, with, done }).await.map_err(|_| gone())?;
+        let lane = self.lane(message.session_id);
+        lane.appends.send(Append { message, with, done }).await.map_err(|_| gone())?;
         result.await.map_err(|_| gone())?
     }
 
     /// Records a delivery state with the next batch, without waiting.
     pub fn record(&self, update: DeliveryUpdate) {
-        let _ = self.deliveries.send(update);
+        let _ = self.lane(update.session_id).deliveries.send(update);
     }
 }
 

@@ -153,6 +153,14 @@ pub trait MessageStore: Send + Sync {
         }
         results
     }
+    /// How many [`write_batch`] calls the store commits at once to advantage: the relay's
+    /// writer keeps that many group-commit loops, each session's writes on one of them
+    /// (default 1: one batch at a time, right for a single-writer database).
+    ///
+    /// [`write_batch`]: Self::write_batch
+    fn write_lanes(&self) -> usize {
+        1
+    }
     /// Applies one delivery update; `true` if it changed the stored state.
     async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool>;
     /// Up to `limit` user messages whose delivery is pending (`stored`, `sent`, `started`),

@@ -35,6 +35,7 @@ mod link_board;
 mod outbound;
 mod outbound_routes;
 mod pre_auth;
+mod read_budget;
 mod registry_routes;
 mod serve;
 pub mod tls;

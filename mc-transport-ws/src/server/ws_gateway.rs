@@ -1,25 +1,34 @@
 //! `/ws/gateway/{id}/relay`: a gateway's socket (SPEC §7.1). After the relay's `auth`
 //! handshake the frames are OpenClaw's: the relay sends `req`, the gateway answers `res` and
 //! pushes `event`s; a `heartbeat` frame may replace HTTP heartbeats.
+//!
+//! The WebSocket handshake is done here rather than by axum's extractor so that the socket is
+//! read through a [`ReadBudget`]: a gateway may send 4 MiB frames once it is known, but before
+//! its `auth` frame is checked it cannot make the relay read more than [`PRE_AUTH_BYTES`].
 
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use mc_core::close_code;
 use mc_core::link::LinkOutbound;
 use mc_core::protocol::RelayToGateway;
 use mc_core::protocol::gateway::{GatewayErrorShape, GatewayInbound, decode_gateway_frame};
 use mc_core::{FrameLink, GatewayId};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::AppState;
 use super::error::ApiError;
 use super::link_board::Probe;
-use super::ws_user::close;
+use super::read_budget::{BudgetLift, ReadBudget};
 
 /// A gateway's socket carries every run of its users: read it in large pieces (one socket per
 /// gateway, so its buffer's memory does not matter).
@@ -29,33 +38,99 @@ const GATEWAY_READ_BUFFER: usize = 64 * 1024;
 const LINK_QUEUE: usize = 256;
 /// Frames from a gateway may be larger than users' (OpenClaw allows 25 MiB); replies are text.
 const GATEWAY_FRAME_LIMIT: usize = 4 * 1024 * 1024;
+/// What a gateway's socket may send before its `auth` frame is checked (the `auth` frame is a
+/// few hundred bytes): a larger first frame ends the connection before it is buffered.
+pub(crate) const PRE_AUTH_BYTES: usize = 16 * 1024;
+
+type GatewaySocket = WebSocketStream<ReadBudget<TokioIo<hyper::upgrade::Upgraded>>>;
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
     super::registry_routes::ClientIp(ip): super::registry_routes::ClientIp,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     let Ok(id) = id.parse::<GatewayId>() else {
         return ApiError::bad_field("gateway id", "is not a valid id").into_response();
+    };
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(err) => return err.into_response(),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "UPGRADE_REQUIRED",
+            "this connection cannot be upgraded to a WebSocket (HTTP/1.1 is required)",
+        )
+        .into_response();
     };
     if state.services.store().get_gateway(id).await.ok().flatten().is_none() {
         return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gateway not found")
             .into_response();
     }
-    // Until it authenticates, a gateway's socket takes an unauthenticated place (its frame
-    // limit is set once, at the handshake, so the cap is what bounds their memory).
+    // Until it authenticates, a gateway's socket takes an unauthenticated place and may read
+    // only PRE_AUTH_BYTES.
     let Some(pass) = state.pre_auth.enter(ip) else {
         return super::ws_user::too_many_unauthenticated();
     };
-    ws.max_message_size(GATEWAY_FRAME_LIMIT)
-        .max_frame_size(GATEWAY_FRAME_LIMIT)
-        .read_buffer_size(GATEWAY_READ_BUFFER)
-        .on_upgrade(move |socket| run(state, id, ip.map(|ip| ip.to_string()), pass, socket))
+    let remote = ip.map(|ip| ip.to_string());
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, gateway = %id, "gateway socket upgrade failed");
+                return;
+            }
+        };
+        let (io, lift) = ReadBudget::new(TokioIo::new(upgraded), PRE_AUTH_BYTES);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(GATEWAY_FRAME_LIMIT))
+            .max_frame_size(Some(GATEWAY_FRAME_LIMIT))
+            .read_buffer_size(GATEWAY_READ_BUFFER);
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        run(state, id, remote, pass, socket, lift).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
 
-async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+/// Checks an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.2.1) and returns the
+/// `Sec-WebSocket-Accept` answer.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    let refuse =
+        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message.to_owned());
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(refuse(
+            "a WebSocket upgrade needs `Connection: upgrade` and `Upgrade: websocket`",
+        ));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return Err(refuse("only WebSocket version 13 is spoken (Sec-WebSocket-Version: 13)"));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(refuse("the upgrade request has no Sec-WebSocket-Key"));
+    };
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| refuse("the Sec-WebSocket-Key cannot be answered"))
+}
+
+async fn send_text(socket: &mut GatewaySocket, text: String) -> bool {
     socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+async fn close(socket: &mut GatewaySocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code: code.into(), reason: reason.into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn run(
@@ -63,12 +138,13 @@ async fn run(
     id: GatewayId,
     remote: Option<String>,
     pass: super::pre_auth::PreAuthPass,
-    mut socket: WebSocket,
+    mut socket: GatewaySocket,
+    budget: BudgetLift,
 ) {
     let deadline = state.relay.limits().auth_deadline();
     let authenticated = tokio::time::timeout(deadline, async {
         loop {
-            match socket.recv().await {
+            match socket.next().await {
                 Some(Ok(Message::Text(text))) => {
                     return match decode_gateway_frame(&text) {
                         Ok(GatewayInbound::Auth { relay_token }) => Some(
@@ -109,6 +185,7 @@ async fn run(
         }
     }
     drop(pass);
+    budget.lift();
     let interval = state.services.registry().config().interval();
     let auth_ok =
         RelayToGateway::AuthOk { gateway_id: id, heartbeat_interval_seconds: interval.as_secs() };
@@ -142,7 +219,7 @@ async fn run(
     let mut heard_since_touch = false;
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
+            incoming = socket.next() => {
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
@@ -179,6 +256,7 @@ async fn run(
                     }
                     Some(Ok(Message::Binary(_))) => tracing::debug!(gateway = %id, "binary gateway frame ignored"),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Frame(_))) => {}
                 }
             }
             out = outbound.recv() => {
