@@ -228,4 +228,44 @@ mod tests {
             sqlx::query_as("SELECT v FROM kept").fetch_one(&store.writer).await.unwrap();
         assert_eq!(v, 7);
     }
+
+    /// `page_cache_kib` and `synchronous` reach every connection: the sqlx reader and writer
+    /// and the messages' writer thread (SQLite takes a negative `cache_size` as KiB; `FULL` is
+    /// 2 and `NORMAL` 1). By default: 32 MiB (64 MiB on the writer thread) and NORMAL.
+    #[tokio::test]
+    async fn the_options_reach_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("options.db").display());
+        let pragmas = |store: SqliteStore| async move {
+            let mut seen = Vec::new();
+            for pool in [&store.reader, &store.writer] {
+                let (cache,): (i64,) =
+                    sqlx::query_as("PRAGMA cache_size").fetch_one(pool).await.unwrap();
+                let (sync,): (i64,) =
+                    sqlx::query_as("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+                seen.push((cache, sync));
+            }
+            let thread = store.messages.clone().unwrap();
+            let on_thread = thread
+                .run(|conn| {
+                    let pragma = |name: &str| -> i64 {
+                        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0)).unwrap()
+                    };
+                    (pragma("cache_size"), pragma("synchronous"))
+                })
+                .await
+                .unwrap();
+            seen.push(on_thread);
+            store.close().await;
+            seen
+        };
+        let tuned =
+            SqliteStoreOptions::new(&url).page_cache_kib(1024).synchronous(Synchronous::Full);
+        let tuned = SqliteStore::open_with(tuned).await.unwrap();
+        assert_eq!(pragmas(tuned).await, [(-1024, 2); 3]);
+        let tiny = SqliteStore::open_with(SqliteStoreOptions::new(&url).page_cache_kib(1));
+        assert_eq!(pragmas(tiny.await.unwrap()).await, [(-64, 1); 3], "at least 64 KiB");
+        let default = SqliteStore::open(&url).await.unwrap();
+        assert_eq!(pragmas(default).await, [(-32 * 1024, 1), (-32 * 1024, 1), (-64 * 1024, 1)]);
+    }
 }

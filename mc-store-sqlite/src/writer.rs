@@ -133,7 +133,7 @@ impl WriterThread {
     }
 
     /// Runs `work` on the writer thread and waits for its result.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> T + Send + 'static,
     ) -> StoreResult<T> {

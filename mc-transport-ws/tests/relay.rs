@@ -739,6 +739,56 @@ async fn a_gateway_socket_reads_little_before_it_authenticates() {
     assert_eq!(answer["error"]["code"], "INVALID_REQUEST");
 }
 
+/// The relay upgrades gateway sockets itself: a request that is not a WebSocket version 13
+/// upgrade, or names no gateway it knows, gets a JSON error and takes no unauthenticated place.
+#[tokio::test]
+async fn bad_gateway_upgrade_requests_get_a_json_error_and_take_no_place() {
+    let f = ChatFixture::with_limits(RelayLimits::default().max_unauthenticated_per_ip(1)).await;
+    let path = format!("/ws/gateway/{}/relay", f.gateway_id);
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let without = |name: &str| upgrade.iter().copied().filter(|(h, _)| *h != name).collect();
+    let with = |name: &'static str, value: &'static str| {
+        let mut headers: Vec<_> = without(name);
+        headers.push((name, value));
+        headers
+    };
+    type Headers = Vec<(&'static str, &'static str)>;
+    let cases: Vec<(&str, String, Headers, u16, &str)> = vec![
+        ("a plain GET", path.clone(), vec![], 400, "Connection: upgrade"),
+        ("no Upgrade header", path.clone(), without("upgrade"), 400, "Upgrade: websocket"),
+        ("another protocol", path.clone(), with("upgrade", "h2c"), 400, "Upgrade: websocket"),
+        ("version 8", path.clone(), with("sec-websocket-version", "8"), 400, "version 13"),
+        ("no key", path.clone(), without("sec-websocket-key"), 400, "Sec-WebSocket-Key"),
+        ("a bad id", "/ws/gateway/nope/relay".into(), upgrade.to_vec(), 400, "gateway id"),
+        (
+            "an unknown gateway",
+            format!("/ws/gateway/{}/relay", mc_core::GatewayId::new()),
+            upgrade.to_vec(),
+            404,
+            "not found",
+        ),
+    ];
+    for (what, path, headers, status, says) in cases {
+        let mut request = f.s.http.get(format!("{}{path}", f.s.base));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{what}");
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {body}");
+    }
+    // None of them kept a place: the one place this address has still admits the gateway.
+    let gw = f.gateway(Mode::Echo).await;
+    drop(gw);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
     let f = ChatFixture::with_limits(RelayLimits::default().outbound_queue(8)).await;

@@ -42,6 +42,16 @@ enum Command {
     Admin(admin::AdminArgs),
 }
 
+/// How a SQLite database is opened (the settings `MC_SQLITE_SYNCHRONOUS` and
+/// `MC_SQLITE_CACHE_KIB`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteTuning {
+    /// What a commit survives.
+    pub synchronous: mc_store_sqlite::Synchronous,
+    /// The most page cache each connection keeps, KiB; `None` keeps the store's defaults.
+    pub page_cache_kib: Option<u32>,
+}
+
 /// An opened store, kept concrete so it can be closed on shutdown.
 #[derive(Debug, Clone)]
 pub enum OpenStore {
@@ -54,15 +64,12 @@ pub enum OpenStore {
 impl OpenStore {
     /// Opens (creating and migrating) the database at `url`, with SQLite's default durability.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        Self::open_with(url, mc_store_sqlite::Synchronous::Normal).await
+        Self::open_with(url, SqliteTuning::default()).await
     }
 
-    /// Opens (creating and migrating) the database at `url`; a SQLite file's commits survive
-    /// what `synchronous` says.
-    pub async fn open_with(
-        url: &str,
-        synchronous: mc_store_sqlite::Synchronous,
-    ) -> anyhow::Result<Self> {
+    /// Opens (creating and migrating) the database at `url`; a SQLite database is tuned by
+    /// `sqlite` (ignored for PostgreSQL).
+    pub async fn open_with(url: &str, sqlite: SqliteTuning) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(PgStore::connect(url).await?));
         }
@@ -72,7 +79,11 @@ impl OpenStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let options = mc_store_sqlite::SqliteStoreOptions::new(url).synchronous(synchronous);
+        let mut options =
+            mc_store_sqlite::SqliteStoreOptions::new(url).synchronous(sqlite.synchronous);
+        if let Some(kib) = sqlite.page_cache_kib {
+            options = options.page_cache_kib(kib);
+        }
         Ok(Self::Sqlite(SqliteStore::open_with(options).await?))
     }
 

@@ -148,7 +148,7 @@ async fn serve_with(
 ) -> anyhow::Result<()> {
     let prometheus = metrics::install(&settings.instance_id)?;
     let store =
-        OpenStore::open_with(&settings.database, settings.sqlite_synchronous).await.with_context(
+        OpenStore::open_with(&settings.database, settings.sqlite_tuning()).await.with_context(
             || format!("database {}", super::settings::redacted_url(&settings.database)),
         )?;
     let auth = AuthConfig::new(JwtKey::new(jwt_secret(&settings)?)?)

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// What a SQLite commit survives: `normal` (a process crash) or `full` (a power loss too) [default: normal].
     #[arg(long, env = "MC_SQLITE_SYNCHRONOUS")]
     pub sqlite_synchronous: Option<String>,
+    /// The most SQLite page cache per connection, KiB (64 to 4194304) [default: 32768 per
+    /// reader, 65536 for the writer].
+    #[arg(long, env = "MC_SQLITE_CACHE_KIB")]
+    pub sqlite_cache_kib: Option<u32>,
     /// Requests per second per user (a chat costs one); 0 turns the limit off [default: 20].
     #[arg(long, env = "MC_RATE_LIMIT_PER_SEC")]
     pub rate_limit_per_sec: Option<u32>,
@@ -136,6 +140,7 @@ struct FileSettings {
     max_content_bytes: Option<u64>,
     max_reply_bytes: Option<u64>,
     sqlite_synchronous: Option<String>,
+    sqlite_cache_kib: Option<u32>,
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
     max_connections: Option<u64>,
@@ -178,6 +183,8 @@ pub struct Settings {
     pub instance_id: String,
     /// What a SQLite commit survives.
     pub sqlite_synchronous: mc_store_sqlite::Synchronous,
+    /// The most page cache per SQLite connection, KiB (`None`: the store's defaults).
+    pub sqlite_cache_kib: Option<u32>,
     /// The JWT secret, if given.
     pub jwt_secret: Option<mc_core::Secret>,
     /// The public URL, if given.
@@ -365,6 +372,17 @@ impl Settings {
                 ));
             }
         };
+        let sqlite_cache_kib = match pick!(sqlite_cache_kib) {
+            None => None,
+            Some(kib) if (64..=4 * 1024 * 1024).contains(&kib) => Some(kib),
+            Some(kib) => {
+                return Err(bad(
+                    "sqlite-cache-kib",
+                    "MC_SQLITE_CACHE_KIB",
+                    format!("{kib} KiB is outside 64 to 4194304"),
+                ));
+            }
+        };
         let max_connections = positive(
             "max-connections",
             "MC_MAX_CONNECTIONS",
@@ -467,6 +485,7 @@ impl Settings {
             redis: redis.map(mc_core::Secret::new),
             instance_id,
             sqlite_synchronous,
+            sqlite_cache_kib,
             jwt_secret,
             public_url,
             allowed_origins,
@@ -489,6 +508,14 @@ impl Settings {
                 }
             },
         })
+    }
+
+    /// How a SQLite database is opened.
+    pub fn sqlite_tuning(&self) -> super::SqliteTuning {
+        super::SqliteTuning {
+            synchronous: self.sqlite_synchronous,
+            page_cache_kib: self.sqlite_cache_kib,
+        }
     }
 
     /// The SQLite database file, if the database is a SQLite file.

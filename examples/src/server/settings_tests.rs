@@ -25,6 +25,7 @@ fn defaults_are_the_spec_defaults() {
     assert_eq!(s.database, "sqlite://mc.db");
     assert_eq!(s.limits.frame_limit(), 65_536);
     assert_eq!(s.sqlite_synchronous, mc_store_sqlite::Synchronous::Normal);
+    assert_eq!(s.sqlite_cache_kib, None);
     assert!(!s.demo);
 }
 
@@ -51,6 +52,11 @@ fn bad_values_name_the_setting() {
         (
             ServeArgs { sqlite_synchronous: Some("off".into()), ..Default::default() },
             "MC_SQLITE_SYNCHRONOUS",
+        ),
+        (ServeArgs { sqlite_cache_kib: Some(63), ..Default::default() }, "MC_SQLITE_CACHE_KIB"),
+        (
+            ServeArgs { sqlite_cache_kib: Some(5 * 1024 * 1024), ..Default::default() },
+            "MC_SQLITE_CACHE_KIB",
         ),
         (ServeArgs { max_reply_bytes: Some(0), ..Default::default() }, "MC_MAX_REPLY_BYTES"),
         (

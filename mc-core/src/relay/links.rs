@@ -31,8 +31,13 @@ use crate::store::PendingDelivery;
 
 /// Pending messages loaded from the store per attach or recovery.
 const PENDING_BATCH: u32 = 1000;
-/// How long finished deliveries are remembered (a late copy of one is not run again).
-const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+/// How long finished deliveries are remembered, so a late copy of one is not run again: a
+/// copy read from the store just before the final state was committed (reads and commits
+/// take milliseconds to seconds; the recovery runs every [`RECOVER_EVERY`]), or one handed
+/// over the bus. Memory follows it: ~20 bytes per message finished within it. A delivery
+/// whose final state could not be stored at all (the store failed) is sent again after it,
+/// with the same idempotency key.
+const FINISHED_MEMORY: Duration = Duration::from_secs(60);
 /// How often the store is asked for messages pending for the gateways linked here that the
 /// outbox does not know (an instance that acked one died before handing it over).
 const RECOVER_EVERY: Duration = Duration::from_secs(10);

@@ -35,6 +35,7 @@ mod links;
 mod outbox;
 mod queue;
 mod reads;
+mod recent;
 mod replies;
 mod resume;
 mod run_text;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::recent::RecentIds;
 use super::run_text::{Applied, RunText, TextUpdate};
 use crate::bus::ChatSend;
 use crate::ids::{GatewayId, MessageId, SessionId};
@@ -57,7 +58,7 @@ pub(crate) enum Progress {
 #[derive(Debug, Default)]
 struct State {
     pending: HashMap<MessageId, Delivery>,
-    finished: HashMap<MessageId, Instant>,
+    finished: RecentIds,
 }
 
 /// The deliveries held by this instance.
@@ -82,7 +83,7 @@ impl Outbox {
     ) -> bool {
         let mut state = self.state();
         let id = send.message_id;
-        if state.pending.contains_key(&id) || (!retry && state.finished.contains_key(&id)) {
+        if state.pending.contains_key(&id) || (!retry && state.finished.contains(&id)) {
             return false;
         }
         state.finished.remove(&id);
@@ -290,7 +291,7 @@ impl Outbox {
 
     /// Forgets finished deliveries taken before `before`.
     pub(crate) fn forget_finished(&self, before: Instant) {
-        self.state().finished.retain(|_, at| *at >= before);
+        self.state().finished.forget_before(before);
     }
 
     /// Pending deliveries.
@@ -333,6 +334,8 @@ mod tests {
         assert!(outbox.accept(gateway, s.clone(), true, now), "unless the user retries it");
         assert!(outbox.take(gateway, s.message_id, now).is_some());
         outbox.forget_finished(now + Duration::from_secs(1));
+        assert!(!outbox.accept(gateway, s.clone(), false, now), "remembered a little longer");
+        outbox.forget_finished(now + Duration::from_secs(10));
         assert!(outbox.accept(gateway, s, false, now));
     }
 
