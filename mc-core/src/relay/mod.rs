@@ -278,7 +278,8 @@ impl UserSession {
                 return frame;
             }
             if !self.resume.is_idle() {
-                self.resume.fetch(&self.core).await;
+                // Boxed: a fetch reads the store and is rare; every idle socket waits here.
+                Box::pin(self.resume.fetch(&self.core)).await;
                 continue;
             }
             self.connection.queue().changed().await;

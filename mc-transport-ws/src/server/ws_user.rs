@@ -1,6 +1,7 @@
 //! `/ws/chat`: the users' socket (SPEC §6, §12). This loop only moves frames: decoding is in
 //! `mc_core::protocol`, decisions in `mc_core::Relay`.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use mc_core::close_code;
-use mc_core::protocol::{AuthFailure, ClientRequest, ErrorCode, ServerFrame, decode_client_frame};
+use mc_core::protocol::{
+    AuthFailure, ClientFrame, ClientRequest, ErrorCode, ServerFrame, decode_client_frame,
+};
 use mc_core::{Error, Principal, TokenRejection};
 
 use super::AppState;
@@ -230,38 +233,76 @@ async fn authenticate(
     }
 }
 
-async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: WebSocket) {
+/// A socket past its handshake: authenticated, holding one of the instance's places, attached
+/// to the relay, its `auth_ok` written.
+struct Admitted {
+    session: mc_core::UserSession,
+    user_id: mc_core::UserId,
+    expires_at: Option<mc_core::Timestamp>,
+    /// Bad frames count across the handshake and after it.
+    violations: Violations,
+    /// When the client was last heard from (any frame).
+    last_heard: Instant,
+    /// Its place among the instance's authenticated sockets.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A user socket's life: the handshake, then the frames until it closes.
+///
+/// Written as a function returning a block, not an `async fn`, and in two phases, for the
+/// memory of an idle socket (this future is most of it): an `async fn` keeps a second copy of
+/// its arguments, and one state machine holding both phases was laid out at 3.4 KB (rustc
+/// gives each phase's locals their own places). The handshake is boxed and freed when it
+/// ends; only the serving loop's state stays.
+fn run(
+    state: AppState,
+    pass: super::pre_auth::PreAuthPass,
+    mut socket: WebSocket,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let mut admitted = Box::pin(admit(&state, pass, &mut socket)).await;
+        if let Some(admitted) = admitted.as_mut() {
+            serve(&state, &mut socket, admitted).await;
+        }
+    }
+}
+
+/// The handshake: the `auth` frame in time, a place on this instance, the relay's `auth_ok`.
+/// `None` when the socket was closed instead (with the reason written to it).
+async fn admit(
+    state: &AppState,
+    pass: super::pre_auth::PreAuthPass,
+    socket: &mut WebSocket,
+) -> Option<Admitted> {
     let limits = state.relay.limits();
     let mut violations = Violations::new(limits.violations_per_minute());
-
-    // Boxed, like every large one-off future here, so an idle socket's task stays small.
     let auth = Box::pin(tokio::time::timeout(
         limits.auth_deadline(),
-        authenticate(&state, &mut socket, &mut violations),
+        authenticate(state, socket, &mut violations),
     ));
     let (principal, expires_at) = match auth.await {
         Ok(Ok(authenticated)) => authenticated,
         Ok(Err(NotAuthenticated::Refused(frame, code, reason))) => {
             if let Some(frame) = frame {
-                send(&mut socket, &frame).await;
+                send(socket, &frame).await;
             }
-            close(&mut socket, code, reason).await;
-            return;
+            close(socket, code, reason).await;
+            return None;
         }
-        Ok(Err(NotAuthenticated::Gone)) => return,
+        Ok(Err(NotAuthenticated::Gone)) => return None,
         Err(_) => {
-            send(&mut socket, &ServerFrame::AuthError { reason: AuthFailure::Timeout }).await;
-            close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
-            return;
+            send(socket, &ServerFrame::AuthError { reason: AuthFailure::Timeout }).await;
+            close(socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
+            return None;
         }
     };
     // Authenticated: the socket leaves the unauthenticated places for the instance's own.
     drop(pass);
-    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
-        close(&mut socket, close_code::OVERLOADED, "too many connections").await;
-        return;
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+        close(socket, close_code::OVERLOADED, "too many connections").await;
+        return None;
     };
-    let (mut session, auth_ok) = match Box::pin(state.relay.connect_user(principal)).await {
+    let (session, auth_ok) = match Box::pin(state.relay.connect_user(principal)).await {
         Ok(attached) => attached,
         Err(refusal) => {
             let error = ServerFrame::Error {
@@ -270,138 +311,221 @@ async fn run(state: AppState, pass: super::pre_auth::PreAuthPass, mut socket: We
                 message: refusal.to_string(),
                 retry_after_ms: None,
             };
-            send(&mut socket, &error).await;
-            close(&mut socket, refusal.close_code(), "connection refused").await;
-            return;
+            send(socket, &error).await;
+            close(socket, refusal.close_code(), "connection refused").await;
+            return None;
         }
     };
-    if !send(&mut socket, &auth_ok).await {
-        return;
+    if !send(socket, &auth_ok).await {
+        return None;
     }
+    Some(Admitted {
+        session,
+        user_id: principal.user_id,
+        expires_at,
+        violations,
+        last_heard: Instant::now(),
+        _slot: slot,
+    })
+}
+
+/// The serving loop: requests in, queued frames out, heartbeats, and the close when the
+/// token expires, the relay kicks the socket, or the peer goes. Each arm's work is a function
+/// of its own: the temporaries of one arm would otherwise be kept by every idle socket.
+async fn serve(state: &AppState, socket: &mut WebSocket, admitted: &mut Admitted) {
     let _gauge = ConnectionGauge::new("user");
-    let connection = session.connection().clone();
-    let interval = limits.heartbeat();
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let connection = admitted.session.connection().clone();
+    let interval = state.relay.limits().heartbeat();
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     let mut beats: u64 = 0;
-    let mut last_heard = Instant::now();
-    let user_id = principal.user_id;
     // The socket lasts as long as its token, unless a fresh `auth` extends it.
-    let expiry =
-        tokio::time::sleep_until(expiry_deadline(expires_at, state.services.clock().now()));
+    let expiry = tokio::time::sleep_until(expiry_deadline(
+        admitted.expires_at,
+        state.services.clock().now(),
+    ));
     tokio::pin!(expiry);
     loop {
-        tokio::select! {
-            () = &mut expiry => {
-                flush(&mut session, &mut socket).await;
-                send(&mut socket, &ServerFrame::AuthError { reason: AuthFailure::ExpiredToken }).await;
-                close(&mut socket, close_code::UNAUTHORIZED, "token expired; refresh it and reconnect").await;
-                break;
-            }
+        let next = tokio::select! {
+            () = &mut expiry => Box::pin(close_expired(&mut admitted.session, socket)).await,
             // While the client's replies back up, its requests wait in TCP.
-            incoming = socket.recv(), if session.wants_input() => {
-                match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        last_heard = Instant::now();
-                        metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "in").increment(1);
-                        match decode_client_frame(&text) {
-                            // A fresh token on the open socket: it lasts until that one expires.
-                            Ok(mc_core::protocol::ClientFrame { id, request: ClientRequest::Auth { token } }) => {
-                                match state.services.authenticate_until(token.expose()).await {
-                                    Ok((again, until)) if again.user_id == user_id => {
-                                        expiry.as_mut().reset(expiry_deadline(until, state.services.clock().now()));
-                                        session.reply(&ServerFrame::AuthExtended { id, expires_at: until });
-                                    }
-                                    Ok(_) => {
-                                        session.reply_error(id, ErrorCode::Forbidden, "a socket stays with the user who opened it".into());
-                                        flush(&mut session, &mut socket).await;
-                                        close(&mut socket, close_code::UNAUTHORIZED, "another user's token").await;
-                                        break;
-                                    }
-                                    Err(err) => {
-                                        flush(&mut session, &mut socket).await;
-                                        if let NotAuthenticated::Refused(frame, code, reason) = refusal(err) {
-                                            if let Some(frame) = frame {
-                                                send(&mut socket, &frame).await;
-                                            }
-                                            close(&mut socket, code, reason).await;
-                                        }
-                                        break;
-                                    }
-                                }
-                            }
-                            // Boxed: the request's future is large and only lives while it
-                            // runs, so an idle socket's task stays small.
-                            Ok(frame) => Box::pin(session.handle(frame)).await,
-                            Err(err) => {
-                                session.reply_error(err.id, ErrorCode::BadRequest, err.message);
-                                if violations.record() {
-                                    flush(&mut session, &mut socket).await;
-                                    close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        last_heard = Instant::now();
-                        session.reply_error(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text".into());
-                        if violations.record() {
-                            flush(&mut session, &mut socket).await;
-                            close(&mut socket, close_code::VIOLATIONS, "too many protocol violations").await;
-                            break;
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_heard = Instant::now(),
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(err)) => {
-                        if is_too_big(&err) {
-                            close(&mut socket, close_code::TOO_BIG, "frame too big").await;
-                        }
-                        break;
-                    }
-                }
+            incoming = socket.recv(), if admitted.session.wants_input() => {
+                // Boxed, like every arm but the writes: handling a frame needs far more room
+                // than waiting for one, and the waiting is what every idle socket keeps.
+                Box::pin(on_incoming(state, socket, admitted, expiry.as_mut(), incoming)).await
             }
-            frame = session.next_frame() => {
-                // Everything already queued goes out in one write.
-                let mut written = 1;
-                let mut ok = socket.feed(Message::Text(frame.as_ref().into())).await.is_ok();
-                while ok && written < WRITE_BATCH {
-                    let Some(more) = session.try_next_frame() else { break };
-                    ok = socket.feed(Message::Text(more.as_ref().into())).await.is_ok();
-                    written += 1;
-                }
-                metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(written);
-                if !ok || socket.flush().await.is_err() {
-                    break;
-                }
+            frame = admitted.session.next_frame() => {
+                write_queued(&mut admitted.session, socket, frame).await
             }
             code = connection.kicked() => {
-                if code != close_code::OVERLOADED {
-                    flush(&mut session, &mut socket).await;
-                }
-                let reason = match code {
-                    close_code::OVERLOADED => "too slow or overloaded; reconnect and resume",
-                    close_code::RESTARTING => "server restarting",
-                    close_code::FORBIDDEN => "forbidden",
-                    close_code::UNAUTHORIZED => "signed out",
-                    _ => "closed",
-                };
-                close(&mut socket, code, reason).await;
-                break;
+                Box::pin(close_kicked(&mut admitted.session, socket, code)).await
             }
             _ = ticks.tick() => {
-                if last_heard.elapsed() > interval * 3 {
-                    close(&mut socket, 1001, "no heartbeat for three intervals").await;
-                    break;
+                Box::pin(heartbeat(socket, &mut beats, admitted.last_heard, interval)).await
+            }
+        };
+        if next.is_break() {
+            break;
+        }
+    }
+}
+
+/// One frame from the client: a request handled, a fresh token taken, a bad frame answered.
+/// `Break` when the socket must close (the reason is written to it).
+async fn on_incoming(
+    state: &AppState,
+    socket: &mut WebSocket,
+    admitted: &mut Admitted,
+    expiry: std::pin::Pin<&mut tokio::time::Sleep>,
+    incoming: Option<Result<Message, axum::Error>>,
+) -> ControlFlow<()> {
+    let session = &mut admitted.session;
+    match incoming {
+        Some(Ok(Message::Text(text))) => {
+            admitted.last_heard = Instant::now();
+            metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "in")
+                .increment(1);
+            match decode_client_frame(&text) {
+                // A fresh token on the open socket: it lasts until that one expires.
+                Ok(ClientFrame { id, request: ClientRequest::Auth { token } }) => {
+                    match state.services.authenticate_until(token.expose()).await {
+                        Ok((again, until)) if again.user_id == admitted.user_id => {
+                            expiry.reset(expiry_deadline(until, state.services.clock().now()));
+                            session.reply(&ServerFrame::AuthExtended { id, expires_at: until });
+                        }
+                        Ok(_) => {
+                            session.reply_error(
+                                id,
+                                ErrorCode::Forbidden,
+                                "a socket stays with the user who opened it".into(),
+                            );
+                            flush(session, socket).await;
+                            close(socket, close_code::UNAUTHORIZED, "another user's token").await;
+                            return ControlFlow::Break(());
+                        }
+                        Err(err) => {
+                            flush(session, socket).await;
+                            if let NotAuthenticated::Refused(frame, code, reason) = refusal(err) {
+                                if let Some(frame) = frame {
+                                    send(socket, &frame).await;
+                                }
+                                close(socket, code, reason).await;
+                            }
+                            return ControlFlow::Break(());
+                        }
+                    }
                 }
-                beats += 1;
-                let id = format!("{}{beats}", mc_core::protocol::SERVER_HEARTBEAT_PREFIX);
-                if !send(&mut socket, &ServerFrame::Heartbeat { id: Some(id) }).await {
-                    break;
+                Ok(frame) => session.handle(frame).await,
+                Err(err) => {
+                    session.reply_error(err.id, ErrorCode::BadRequest, err.message);
+                    if admitted.violations.record() {
+                        return close_for_violations(session, socket).await;
+                    }
                 }
             }
         }
+        Some(Ok(Message::Binary(_))) => {
+            admitted.last_heard = Instant::now();
+            session.reply_error(
+                None,
+                ErrorCode::BadRequest,
+                "binary frames are not supported; send JSON text".into(),
+            );
+            if admitted.violations.record() {
+                return close_for_violations(session, socket).await;
+            }
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => admitted.last_heard = Instant::now(),
+        Some(Ok(Message::Close(_))) | None => return ControlFlow::Break(()),
+        Some(Err(err)) => {
+            if is_too_big(&err) {
+                close(socket, close_code::TOO_BIG, "frame too big").await;
+            }
+            return ControlFlow::Break(());
+        }
     }
+    ControlFlow::Continue(())
+}
+
+/// Writes `first` and whatever else is queued behind it (up to [`WRITE_BATCH`] frames) with
+/// one flush. `Break` when the socket failed.
+async fn write_queued(
+    session: &mut mc_core::UserSession,
+    socket: &mut WebSocket,
+    first: std::sync::Arc<str>,
+) -> ControlFlow<()> {
+    let mut written = 1;
+    let mut ok = socket.feed(Message::Text(first.as_ref().into())).await.is_ok();
+    while ok && written < WRITE_BATCH {
+        let Some(more) = session.try_next_frame() else { break };
+        ok = socket.feed(Message::Text(more.as_ref().into())).await.is_ok();
+        written += 1;
+    }
+    metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "out").increment(written);
+    if !ok || socket.flush().await.is_err() {
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(())
+}
+
+/// Sends a server heartbeat, or closes a socket that has been silent for three intervals.
+async fn heartbeat(
+    socket: &mut WebSocket,
+    beats: &mut u64,
+    last_heard: Instant,
+    interval: Duration,
+) -> ControlFlow<()> {
+    if last_heard.elapsed() > interval * 3 {
+        close(socket, 1001, "no heartbeat for three intervals").await;
+        return ControlFlow::Break(());
+    }
+    *beats += 1;
+    let id = format!("{}{beats}", mc_core::protocol::SERVER_HEARTBEAT_PREFIX);
+    if send(socket, &ServerFrame::Heartbeat { id: Some(id) }).await {
+        ControlFlow::Continue(())
+    } else {
+        ControlFlow::Break(())
+    }
+}
+
+/// The token expired: what is queued, then `auth_error expired_token` and 4001.
+async fn close_expired(
+    session: &mut mc_core::UserSession,
+    socket: &mut WebSocket,
+) -> ControlFlow<()> {
+    flush(session, socket).await;
+    send(socket, &ServerFrame::AuthError { reason: AuthFailure::ExpiredToken }).await;
+    close(socket, close_code::UNAUTHORIZED, "token expired; refresh it and reconnect").await;
+    ControlFlow::Break(())
+}
+
+/// The relay closed the socket with `code` (a slow reader's queue is not flushed).
+async fn close_kicked(
+    session: &mut mc_core::UserSession,
+    socket: &mut WebSocket,
+    code: u16,
+) -> ControlFlow<()> {
+    if code != close_code::OVERLOADED {
+        flush(session, socket).await;
+    }
+    let reason = match code {
+        close_code::OVERLOADED => "too slow or overloaded; reconnect and resume",
+        close_code::RESTARTING => "server restarting",
+        close_code::FORBIDDEN => "forbidden",
+        close_code::UNAUTHORIZED => "signed out",
+        _ => "closed",
+    };
+    close(socket, code, reason).await;
+    ControlFlow::Break(())
+}
+
+/// Too many bad frames in a minute: what is queued (their errors), then 4008.
+async fn close_for_violations(
+    session: &mut mc_core::UserSession,
+    socket: &mut WebSocket,
+) -> ControlFlow<()> {
+    flush(session, socket).await;
+    close(socket, close_code::VIOLATIONS, "too many protocol violations").await;
+    ControlFlow::Break(())
 }
 
 /// Writes what is already queued (e.g. the error explaining a close).
