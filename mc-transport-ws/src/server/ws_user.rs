@@ -254,6 +254,7 @@ struct Admitted {
 /// its arguments, and one state machine holding both phases was laid out at 3.4 KB (rustc
 /// gives each phase's locals their own places). The handshake is boxed and freed when it
 /// ends; only the serving loop's state stays.
+#[allow(clippy::manual_async_fn)] // an `async fn` would store its arguments twice (above)
 fn run(
     state: AppState,
     pass: super::pre_auth::PreAuthPass,
