@@ -23,6 +23,9 @@ use super::error::ApiError;
 /// Most frames written to a socket with one flush.
 pub(crate) const WRITE_BATCH: u64 = 32;
 
+/// The close reason after too many bad frames in a minute.
+const VIOLATED: &str = "too many protocol violations";
+
 /// Buffer sizes chosen for memory per idle socket: messages larger than this still work
 /// (the read buffer grows), but an idle socket does not pin 128 KiB.
 pub(crate) const READ_BUFFER: usize = 1024;
@@ -178,11 +181,7 @@ async fn authenticate(
                     retry_after_ms: None,
                 };
                 if !send(socket, &error).await || violations.record() {
-                    return Err(Refused(
-                        None,
-                        close_code::VIOLATIONS,
-                        "too many protocol violations",
-                    ));
+                    return Err(Refused(None, close_code::VIOLATIONS, VIOLATED));
                 }
                 continue;
             }
@@ -222,11 +221,7 @@ async fn authenticate(
                     retry_after_ms: None,
                 };
                 if !send(socket, &error).await || violations.record() {
-                    return Err(Refused(
-                        None,
-                        close_code::VIOLATIONS,
-                        "too many protocol violations",
-                    ));
+                    return Err(Refused(None, close_code::VIOLATIONS, VIOLATED));
                 }
             }
         }
@@ -399,19 +394,26 @@ async fn on_incoming(
                                 ErrorCode::Forbidden,
                                 "a socket stays with the user who opened it".into(),
                             );
-                            flush(session, socket).await;
-                            close(socket, close_code::UNAUTHORIZED, "another user's token").await;
-                            return ControlFlow::Break(());
+                            return close_after_queue(
+                                session,
+                                socket,
+                                None,
+                                close_code::UNAUTHORIZED,
+                                "another user's token",
+                            )
+                            .await;
                         }
                         Err(err) => {
-                            flush(session, socket).await;
-                            if let NotAuthenticated::Refused(frame, code, reason) = refusal(err) {
-                                if let Some(frame) = frame {
-                                    send(socket, &frame).await;
+                            return match refusal(err) {
+                                NotAuthenticated::Refused(frame, code, reason) => {
+                                    close_after_queue(session, socket, frame.as_ref(), code, reason)
+                                        .await
                                 }
-                                close(socket, code, reason).await;
-                            }
-                            return ControlFlow::Break(());
+                                NotAuthenticated::Gone => {
+                                    flush(session, socket).await;
+                                    ControlFlow::Break(())
+                                }
+                            };
                         }
                     }
                 }
@@ -419,7 +421,14 @@ async fn on_incoming(
                 Err(err) => {
                     session.reply_error(err.id, ErrorCode::BadRequest, err.message);
                     if admitted.violations.record() {
-                        return close_for_violations(session, socket).await;
+                        return close_after_queue(
+                            session,
+                            socket,
+                            None,
+                            close_code::VIOLATIONS,
+                            VIOLATED,
+                        )
+                        .await;
                     }
                 }
             }
@@ -432,7 +441,8 @@ async fn on_incoming(
                 "binary frames are not supported; send JSON text".into(),
             );
             if admitted.violations.record() {
-                return close_for_violations(session, socket).await;
+                return close_after_queue(session, socket, None, close_code::VIOLATIONS, VIOLATED)
+                    .await;
             }
         }
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => admitted.last_heard = Instant::now(),
@@ -488,15 +498,32 @@ async fn heartbeat(
     }
 }
 
-/// The token expired: what is queued, then `auth_error expired_token` and 4001.
+/// Ends the socket: what is queued (e.g. the errors explaining why), then `last` if given,
+/// then the close frame.
+async fn close_after_queue(
+    session: &mut mc_core::UserSession,
+    socket: &mut WebSocket,
+    last: Option<&ServerFrame>,
+    code: u16,
+    reason: &'static str,
+) -> ControlFlow<()> {
+    flush(session, socket).await;
+    if let Some(frame) = last {
+        send(socket, frame).await;
+    }
+    close(socket, code, reason).await;
+    ControlFlow::Break(())
+}
+
+/// The token expired: what is queued, then `auth_error expired_token` and 4001. (A function of
+/// its own so the frame lives in this boxed future, not in every idle socket's.)
 async fn close_expired(
     session: &mut mc_core::UserSession,
     socket: &mut WebSocket,
 ) -> ControlFlow<()> {
-    flush(session, socket).await;
-    send(socket, &ServerFrame::AuthError { reason: AuthFailure::ExpiredToken }).await;
-    close(socket, close_code::UNAUTHORIZED, "token expired; refresh it and reconnect").await;
-    ControlFlow::Break(())
+    let expired = ServerFrame::AuthError { reason: AuthFailure::ExpiredToken };
+    let reason = "token expired; refresh it and reconnect";
+    close_after_queue(session, socket, Some(&expired), close_code::UNAUTHORIZED, reason).await
 }
 
 /// The relay closed the socket with `code` (a slow reader's queue is not flushed).
@@ -516,16 +543,6 @@ async fn close_kicked(
         _ => "closed",
     };
     close(socket, code, reason).await;
-    ControlFlow::Break(())
-}
-
-/// Too many bad frames in a minute: what is queued (their errors), then 4008.
-async fn close_for_violations(
-    session: &mut mc_core::UserSession,
-    socket: &mut WebSocket,
-) -> ControlFlow<()> {
-    flush(session, socket).await;
-    close(socket, close_code::VIOLATIONS, "too many protocol violations").await;
     ControlFlow::Break(())
 }
 
