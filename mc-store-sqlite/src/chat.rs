@@ -299,16 +299,12 @@ impl MessageStore for SqliteStore {
         gateway: Option<GatewayId>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
-        let rows = sqlx::query(
-            "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
-             WHERE m.delivery IN ('stored', 'sent', 'started') AND (?1 IS NULL OR s.gateway_id = ?1)
-             ORDER BY m.rowid LIMIT ?2",
-        )
-        .bind(gateway.map(|g| g.as_uuid()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(|e| store_error(e, "message"))?;
+        let rows = sqlx::query(PENDING_DELIVERIES)
+            .bind(gateway.map(|g| g.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(|e| store_error(e, "message"))?;
         let messages = rows.iter().map(message_from_row).collect::<StoreResult<Vec<_>>>()?;
         PendingDelivery::with_sessions(messages, self).await
     }
@@ -412,5 +408,34 @@ impl ActivityStore for SqliteStore {
         .map_err(|e| store_error(e, "activity"))?;
         let items = rows.iter().map(activity_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Paged::from_rows(items, page, |e| e.id.as_uuid()))
+    }
+}
+
+/// Messages still on their way, oldest first. Its delivery predicate is the partial index
+/// `messages_pending`'s word for word (migration 0005), which is how SQLite knows the index
+/// holds every row it wants.
+const PENDING_DELIVERIES: &str = "SELECT m.* FROM messages m
+    JOIN chat_sessions s ON s.id = m.session_id
+    WHERE (m.delivery = 'stored' OR m.delivery = 'sent' OR m.delivery = 'started')
+      AND (?1 IS NULL OR s.gateway_id = ?1)
+    ORDER BY m.rowid LIMIT ?2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending deliveries are found through their small index, not by reading every message.
+    #[tokio::test]
+    async fn pending_deliveries_are_read_through_their_index() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {PENDING_DELIVERIES}")))
+                .bind(None::<uuid::Uuid>)
+                .bind(10_i64)
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        assert!(steps.iter().any(|s| s.contains("USING INDEX messages_pending")), "{steps:?}");
     }
 }

@@ -268,4 +268,71 @@ mod tests {
         let default = SqliteStore::open(&url).await.unwrap();
         assert_eq!(pragmas(default).await, [(-32 * 1024, 1), (-32 * 1024, 1), (-64 * 1024, 1)]);
     }
+
+    /// Migration 0005 rebuilds the message table: every message keeps its columns and order,
+    /// and the rules it rewrote (role, delivery state) still refuse what they refused.
+    #[tokio::test]
+    async fn migration_5_keeps_every_message_and_every_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let connect = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(false);
+        let old = SqlitePoolOptions::new().max_connections(1).connect_with(connect).await.unwrap();
+        MIGRATOR.run_to(4, &old).await.unwrap();
+        let session = [7_u8; 16].to_vec();
+        sqlx::query(
+            "INSERT INTO chat_sessions (id, user_id, agent_id, gateway_id, session_key, status,
+                 last_seq, created_at, updated_at) VALUES (?1, ?1, ?1, ?1, 'k', 'active', 2, 0, 0)",
+        )
+        .bind(&session)
+        .execute(&old)
+        .await
+        .unwrap();
+        for (seq, role, delivery) in [(2, "agent", None), (1, "user", Some("sent"))] {
+            sqlx::query(
+                "INSERT INTO messages (id, session_id, seq, role, content, created_at, delivery)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)",
+            )
+            .bind(vec![seq as u8; 16])
+            .bind(&session)
+            .bind(seq)
+            .bind(role)
+            .bind(format!("text {seq}"))
+            .bind(delivery)
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as("SELECT seq, role, content, delivery FROM messages ORDER BY rowid")
+                .fetch_all(&store.reader)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (2, "agent".into(), "text 2".into(), None),
+                (1, "user".into(), "text 1".into(), Some("sent".into())),
+            ]
+        );
+        for (role, delivery) in [("robot", None), ("user", Some("lost"))] {
+            let refused = sqlx::query(
+                "INSERT INTO messages (id, session_id, seq, role, content, created_at, delivery)
+                 VALUES (?1, ?2, 3, ?3, 'x', 0, ?4)",
+            )
+            .bind(vec![9_u8; 16])
+            .bind(&session)
+            .bind(role)
+            .bind(delivery)
+            .execute(&store.writer)
+            .await;
+            assert!(refused.is_err(), "{role} / {delivery:?} was accepted");
+        }
+        store.close().await;
+    }
 }

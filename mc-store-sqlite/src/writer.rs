@@ -241,9 +241,7 @@ fn find_by_client(
     session: SessionId,
 ) -> Result<Option<Message>, StoreError> {
     let found = tx
-        .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE client_msg_id = ?1 AND session_id = ?2"
-        ))
+        .prepare_cached(FIND_BY_CLIENT)
         .and_then(|mut find| {
             find.query_row(params![client.as_bytes(), session.as_uuid().as_bytes()], |row| {
                 message_from_row(row)
@@ -254,8 +252,34 @@ fn find_by_client(
     found.transpose()
 }
 
-const MESSAGE_COLUMNS: &str =
-    "id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery";
+// The statements of the write path. Every one runs once per message or per delivery update,
+// so none may build a throwaway b-tree per execution (`x IN (three or more constants)`, a
+// CHECK or a partial index's WHERE written that way, `RETURNING`; the test
+// `no_statement_of_the_hot_path_builds_a_throwaway_btree` reads their programs).
+
+/// The batch's insert (seq reserved beforehand).
+const INSERT_MESSAGE: &str = "INSERT INTO messages
+    (id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// The one-by-one fallback's insert, taking the session's next seq (rare: `RETURNING` allowed).
+const INSERT_NEXT_MESSAGE: &str = "INSERT INTO messages
+    (id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery)
+    VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)
+    RETURNING seq";
+/// A stored message by client id, in its columns' order for `message_from_row`.
+const FIND_BY_CLIENT: &str = "SELECT
+    id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery
+    FROM messages WHERE client_msg_id = ?1 AND session_id = ?2";
+/// A session's last seq, read before its bump.
+const READ_LAST_SEQ: &str = "SELECT last_seq FROM chat_sessions WHERE id = ?1";
+/// A plain update: `RETURNING` would cost a throwaway b-tree per call.
+const BUMP_SESSION: &str =
+    "UPDATE chat_sessions SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1";
+/// A delivery update, forward only.
+const SET_DELIVERY: &str = "UPDATE messages SET delivery = ?3
+    WHERE session_id = ?1 AND seq = ?2 AND (CASE delivery
+        WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
+        WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < ?4";
 
 /// The whole batch in one transaction; if that fails, message by message, each in a
 /// savepoint, so one bad message does not fail the others.
@@ -302,14 +326,8 @@ fn batch_in_one(
     let plan = plan_append_batch(messages, &stored);
     let mut last_seqs: HashMap<SessionId, u64> = HashMap::new();
     {
-        // A read, then a plain update: `RETURNING` would cost an ephemeral table per call.
-        let mut read =
-            tx.prepare_cached("SELECT last_seq FROM chat_sessions WHERE id = ?1").map_err(err)?;
-        let mut bump = tx
-            .prepare_cached(
-                "UPDATE chat_sessions SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
-            )
-            .map_err(err)?;
+        let mut read = tx.prepare_cached(READ_LAST_SEQ).map_err(err)?;
+        let mut bump = tx.prepare_cached(BUMP_SESSION).map_err(err)?;
         for (session, count, at) in &plan.per_session {
             let id = session.as_uuid();
             let last: Option<i64> =
@@ -324,11 +342,7 @@ fn batch_in_one(
     // 4. Insert the rows of existing sessions.
     let rows = plan.rows(messages, &last_seqs);
     {
-        let mut insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ))
-            .map_err(err)?;
+        let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(err)?;
         for (i, seq) in &rows {
             let m = &messages[*i];
             insert
@@ -362,26 +376,19 @@ fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     {
         return Ok(Appended::Existing(found));
     }
-    let inserted = tx
-        .prepare_cached(&format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2,
-                (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)
-             RETURNING seq"
-        ))
-        .map_err(err)?
-        .query_row(
-            params![
-                m.id.as_uuid().as_bytes(),
-                m.session_id.as_uuid().as_bytes(),
-                m.role.as_str(),
-                m.content,
-                m.client_msg_id.as_ref().map(|c| c.as_bytes().to_vec()),
-                m.run_id,
-                micros(m.created_at),
-                m.initial_delivery().map(|d| d.as_str()),
-            ],
-            |r| r.get::<_, i64>(0),
-        );
+    let inserted = tx.prepare_cached(INSERT_NEXT_MESSAGE).map_err(err)?.query_row(
+        params![
+            m.id.as_uuid().as_bytes(),
+            m.session_id.as_uuid().as_bytes(),
+            m.role.as_str(),
+            m.content,
+            m.client_msg_id.as_ref().map(|c| c.as_bytes().to_vec()),
+            m.run_id,
+            micros(m.created_at),
+            m.initial_delivery().map(|d| d.as_str()),
+        ],
+        |r| r.get::<_, i64>(0),
+    );
     let seq = match inserted {
         Ok(seq) => seq,
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -391,7 +398,7 @@ fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         }
         Err(e) => return Err(err(e)),
     };
-    tx.prepare_cached("UPDATE chat_sessions SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1")
+    tx.prepare_cached(BUMP_SESSION)
         .map_err(err)?
         .execute(params![m.session_id.as_uuid().as_bytes(), seq, micros(m.created_at)])
         .map_err(err)?;
@@ -400,18 +407,39 @@ fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
 
 /// Applies a delivery update, only forward.
 fn set_delivery(tx: &Connection, update: &DeliveryUpdate) -> rusqlite::Result<bool> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE messages SET delivery = ?3
-             WHERE session_id = ?1 AND seq = ?2 AND (CASE delivery
-                 WHEN 'stored' THEN 0 WHEN 'sent' THEN 1 WHEN 'started' THEN 2
-                 WHEN 'failed' THEN 3 WHEN 'answered' THEN 4 END) < ?4",
-        )?
-        .execute(params![
-            update.session_id.as_uuid().as_bytes(),
-            seq_int(update.seq),
-            update.state.as_str(),
-            i64::from(update.state.rank()),
-        ])?;
+    let changed = tx.prepare_cached(SET_DELIVERY)?.execute(params![
+        update.session_id.as_uuid().as_bytes(),
+        seq_int(update.seq),
+        update.state.as_str(),
+        i64::from(update.state.rank()),
+    ])?;
     Ok(changed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite builds a throwaway b-tree (`OpenEphemeral`: a pager, a page cache, their
+    /// allocations) on every execution of a statement that evaluates `x IN (a, b, c)`,
+    /// including through a CHECK constraint or a partial index's WHERE. The migrated schema
+    /// keeps every statement of the hot path free of them (migration 0005).
+    #[tokio::test]
+    async fn no_statement_of_the_hot_path_builds_a_throwaway_btree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.db");
+        crate::SqliteStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        for sql in [INSERT_MESSAGE, FIND_BY_CLIENT, READ_LAST_SEQ, BUMP_SESSION, SET_DELIVERY] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+            let opcodes: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(nulls), |row| row.get(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(opcodes.len() > 3, "{sql}: no program");
+            assert!(!opcodes.iter().any(|op| op == "OpenEphemeral"), "{sql}: {opcodes:?}");
+        }
+    }
 }
