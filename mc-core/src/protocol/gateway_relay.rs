@@ -59,7 +59,7 @@ impl RelayToGateway {
                 json!({ "type": "auth_error", "payload": { "reason": reason } })
             }
             RelayToGateway::Req { id, method, params } => {
-                json!({ "type": "req", "id": id, "method": method, "params": params })
+                return super::gateway::encode_request(id, method, params);
             }
             RelayToGateway::Res { id, ok, payload, error } => {
                 let mut frame = json!({ "type": "res", "id": id, "ok": ok, "payload": payload });
