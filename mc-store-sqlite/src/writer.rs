@@ -261,10 +261,11 @@ fn find_by_client(
 const INSERT_MESSAGE: &str = "INSERT INTO messages
     (id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-/// The one-by-one fallback's insert, taking the session's next seq (rare: `RETURNING` allowed).
+/// The one-by-one fallback's insert, taking the session's next seq instead of `?3` (rare:
+/// `RETURNING` allowed).
 const INSERT_NEXT_MESSAGE: &str = "INSERT INTO messages
     (id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery)
-    VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)
+    VALUES (?1, ?2, (SELECT last_seq + 1 FROM chat_sessions WHERE id = ?2), ?4, ?5, ?6, ?7, ?8, ?9)
     RETURNING seq";
 /// A stored message by client id, in its columns' order for `message_from_row`.
 const FIND_BY_CLIENT: &str = "SELECT
@@ -344,20 +345,7 @@ fn batch_in_one(
     {
         let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(err)?;
         for (i, seq) in &rows {
-            let m = &messages[*i];
-            insert
-                .execute(params![
-                    m.id.as_uuid().as_bytes(),
-                    m.session_id.as_uuid().as_bytes(),
-                    seq_int(*seq),
-                    m.role.as_str(),
-                    m.content,
-                    m.client_msg_id.as_ref().map(|c| c.as_bytes().to_vec()),
-                    m.run_id,
-                    micros(m.created_at),
-                    m.initial_delivery().map(|d| d.as_str()),
-                ])
-                .map_err(err)?;
+            insert.execute(message_row(&messages[*i], *seq)).map_err(err)?;
         }
     }
     // 5. Delivery states, forward only.
@@ -376,19 +364,10 @@ fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     {
         return Ok(Appended::Existing(found));
     }
-    let inserted = tx.prepare_cached(INSERT_NEXT_MESSAGE).map_err(err)?.query_row(
-        params![
-            m.id.as_uuid().as_bytes(),
-            m.session_id.as_uuid().as_bytes(),
-            m.role.as_str(),
-            m.content,
-            m.client_msg_id.as_ref().map(|c| c.as_bytes().to_vec()),
-            m.run_id,
-            micros(m.created_at),
-            m.initial_delivery().map(|d| d.as_str()),
-        ],
-        |r| r.get::<_, i64>(0),
-    );
+    let inserted = tx
+        .prepare_cached(INSERT_NEXT_MESSAGE)
+        .map_err(err)?
+        .query_row(message_row(m, 0), |r| r.get::<_, i64>(0));
     let seq = match inserted {
         Ok(seq) => seq,
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -405,6 +384,21 @@ fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     Ok(Appended::New(m.stored_at(u64::try_from(seq).unwrap_or_default())))
 }
 
+/// A message's columns as `INSERT_MESSAGE` and `INSERT_NEXT_MESSAGE` take them (`?1`–`?9`).
+fn message_row(m: &NewMessage, seq: u64) -> impl rusqlite::Params + '_ {
+    (
+        *m.id.as_uuid().as_bytes(),
+        *m.session_id.as_uuid().as_bytes(),
+        seq_int(seq),
+        m.role.as_str(),
+        m.content.as_str(),
+        m.client_msg_id.map(|c| *c.as_bytes()),
+        m.run_id.as_deref(),
+        micros(m.created_at),
+        m.initial_delivery().map(|d| d.as_str()),
+    )
+}
+
 /// Applies a delivery update, only forward.
 fn set_delivery(tx: &Connection, update: &DeliveryUpdate) -> rusqlite::Result<bool> {
     let changed = tx.prepare_cached(SET_DELIVERY)?.execute(params![
@@ -419,6 +413,42 @@ fn set_delivery(tx: &Connection, update: &DeliveryUpdate) -> rusqlite::Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-by-one fallback (taken when a batch fails as a whole) stores each message with
+    /// its session's next seq, finds a retried client id, and refuses a missing session.
+    #[tokio::test]
+    async fn the_one_by_one_fallback_appends_with_the_next_seq() {
+        use mc_core::testing::fixtures::{self, ChatWorld};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fallback.db").display());
+        let sqlite = crate::SqliteStore::open(&url).await.unwrap();
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(sqlite.clone());
+        let world = ChatWorld::create(&store).await;
+        let first = fixtures::user_message(world.session.id, "a");
+        let mut again = fixtures::user_message(world.session.id, "a again");
+        again.client_msg_id = first.client_msg_id;
+        let lost = fixtures::user_message(SessionId::new(), "lost");
+        let batch = [first, lost, again, fixtures::user_message(world.session.id, "b")];
+        let thread = sqlite.messages.clone().unwrap();
+        let results: Vec<StoreResult<Appended>> = thread
+            .run(move |conn| {
+                in_transaction(conn, |tx| Ok(batch.iter().map(|m| append_one(tx, m)).collect()))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let seqs: Vec<Option<u64>> = results
+            .iter()
+            .map(|r: &StoreResult<Appended>| r.as_ref().ok().map(|a| a.message().seq))
+            .collect();
+        assert_eq!(seqs, vec![Some(1), None, Some(1), Some(2)]);
+        assert!(matches!(results[1], Err(StoreError::NotFound(_))));
+        assert!(matches!(&results[2], Ok(Appended::Existing(m)) if m.content == "a"));
+        let stored = store.messages_after(world.session.id, 0, 10).await.unwrap();
+        let contents: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["a", "b"]);
+        assert_eq!(store.get_session(world.session.id).await.unwrap().unwrap().last_seq, 2);
+    }
 
     /// SQLite builds a throwaway b-tree (`OpenEphemeral`: a pager, a page cache, their
     /// allocations) on every execution of a statement that evaluates `x IN (a, b, c)`,
