@@ -210,9 +210,7 @@ fn request_bodies_never_panic_nor_answer_5xx_and_refusals_change_nothing() {
         let app = mc_transport_ws::server::app(s.relay.clone());
         (s, app, alice.id, token, agent.gateway_id)
     });
-    let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::default() });
-    let answered: [std::cell::Cell<usize>; 6] = Default::default();
-    let result = runner.run(&case(), |case| {
+    let send = |case: &Case| {
         let (method, template) = ROUTES[case.route];
         let path = template
             .replace(
@@ -257,6 +255,24 @@ fn request_bodies_never_panic_nor_answer_5xx_and_refusals_change_nothing() {
             let after = stored(&server, alice).await;
             (status, body, before != after)
         });
+        (method, path, status, body, changed)
+    };
+    // The harness itself works: a well-formed request of each caller kind is accepted through
+    // the same `send` the property uses (random cases alone may, by chance, never be).
+    for (route, who, body) in [
+        ("/api/v1/auth/me", 1, r#"{"display_name":"Alice"}"#),
+        ("/api/v1/registration-tokens", 0, r#"{"label":"fuzz"}"#),
+    ] {
+        let route = ROUTES.iter().position(|(_, path)| *path == route).unwrap();
+        let case = Case { route, who, id: 0, content_type: 0, body: body.as_bytes().to_vec() };
+        let (method, path, status, body, _) = send(&case);
+        let shown = String::from_utf8_lossy(&body);
+        assert!(status.is_success(), "{method} {path} answered {status}: {shown}");
+    }
+    let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::default() });
+    let answered: [std::cell::Cell<usize>; 6] = Default::default();
+    let result = runner.run(&case(), |case| {
+        let (method, path, status, body, changed) = send(&case);
         let class = &answered[usize::from(status.as_u16() / 100).min(5)];
         class.set(class.get() + 1);
         let shown = String::from_utf8_lossy(&body);
@@ -278,5 +294,4 @@ fn request_bodies_never_panic_nor_answer_5xx_and_refusals_change_nothing() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
-    assert!(answered[2] > 0 || runner.config().cases < 50, "no request was ever accepted");
 }
