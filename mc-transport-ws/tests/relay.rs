@@ -739,12 +739,12 @@ async fn a_gateway_socket_reads_little_before_it_authenticates() {
     assert_eq!(answer["error"]["code"], "INVALID_REQUEST");
 }
 
-/// The relay upgrades gateway sockets itself: a request that is not a WebSocket version 13
-/// upgrade, or names no gateway it knows, gets a JSON error and takes no unauthenticated place.
+/// The relay upgrades sockets itself: a request that is not a WebSocket version 13 upgrade,
+/// or names no gateway it knows, gets a JSON error and takes no unauthenticated place, on the
+/// users' socket as on the gateways'.
 #[tokio::test]
-async fn bad_gateway_upgrade_requests_get_a_json_error_and_take_no_place() {
+async fn bad_upgrade_requests_get_a_json_error_and_take_no_place() {
     let f = ChatFixture::with_limits(RelayLimits::default().max_unauthenticated_per_ip(1)).await;
-    let path = format!("/ws/gateway/{}/relay", f.gateway_id);
     let upgrade = [
         ("connection", "Upgrade"),
         ("upgrade", "websocket"),
@@ -758,21 +758,33 @@ async fn bad_gateway_upgrade_requests_get_a_json_error_and_take_no_place() {
         headers
     };
     type Headers = Vec<(&'static str, &'static str)>;
-    let cases: Vec<(&str, String, Headers, u16, &str)> = vec![
-        ("a plain GET", path.clone(), vec![], 400, "Connection: upgrade"),
-        ("no Upgrade header", path.clone(), without("upgrade"), 400, "Upgrade: websocket"),
-        ("another protocol", path.clone(), with("upgrade", "h2c"), 400, "Upgrade: websocket"),
-        ("version 8", path.clone(), with("sec-websocket-version", "8"), 400, "version 13"),
-        ("no key", path.clone(), without("sec-websocket-key"), 400, "Sec-WebSocket-Key"),
-        ("a bad id", "/ws/gateway/nope/relay".into(), upgrade.to_vec(), 400, "gateway id"),
-        (
-            "an unknown gateway",
-            format!("/ws/gateway/{}/relay", mc_core::GatewayId::new()),
-            upgrade.to_vec(),
-            404,
-            "not found",
-        ),
-    ];
+    let mut cases: Vec<(String, String, Headers, u16, &str)> = Vec::new();
+    for path in [format!("/ws/gateway/{}/relay", f.gateway_id), "/ws/chat".into()] {
+        let header_cases: [(&str, Headers, &str); 5] = [
+            ("a plain GET", vec![], "Connection: upgrade"),
+            ("no Upgrade header", without("upgrade"), "Upgrade: websocket"),
+            ("another protocol", with("upgrade", "h2c"), "Upgrade: websocket"),
+            ("version 8", with("sec-websocket-version", "8"), "version 13"),
+            ("no key", without("sec-websocket-key"), "Sec-WebSocket-Key"),
+        ];
+        for (what, headers, says) in header_cases {
+            cases.push((format!("{path}: {what}"), path.clone(), headers, 400, says));
+        }
+    }
+    cases.push((
+        "a bad gateway id".into(),
+        "/ws/gateway/nope/relay".into(),
+        upgrade.to_vec(),
+        400,
+        "gateway id",
+    ));
+    cases.push((
+        "an unknown gateway".into(),
+        format!("/ws/gateway/{}/relay", mc_core::GatewayId::new()),
+        upgrade.to_vec(),
+        404,
+        "not found",
+    ));
     for (what, path, headers, status, says) in cases {
         let mut request = f.s.http.get(format!("{}{path}", f.s.base));
         for (name, value) in headers {
@@ -784,8 +796,10 @@ async fn bad_gateway_upgrade_requests_get_a_json_error_and_take_no_place() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{what}: {body}");
     }
-    // None of them kept a place: the one place this address has still admits the gateway.
+    // None of them kept a place: the one place this address has still admits the gateway,
+    // then (the gateway authenticated, its place freed) a user.
     let gw = f.gateway(Mode::Echo).await;
+    let (_alice, _) = Client::authed(&f.s.base, &f.token).await;
     drop(gw);
 }
 

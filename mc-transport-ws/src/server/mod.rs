@@ -30,6 +30,7 @@ mod admin_routes;
 mod auth_routes;
 mod error;
 mod extract;
+mod handshake;
 mod link_board;
 #[cfg(feature = "client")]
 mod outbound;

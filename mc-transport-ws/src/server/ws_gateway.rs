@@ -2,18 +2,17 @@
 //! handshake the frames are OpenClaw's: the relay sends `req`, the gateway answers `res` and
 //! pushes `event`s; a `heartbeat` frame may replace HTTP heartbeats.
 //!
-//! The WebSocket handshake is done here rather than by axum's extractor so that the socket is
-//! read through a [`ReadBudget`]: a gateway may send 4 MiB frames once it is known, but before
-//! its `auth` frame is checked it cannot make the relay read more than [`PRE_AUTH_BYTES`].
+//! The socket is read through a [`ReadBudget`] (the handshake is [`super::handshake`]'s): a
+//! gateway may send 4 MiB frames once it is known, but before its `auth` frame is checked it
+//! cannot make the relay read more than [`PRE_AUTH_BYTES`].
 
 use std::sync::Arc;
 use tokio::time::Instant;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
 use mc_core::close_code;
 use mc_core::link::LinkOutbound;
 use mc_core::protocol::RelayToGateway;
@@ -21,12 +20,12 @@ use mc_core::protocol::gateway::{GatewayErrorShape, GatewayInbound, decode_gatew
 use mc_core::{FrameLink, GatewayId};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::AppState;
 use super::error::ApiError;
+use super::handshake::{Upgrade, UpgradedIo};
 use super::link_board::Probe;
 use super::read_budget::{BudgetLift, ReadBudget};
 
@@ -42,7 +41,7 @@ const GATEWAY_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 /// few hundred bytes): a larger first frame ends the connection before it is buffered.
 pub(crate) const PRE_AUTH_BYTES: usize = 16 * 1024;
 
-type GatewaySocket = WebSocketStream<ReadBudget<TokioIo<hyper::upgrade::Upgraded>>>;
+type GatewaySocket = WebSocketStream<ReadBudget<UpgradedIo>>;
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -53,17 +52,9 @@ pub(crate) async fn upgrade(
     let Ok(id) = id.parse::<GatewayId>() else {
         return ApiError::bad_field("gateway id", "is not a valid id").into_response();
     };
-    let accept = match accept_key(request.headers()) {
-        Ok(accept) => accept,
-        Err(err) => return err.into_response(),
-    };
-    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UPGRADE_REQUIRED",
-            "this connection cannot be upgraded to a WebSocket (HTTP/1.1 is required)",
-        )
-        .into_response();
+    let upgrade = match Upgrade::check(&mut request) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return refusal.into_response(),
     };
     if state.services.store().get_gateway(id).await.ok().flatten().is_none() {
         return ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gateway not found")
@@ -75,53 +66,15 @@ pub(crate) async fn upgrade(
         return super::ws_user::too_many_unauthenticated();
     };
     let remote = ip.map(|ip| ip.to_string());
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                tracing::debug!(error = %err, gateway = %id, "gateway socket upgrade failed");
-                return;
-            }
-        };
-        let (io, lift) = ReadBudget::new(TokioIo::new(upgraded), PRE_AUTH_BYTES);
+    upgrade.accept("gateway", move |io| async move {
+        let (io, lift) = ReadBudget::new(io, PRE_AUTH_BYTES);
         let config = WebSocketConfig::default()
             .max_message_size(Some(GATEWAY_FRAME_LIMIT))
             .max_frame_size(Some(GATEWAY_FRAME_LIMIT))
             .read_buffer_size(GATEWAY_READ_BUFFER);
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         run(state, id, remote, pass, socket, lift).await;
-    });
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    response
-}
-
-/// Checks an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.2.1) and returns the
-/// `Sec-WebSocket-Accept` answer.
-fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
-    let refuse =
-        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message.to_owned());
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|value| {
-            value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(refuse(
-            "a WebSocket upgrade needs `Connection: upgrade` and `Upgrade: websocket`",
-        ));
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        return Err(refuse("only WebSocket version 13 is spoken (Sec-WebSocket-Version: 13)"));
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err(refuse("the upgrade request has no Sec-WebSocket-Key"));
-    };
-    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-        .map_err(|_| refuse("the Sec-WebSocket-Key cannot be answered"))
+    })
 }
 
 async fn send_text(socket: &mut GatewaySocket, text: String) -> bool {

@@ -6,19 +6,27 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use mc_core::close_code;
 use mc_core::protocol::{
     AuthFailure, ClientFrame, ClientRequest, ErrorCode, ServerFrame, decode_client_frame,
 };
 use mc_core::{Error, Principal, TokenRejection};
 
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+
 use super::AppState;
 use super::error::ApiError;
+use super::handshake::{Upgrade, UpgradedIo};
+
+/// A user's socket.
+type WebSocket = WebSocketStream<UpgradedIo>;
 
 /// Most frames written to a socket with one flush.
 pub(crate) const WRITE_BATCH: u64 = 32;
@@ -33,10 +41,13 @@ pub(crate) const READ_BUFFER: usize = 1024;
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     super::registry_routes::ClientIp(ip): super::registry_routes::ClientIp,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let upgrade = match Upgrade::check(&mut request) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let origin = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !state.relay.limits().origin_allowed(origin) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -49,11 +60,15 @@ pub(crate) async fn upgrade(
         return too_many_unauthenticated();
     };
     let limit = state.relay.limits().frame_limit();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| run(state, pass, socket))
+        .write_buffer_size(0);
+    upgrade.accept("user", move |io| async move {
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        run(state, pass, socket).await;
+    })
 }
 
 /// The answer to a socket over the caps on unauthenticated sockets.
@@ -70,16 +85,17 @@ pub(crate) fn too_many_unauthenticated() -> Response {
 }
 
 pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let frame = CloseFrame { code: code.into(), reason: reason.into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
     socket.send(Message::Text(frame.to_json().into())).await.is_ok()
 }
 
-fn is_too_big(err: &axum::Error) -> bool {
-    let text = err.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
+/// A frame or message over the size limit.
+fn is_too_big(err: &tungstenite::Error) -> bool {
+    matches!(err, tungstenite::Error::Capacity(_))
 }
 
 /// Counts a socket in `mc_connections{kind}` while it lives.
@@ -171,7 +187,7 @@ async fn authenticate(
 ) -> Result<(Principal, Option<mc_core::Timestamp>), NotAuthenticated> {
     use NotAuthenticated::{Gone, Refused};
     loop {
-        let text = match socket.recv().await {
+        let text = match socket.next().await {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
                 let error = ServerFrame::Error {
@@ -233,7 +249,8 @@ async fn authenticate(
 struct Admitted {
     session: mc_core::UserSession,
     user_id: mc_core::UserId,
-    expires_at: Option<mc_core::Timestamp>,
+    /// When the socket's token expires (a fresh `auth` moves it).
+    expires: Instant,
     /// Bad frames count across the handshake and after it.
     violations: Violations,
     /// When the client was last heard from (any frame).
@@ -318,7 +335,7 @@ async fn admit(
     Some(Admitted {
         session,
         user_id: principal.user_id,
-        expires_at,
+        expires: expiry_deadline(expires_at, state.services.clock().now()),
         violations,
         last_heard: Instant::now(),
         _slot: slot,
@@ -332,22 +349,20 @@ async fn serve(state: &AppState, socket: &mut WebSocket, admitted: &mut Admitted
     let _gauge = ConnectionGauge::new("user");
     let connection = admitted.session.connection().clone();
     let interval = state.relay.limits().heartbeat();
-    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
-    let mut beats: u64 = 0;
-    // The socket lasts as long as its token, unless a fresh `auth` extends it.
-    let expiry = tokio::time::sleep_until(expiry_deadline(
-        admitted.expires_at,
-        state.services.clock().now(),
-    ));
-    tokio::pin!(expiry);
+    let mut beats = Heartbeats { next: Instant::now() + interval, sent: 0, interval };
+    // One timer for both deadlines, the next heartbeat and the token's expiry (the socket
+    // lasts as long as its token, unless a fresh `auth` extends it): every idle socket keeps
+    // it, so it is not two.
+    let timer = tokio::time::sleep_until(beats.next.min(admitted.expires));
+    tokio::pin!(timer);
     loop {
         let next = tokio::select! {
-            () = &mut expiry => Box::pin(close_expired(&mut admitted.session, socket)).await,
+            () = &mut timer => Box::pin(on_timer(socket, admitted, &mut beats)).await,
             // While the client's replies back up, its requests wait in TCP.
-            incoming = socket.recv(), if admitted.session.wants_input() => {
+            incoming = socket.next(), if admitted.session.wants_input() => {
                 // Boxed, like every arm but the writes: handling a frame needs far more room
                 // than waiting for one, and the waiting is what every idle socket keeps.
-                Box::pin(on_incoming(state, socket, admitted, expiry.as_mut(), incoming)).await
+                Box::pin(on_incoming(state, socket, admitted, incoming)).await
             }
             frame = admitted.session.next_frame() => {
                 write_queued(&mut admitted.session, socket, frame).await
@@ -355,14 +370,41 @@ async fn serve(state: &AppState, socket: &mut WebSocket, admitted: &mut Admitted
             code = connection.kicked() => {
                 Box::pin(close_kicked(&mut admitted.session, socket, code)).await
             }
-            _ = ticks.tick() => {
-                Box::pin(heartbeat(socket, &mut beats, admitted.last_heard, interval)).await
-            }
         };
         if next.is_break() {
             break;
         }
+        let wake = beats.next.min(admitted.expires);
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
     }
+}
+
+/// The server's heartbeats on one socket.
+struct Heartbeats {
+    /// When the next one is due.
+    next: Instant,
+    /// How many were sent (their ids count them).
+    sent: u64,
+    interval: Duration,
+}
+
+/// The socket's timer fired: the token expired (close), or a heartbeat is due.
+async fn on_timer(
+    socket: &mut WebSocket,
+    admitted: &mut Admitted,
+    beats: &mut Heartbeats,
+) -> ControlFlow<()> {
+    let now = Instant::now();
+    if now >= admitted.expires {
+        return close_expired(&mut admitted.session, socket).await;
+    }
+    if now < beats.next {
+        return ControlFlow::Continue(());
+    }
+    beats.next = (beats.next + beats.interval).max(now);
+    heartbeat(socket, beats, admitted.last_heard).await
 }
 
 /// One frame from the client: a request handled, a fresh token taken, a bad frame answered.
@@ -371,8 +413,7 @@ async fn on_incoming(
     state: &AppState,
     socket: &mut WebSocket,
     admitted: &mut Admitted,
-    expiry: std::pin::Pin<&mut tokio::time::Sleep>,
-    incoming: Option<Result<Message, axum::Error>>,
+    incoming: Option<Result<Message, tungstenite::Error>>,
 ) -> ControlFlow<()> {
     let session = &mut admitted.session;
     match incoming {
@@ -385,7 +426,7 @@ async fn on_incoming(
                 Ok(ClientFrame { id, request: ClientRequest::Auth { token } }) => {
                     match state.services.authenticate_until(token.expose()).await {
                         Ok((again, until)) if again.user_id == admitted.user_id => {
-                            expiry.reset(expiry_deadline(until, state.services.clock().now()));
+                            admitted.expires = expiry_deadline(until, state.services.clock().now());
                             session.reply(&ServerFrame::AuthExtended { id, expires_at: until });
                         }
                         Ok(_) => {
@@ -445,7 +486,10 @@ async fn on_incoming(
                     .await;
             }
         }
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => admitted.last_heard = Instant::now(),
+        // (A raw `Frame` is only ever written, never read.)
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+            admitted.last_heard = Instant::now()
+        }
         Some(Ok(Message::Close(_))) | None => return ControlFlow::Break(()),
         Some(Err(err)) => {
             if is_too_big(&err) {
@@ -481,16 +525,15 @@ async fn write_queued(
 /// Sends a server heartbeat, or closes a socket that has been silent for three intervals.
 async fn heartbeat(
     socket: &mut WebSocket,
-    beats: &mut u64,
+    beats: &mut Heartbeats,
     last_heard: Instant,
-    interval: Duration,
 ) -> ControlFlow<()> {
-    if last_heard.elapsed() > interval * 3 {
+    if last_heard.elapsed() > beats.interval * 3 {
         close(socket, 1001, "no heartbeat for three intervals").await;
         return ControlFlow::Break(());
     }
-    *beats += 1;
-    let id = format!("{}{beats}", mc_core::protocol::SERVER_HEARTBEAT_PREFIX);
+    beats.sent += 1;
+    let id = format!("{}{}", mc_core::protocol::SERVER_HEARTBEAT_PREFIX, beats.sent);
     if send(socket, &ServerFrame::Heartbeat { id: Some(id) }).await {
         ControlFlow::Continue(())
     } else {
