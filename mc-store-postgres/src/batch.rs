@@ -1,7 +1,14 @@
-//! Appending a batch of messages in four statements, whatever its size, with arrays: find
-//! stored client ids, lock the sessions in id order (so concurrent batches on several
-//! instances cannot deadlock), bump them, insert every row. The planning is `mc_core`'s,
-//! shared with the SQLite store.
+//! Appending a batch of messages in three statements, whatever its size, with arrays: lock the
+//! sessions in id order (so concurrent batches on several instances cannot deadlock), bump
+//! them, insert every row. The planning is `mc_core`'s, shared with the SQLite store.
+//!
+//! A batch first assumes that none of its client ids is stored yet (a retried message is
+//! rare): the insert skips a row whose (session, client id) exists, and if one was skipped the
+//! caller rolls the batch back and writes it again with [`Lookup::First`], which reads the
+//! stored copies before planning. The lookup is not made on every batch because it costs a
+//! round trip, and because PostgreSQL caches a plan for it: a generic plan made while the table
+//! was small (a sequential scan) stayed in the writer's connection as the table grew, until an
+//! `ANALYZE` (BENCHMARKS.md, 2026-12-04).
 
 use std::collections::HashMap;
 
@@ -13,16 +20,28 @@ use crate::chat::message_from_row;
 use crate::codec::{RowExt, int};
 use crate::error::store_error;
 
-/// Appends `messages`, then applies `deliveries`, inside `tx`. An `Err` means the batch could
-/// not be written as a whole: the caller rolls back and writes one by one instead.
+/// Whether a batch reads its stored client ids before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Assume none is stored; a row found stored makes the batch answer `None`.
+    Optimistic,
+    /// Read them first (after an optimistic batch answered `None`).
+    First,
+}
+
+/// Appends `messages`, then applies `deliveries`, inside `tx`. `Ok(None)`: a client id the
+/// batch did not look up was stored already, so nothing of it may be kept (roll back, then
+/// write it again with [`Lookup::First`]). An `Err` means the batch could not be written as a
+/// whole: the caller rolls back and writes one by one instead.
 pub(crate) async fn write_batch(
     tx: &mut Transaction<'static, Postgres>,
     messages: &[NewMessage],
     deliveries: &[DeliveryUpdate],
-) -> StoreResult<Vec<StoreResult<Appended>>> {
+    lookup: Lookup,
+) -> StoreResult<Option<Vec<StoreResult<Appended>>>> {
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
     let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
-    if !client_ids.is_empty() {
+    if lookup == Lookup::First && !client_ids.is_empty() {
         let rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
             .bind(&client_ids)
             .fetch_all(&mut **tx)
@@ -82,11 +101,12 @@ pub(crate) async fn write_batch(
         let ats: Vec<Timestamp> = rows.iter().map(|(i, _)| messages[*i].created_at).collect();
         let deliveries_of_rows: Vec<Option<&'static str>> =
             rows.iter().map(|(i, _)| messages[*i].initial_delivery().map(|d| d.as_str())).collect();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO messages (id, session_id, seq, role, content, client_msg_id, run_id, created_at,
                 delivery)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::uuid[], $7::text[], $8::timestamptz[], $9::text[])",
+                                  $6::uuid[], $7::text[], $8::timestamptz[], $9::text[])
+             ON CONFLICT (session_id, client_msg_id) DO NOTHING",
         )
         .bind(&ids)
         .bind(&sessions)
@@ -99,7 +119,11 @@ pub(crate) async fn write_batch(
         .bind(&deliveries_of_rows)
         .execute(&mut **tx)
         .await
-        .map_err(|e| store_error(e, "session"))?;
+        .map_err(|e| store_error(e, "session"))?
+        .rows_affected();
+        if usize::try_from(inserted).ok() != Some(rows.len()) {
+            return Ok(None);
+        }
     }
 
     // Delivery states in one statement, forward only (the highest rank per message wins).
@@ -126,7 +150,7 @@ pub(crate) async fn write_batch(
         .await
         .map_err(|e| store_error(e, "message"))?;
     }
-    Ok(plan.results(messages, &rows))
+    Ok(Some(plan.results(messages, &rows)))
 }
 
 #[cfg(test)]
@@ -177,8 +201,16 @@ mod tests {
         batch.extend((0..100).map(|i| {
             fixtures::user_message(if i % 2 == 0 { world.session.id } else { other.id }, "m")
         }));
+        // Optimistically, the stored client id is found by the insert: nothing may be kept.
         let mut tx = pg.begin().await.unwrap();
-        let results = write_batch(&mut tx, &batch, &[]).await.expect("one batch");
+        let answer = write_batch(&mut tx, &batch, &[], Lookup::Optimistic).await.expect("a batch");
+        assert!(answer.is_none(), "a stored client id undoes an optimistic batch");
+        tx.rollback().await.unwrap();
+        let mut tx = pg.begin().await.unwrap();
+        let results = write_batch(&mut tx, &batch, &[], Lookup::First)
+            .await
+            .expect("a batch")
+            .expect("the lookup finds the stored copy");
         tx.commit().await.unwrap();
         assert!(matches!(results[0], Ok(Appended::Existing(_))));
         assert!(matches!(results[1], Err(StoreError::NotFound(_))));
@@ -193,6 +225,25 @@ mod tests {
                 .collect();
             assert_eq!(seqs, (1..=expected).collect::<Vec<_>>());
         }
+        // Only new client ids (one of them twice): the optimistic batch is kept as it is.
+        let fresh = fixtures::user_message(world.session.id, "fresh");
+        let mut twice = fixtures::user_message(world.session.id, "fresh again");
+        twice.client_msg_id = fresh.client_msg_id;
+        let batch = vec![fresh, twice, fixtures::user_message(other.id, "new")];
+        let mut tx = pg.begin().await.unwrap();
+        let results = write_batch(&mut tx, &batch, &[], Lookup::Optimistic)
+            .await
+            .expect("a batch")
+            .expect("nothing was stored before");
+        tx.commit().await.unwrap();
+        let seqs: Vec<u64> = results
+            .iter()
+            .map(|r| match r {
+                Ok(Appended::New(m) | Appended::Existing(m)) => m.seq,
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        assert_eq!(seqs, vec![52, 52, 51], "the repeat within the batch is the first's copy");
         pg.close().await;
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&mut admin)
