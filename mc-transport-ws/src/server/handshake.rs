@@ -1,4 +1,6 @@
-//! The WebSocket opening handshake (RFC 6455 §4.2.1) of both sockets, users' and gateways'.
+//! The WebSocket opening handshake (RFC 6455 §4.2.1) of both sockets, users' and gateways',
+//! and what both sockets share around it: the refusal over the unauthenticated caps, the
+//! connection gauge.
 //!
 //! Done here rather than by axum's extractor so that a bad upgrade request gets the same JSON
 //! error as the rest of the API, so that a gateway's socket can be read through a budget before
@@ -37,23 +39,25 @@ impl Upgrade {
         Ok(Self { on_upgrade, accept })
     }
 
-    /// Answers `101 Switching Protocols` and, once the connection is handed over, runs
-    /// `serve` on it in a task of its own. `kind` names the socket in the log line of an
-    /// upgrade that fails.
+    /// Answers `101 Switching Protocols` and, once the connection is handed over, runs the
+    /// socket in a task of its own: `prepare` turns the connection into the socket's future
+    /// (setting up its WebSocket), which is then spawned. `kind` names the socket in the log
+    /// line of an upgrade that fails.
     ///
-    /// `serve` is called in a short task that ends as soon as it has spawned the socket's own:
-    /// the long-lived task then holds `serve`'s future alone, not that future beside the
-    /// closure it was made from.
-    pub(crate) fn accept<S, F>(self, kind: &'static str, serve: S) -> Response
+    /// `prepare` runs in a short task that ends as soon as it has spawned the socket's own: the
+    /// long-lived task then holds the socket's future alone, not that future beside what it was
+    /// made from (an `async` block keeps its captures reserved for its whole life).
+    pub(crate) fn accept<P, Prepared, F>(self, kind: &'static str, prepare: P) -> Response
     where
-        S: FnOnce(UpgradedIo) -> F + Send + 'static,
+        P: FnOnce(UpgradedIo) -> Prepared + Send + 'static,
+        Prepared: Future<Output = F> + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    tokio::spawn(serve(TokioIo::new(upgraded)));
+                    tokio::spawn(prepare(TokioIo::new(upgraded)).await);
                 }
                 Err(err) => tracing::debug!(error = %err, kind, "socket upgrade failed"),
             }
@@ -92,4 +96,33 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
         key.as_bytes(),
     ))
     .map_err(|_| refuse("the Sec-WebSocket-Key cannot be answered"))
+}
+
+/// The answer to a socket over the caps on unauthenticated sockets.
+pub(crate) fn too_many_unauthenticated() -> Response {
+    metrics::counter!("mc_sockets_refused_total", "reason" => "unauthenticated_cap").increment(1);
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        "too many connections waiting to authenticate; try again shortly",
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    response
+}
+
+/// Counts a socket in `mc_connections{kind}` while it lives.
+pub(crate) struct ConnectionGauge(&'static str);
+
+impl ConnectionGauge {
+    pub(crate) fn new(kind: &'static str) -> Self {
+        metrics::gauge!("mc_connections", "kind" => kind).increment(1.0);
+        Self(kind)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("mc_connections", "kind" => self.0).decrement(1.0);
+    }
 }

@@ -43,6 +43,8 @@ pub(crate) const PRE_AUTH_BYTES: usize = 16 * 1024;
 
 type GatewaySocket = WebSocketStream<ReadBudget<UpgradedIo>>;
 
+// The upgrade's closure yields the socket's future on purpose: `Upgrade::accept` spawns it.
+#[allow(clippy::async_yields_async)]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -63,7 +65,7 @@ pub(crate) async fn upgrade(
     // Until it authenticates, a gateway's socket takes an unauthenticated place and may read
     // only PRE_AUTH_BYTES.
     let Some(pass) = state.pre_auth.enter(ip) else {
-        return super::ws_user::too_many_unauthenticated();
+        return super::handshake::too_many_unauthenticated();
     };
     let remote = ip.map(|ip| ip.to_string());
     upgrade.accept("gateway", move |io| async move {
@@ -73,7 +75,7 @@ pub(crate) async fn upgrade(
             .max_frame_size(Some(GATEWAY_FRAME_LIMIT))
             .read_buffer_size(GATEWAY_READ_BUFFER);
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        run(state, id, remote, pass, socket, lift).await;
+        run(state, id, remote, pass, socket, lift)
     })
 }
 
@@ -157,7 +159,7 @@ async fn run(
         }
     };
     tracing::info!(gateway = %id, "gateway linked");
-    let _gauge = super::ws_user::ConnectionGauge::new("gateway");
+    let _gauge = super::handshake::ConnectionGauge::new("gateway");
     let opened = Instant::now();
     let last_frame_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let probe = Probe::Inbound { link: link.clone(), opened, last_frame_ms: last_frame_ms.clone() };

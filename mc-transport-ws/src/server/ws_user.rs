@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::AppState;
 use super::error::ApiError;
-use super::handshake::{Upgrade, UpgradedIo};
+use super::handshake::{ConnectionGauge, Upgrade, UpgradedIo, too_many_unauthenticated};
 
 /// A user's socket.
 type WebSocket = WebSocketStream<UpgradedIo>;
@@ -38,6 +38,8 @@ const VIOLATED: &str = "too many protocol violations";
 /// (the read buffer grows), but an idle socket does not pin 128 KiB.
 pub(crate) const READ_BUFFER: usize = 1024;
 
+// The upgrade's closure yields the socket's future on purpose: `Upgrade::accept` spawns it.
+#[allow(clippy::async_yields_async)]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     super::registry_routes::ClientIp(ip): super::registry_routes::ClientIp,
@@ -67,21 +69,8 @@ pub(crate) async fn upgrade(
         .write_buffer_size(0);
     upgrade.accept("user", move |io| async move {
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        run(state, pass, socket).await;
+        run(state, pass, socket)
     })
-}
-
-/// The answer to a socket over the caps on unauthenticated sockets.
-pub(crate) fn too_many_unauthenticated() -> Response {
-    metrics::counter!("mc_sockets_refused_total", "reason" => "unauthenticated_cap").increment(1);
-    let mut response = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
-        "too many connections waiting to authenticate; try again shortly",
-    )
-    .into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-    response
 }
 
 pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -96,22 +85,6 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
 /// A frame or message over the size limit.
 fn is_too_big(err: &tungstenite::Error) -> bool {
     matches!(err, tungstenite::Error::Capacity(_))
-}
-
-/// Counts a socket in `mc_connections{kind}` while it lives.
-pub(crate) struct ConnectionGauge(&'static str);
-
-impl ConnectionGauge {
-    pub(crate) fn new(kind: &'static str) -> Self {
-        metrics::gauge!("mc_connections", "kind" => kind).increment(1.0);
-        Self(kind)
-    }
-}
-
-impl Drop for ConnectionGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("mc_connections", "kind" => self.0).decrement(1.0);
-    }
 }
 
 /// Counts bad frames in a sliding minute.
