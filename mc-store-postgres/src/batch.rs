@@ -166,6 +166,21 @@ mod tests {
     use super::*;
     use crate::{PgConnectOptions, PgStore, PgStoreOptions};
 
+    /// Writes `batch` in a transaction of its own and commits it; panics if it is not kept.
+    async fn committed(
+        pg: &PgStore,
+        batch: &[NewMessage],
+        lookup: Lookup,
+    ) -> Vec<StoreResult<Appended>> {
+        let mut tx = pg.begin().await.unwrap();
+        let results = write_batch(&mut tx, batch, &[], lookup)
+            .await
+            .expect("a batch")
+            .unwrap_or_else(|| panic!("a {lookup:?} batch was undone"));
+        tx.commit().await.unwrap();
+        results
+    }
+
     /// The array path itself succeeds against a real server (the store would otherwise fall
     /// back silently to one-by-one appends). Skipped without `MC_TEST_POSTGRES_URL`, except
     /// under CI.
@@ -206,12 +221,7 @@ mod tests {
         let answer = write_batch(&mut tx, &batch, &[], Lookup::Optimistic).await.expect("a batch");
         assert!(answer.is_none(), "a stored client id undoes an optimistic batch");
         tx.rollback().await.unwrap();
-        let mut tx = pg.begin().await.unwrap();
-        let results = write_batch(&mut tx, &batch, &[], Lookup::First)
-            .await
-            .expect("a batch")
-            .expect("the lookup finds the stored copy");
-        tx.commit().await.unwrap();
+        let results = committed(&pg, &batch, Lookup::First).await;
         assert!(matches!(results[0], Ok(Appended::Existing(_))));
         assert!(matches!(results[1], Err(StoreError::NotFound(_))));
         assert!(results[2..].iter().all(|r| matches!(r, Ok(Appended::New(_)))));
@@ -230,12 +240,7 @@ mod tests {
         let mut twice = fixtures::user_message(world.session.id, "fresh again");
         twice.client_msg_id = fresh.client_msg_id;
         let batch = vec![fresh, twice, fixtures::user_message(other.id, "new")];
-        let mut tx = pg.begin().await.unwrap();
-        let results = write_batch(&mut tx, &batch, &[], Lookup::Optimistic)
-            .await
-            .expect("a batch")
-            .expect("nothing was stored before");
-        tx.commit().await.unwrap();
+        let results = committed(&pg, &batch, Lookup::Optimistic).await;
         let seqs: Vec<u64> = results
             .iter()
             .map(|r| match r {
