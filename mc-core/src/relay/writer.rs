@@ -193,6 +193,9 @@ async fn run(
             }
             () = sleep_until(flush_at), if flush_at.is_some() => {}
         }
+        // Let the appenders that the last commit woke run first: they are usually about to
+        // append again, and would otherwise wait a whole batch behind this one message.
+        tokio::task::yield_now().await;
         while batch.len() < MAX_BATCH {
             match appends.try_recv() {
                 Ok(a) => batch.push(a),
