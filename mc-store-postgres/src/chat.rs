@@ -6,7 +6,6 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 
 use crate::PgStore;
-use crate::batch::Lookup;
 use crate::codec::{RowExt, int};
 use crate::error::store_error;
 
@@ -239,31 +238,12 @@ impl MessageStore for PgStore {
         messages: &[NewMessage],
         deliveries: &[DeliveryUpdate],
     ) -> Vec<StoreResult<Appended>> {
-        if messages.len() + deliveries.len() > 1 {
-            for lookup in [Lookup::Optimistic, Lookup::First] {
-                let Ok(mut tx) = self.begin().await else { break };
-                match crate::batch::write_batch(&mut tx, messages, deliveries, lookup).await {
-                    Ok(Some(results)) => match tx.commit().await {
-                        Ok(()) => return results,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "batched write failed to commit; writing one by one");
-                            break;
-                        }
-                    },
-                    // A retried client id: again, reading the stored copies first.
-                    Ok(None) if lookup == Lookup::Optimistic => {
-                        let _ = tx.rollback().await;
-                    }
-                    Ok(None) => {
-                        tracing::warn!("a batch's client ids changed under it; writing one by one");
-                        let _ = tx.rollback().await;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "batched write failed; writing one by one");
-                        let _ = tx.rollback().await;
-                        break;
-                    }
+        // One round trip whatever the batch holds, a single message included.
+        if !messages.is_empty() || !deliveries.is_empty() {
+            match crate::batch::write_batch(&self.pool, messages, deliveries).await {
+                Ok(results) => return results,
+                Err(e) => {
+                    tracing::warn!(error = %e, "batched write failed; writing one by one");
                 }
             }
         }
