@@ -63,8 +63,8 @@ async fn stored_copies(
 }
 
 /// Plans the batch given the `stored` copies of its client ids and writes it in one call.
-async fn call(
-    pool: &PgPool,
+async fn call<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     messages: &[NewMessage],
     deliveries: &[DeliveryUpdate],
     stored: &HashMap<(SessionId, Uuid), Message>,
@@ -115,7 +115,7 @@ async fn call(
     .bind(&update_seqs)
     .bind(&update_states)
     .bind(&update_ranks)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
     .map_err(|e| store_error(e, "session"))?;
     let mut last_seqs = HashMap::with_capacity(bumped.len());
@@ -233,6 +233,83 @@ mod tests {
         assert_eq!(delivery(world.session.id, 1).await, Some(DeliveryState::Sent));
         assert_eq!(delivery(other.id, 51).await, Some(DeliveryState::Answered), "highest wins");
         assert_eq!(delivery(world.session.id, 52).await, Some(DeliveryState::Stored));
+        pg.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// The call reads no table whole once its plans settle, whatever the statistics say: on a
+    /// new schema (near-empty tables, as on a new deployment), after enough calls on one
+    /// connection for PL/pgSQL to keep generic plans, further calls add no sequential scan of
+    /// the tables a batch writes to the transaction's own statistics. (The first calls may
+    /// scan: planned for their values, a scan of a one-page table is the cheaper way. A
+    /// generic plan made then would scan for the connection's life.)
+    #[tokio::test]
+    async fn a_batch_never_scans_a_table() {
+        let Some(url) = std::env::var("MC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "MC_TEST_POSTGRES_URL must be set under CI"
+            );
+            return;
+        };
+        let schema = format!("mc_scan_{}", Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let connect =
+            PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let pg =
+            PgStore::connect_with(PgStoreOptions::new(connect).max_connections(2)).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
+        let world = ChatWorld::create(&store).await;
+        let other = fixtures::session(world.user.id, &world.agent);
+        store.create_session(&other).await.unwrap();
+
+        let mut tx = pg.begin().await.unwrap();
+        let mut scans_after = Vec::new();
+        for rounds in [1..=12u64, 13..=24] {
+            for round in rounds {
+                let batch: Vec<NewMessage> = [world.session.id, other.id, world.session.id]
+                    .into_iter()
+                    .map(|s| fixtures::user_message(s, "m"))
+                    .collect();
+                // The first session's two messages of the previous round are answered.
+                let deliveries: Vec<DeliveryUpdate> = if round == 1 {
+                    Vec::new()
+                } else {
+                    [round * 2 - 3, round * 2 - 2]
+                        .map(|seq| DeliveryUpdate {
+                            session_id: world.session.id,
+                            seq,
+                            state: DeliveryState::Answered,
+                        })
+                        .to_vec()
+                };
+                let results = call(&mut *tx, &batch, &deliveries, &HashMap::new()).await.unwrap();
+                assert!(results.iter().all(|r| matches!(r, Ok(Appended::New(_)))), "{results:?}");
+            }
+            let scans: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
+                 WHERE schemaname = current_schema() AND relname IN ('messages', 'chat_sessions')
+                 ORDER BY relname",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(scans.len(), 2, "{scans:?}");
+            scans_after.push(scans);
+        }
+        assert_eq!(scans_after[0], scans_after[1], "the settled plans scan a table");
+        tx.commit().await.unwrap();
+        let first = store.messages_after(world.session.id, 0, 100).await.unwrap();
+        assert_eq!(first.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=48).collect::<Vec<_>>());
+        assert!(first[..46].iter().all(|m| m.delivery == Some(DeliveryState::Answered)));
+        assert!(first[46..].iter().all(|m| m.delivery == Some(DeliveryState::Stored)));
         pg.close().await;
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&mut admin)
