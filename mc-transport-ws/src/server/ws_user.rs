@@ -224,6 +224,10 @@ struct Admitted {
     user_id: mc_core::UserId,
     /// When the socket's token expires (a fresh `auth` moves it).
     expires: Instant,
+    /// For a fresh `auth` on the open socket.
+    services: mc_core::Services,
+    /// How often the server sends a heartbeat.
+    heartbeat: Duration,
     /// Bad frames count across the handshake and after it.
     violations: Violations,
     /// When the client was last heard from (any frame).
@@ -237,25 +241,37 @@ struct Admitted {
 /// Written as a function returning a block, not an `async fn`, and in two phases, for the
 /// memory of an idle socket (this future is most of it): an `async fn` keeps a second copy of
 /// its arguments, and one state machine holding both phases was laid out at 3.4 KB (rustc
-/// gives each phase's locals their own places). The handshake is boxed and freed when it
-/// ends; only the serving loop's state stays.
-#[allow(clippy::manual_async_fn)] // an `async fn` would store its arguments twice (above)
+/// gives each phase's locals their own places). The handshake is boxed before the block
+/// and owns what only it needs (the app state, the unauthenticated pass): the block's captures
+/// stay reserved for the socket's whole life, so it captures the box alone, and the serving
+/// loop's state is what the handshake hands back.
 fn run(
     state: AppState,
     pass: super::pre_auth::PreAuthPass,
-    mut socket: WebSocket,
+    socket: WebSocket,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let handshake = Box::pin(admit(state, pass, socket));
     async move {
-        let mut admitted = Box::pin(admit(&state, pass, &mut socket)).await;
-        if let Some(admitted) = admitted.as_mut() {
-            serve(&state, &mut socket, admitted).await;
-        }
+        let Some((mut socket, mut admitted)) = handshake.await else {
+            return;
+        };
+        serve(&mut socket, &mut admitted).await;
     }
 }
 
 /// The handshake: the `auth` frame in time, a place on this instance, the relay's `auth_ok`.
 /// `None` when the socket was closed instead (with the reason written to it).
 async fn admit(
+    state: AppState,
+    pass: super::pre_auth::PreAuthPass,
+    mut socket: WebSocket,
+) -> Option<(WebSocket, Admitted)> {
+    let admitted = admit_on(&state, pass, &mut socket).await?;
+    Some((socket, admitted))
+}
+
+/// [`admit`] on a borrowed socket.
+async fn admit_on(
     state: &AppState,
     pass: super::pre_auth::PreAuthPass,
     socket: &mut WebSocket,
@@ -309,6 +325,8 @@ async fn admit(
         session,
         user_id: principal.user_id,
         expires: expiry_deadline(expires_at, state.services.clock().now()),
+        services: state.services.clone(),
+        heartbeat: limits.heartbeat(),
         violations,
         last_heard: Instant::now(),
         _slot: slot,
@@ -318,10 +336,10 @@ async fn admit(
 /// The serving loop: requests in, queued frames out, heartbeats, and the close when the
 /// token expires, the relay kicks the socket, or the peer goes. Each arm's work is a function
 /// of its own: the temporaries of one arm would otherwise be kept by every idle socket.
-async fn serve(state: &AppState, socket: &mut WebSocket, admitted: &mut Admitted) {
+async fn serve(socket: &mut WebSocket, admitted: &mut Admitted) {
     let _gauge = ConnectionGauge::new("user");
     let connection = admitted.session.connection().clone();
-    let interval = state.relay.limits().heartbeat();
+    let interval = admitted.heartbeat;
     let mut beats = Heartbeats { next: Instant::now() + interval, sent: 0, interval };
     // One timer for both deadlines, the next heartbeat and the token's expiry (the socket
     // lasts as long as its token, unless a fresh `auth` extends it): every idle socket keeps
@@ -335,7 +353,7 @@ async fn serve(state: &AppState, socket: &mut WebSocket, admitted: &mut Admitted
             incoming = socket.next(), if admitted.session.wants_input() => {
                 // Boxed, like every arm but the writes: handling a frame needs far more room
                 // than waiting for one, and the waiting is what every idle socket keeps.
-                Box::pin(on_incoming(state, socket, admitted, incoming)).await
+                Box::pin(on_incoming(socket, admitted, incoming)).await
             }
             frame = admitted.session.next_frame() => {
                 write_queued(&mut admitted.session, socket, frame).await
@@ -383,7 +401,6 @@ async fn on_timer(
 /// One frame from the client: a request handled, a fresh token taken, a bad frame answered.
 /// `Break` when the socket must close (the reason is written to it).
 async fn on_incoming(
-    state: &AppState,
     socket: &mut WebSocket,
     admitted: &mut Admitted,
     incoming: Option<Result<Message, tungstenite::Error>>,
@@ -397,9 +414,10 @@ async fn on_incoming(
             match decode_client_frame(&text) {
                 // A fresh token on the open socket: it lasts until that one expires.
                 Ok(ClientFrame { id, request: ClientRequest::Auth { token } }) => {
-                    match state.services.authenticate_until(token.expose()).await {
+                    match admitted.services.authenticate_until(token.expose()).await {
                         Ok((again, until)) if again.user_id == admitted.user_id => {
-                            admitted.expires = expiry_deadline(until, state.services.clock().now());
+                            admitted.expires =
+                                expiry_deadline(until, admitted.services.clock().now());
                             session.reply(&ServerFrame::AuthExtended { id, expires_at: until });
                         }
                         Ok(_) => {
