@@ -142,6 +142,56 @@ mod tests {
     use super::*;
     use crate::{PgConnectOptions, PgStore, PgStoreOptions};
 
+    /// A store on a schema of its own in the test server, removed by [`TestSchema::remove`].
+    struct TestSchema {
+        admin: PgConnection,
+        name: String,
+        pg: PgStore,
+        store: Arc<dyn Store>,
+    }
+
+    impl TestSchema {
+        /// `None` without `MC_TEST_POSTGRES_URL` (the test is skipped), except under CI.
+        async fn open(prefix: &str) -> Option<Self> {
+            let Some(url) = std::env::var("MC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+            else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "MC_TEST_POSTGRES_URL must be set under CI"
+                );
+                return None;
+            };
+            let name = format!("{prefix}_{}", Uuid::now_v7().simple());
+            let mut admin = PgConnection::connect(&url).await.unwrap();
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let connect =
+                PgConnectOptions::from_str(&url).unwrap().options([("search_path", name.as_str())]);
+            let options = PgStoreOptions::new(connect).max_connections(2);
+            let pg = PgStore::connect_with(options).await.unwrap();
+            let store: Arc<dyn Store> = Arc::new(pg.clone());
+            Some(Self { admin, name, pg, store })
+        }
+
+        /// A user's world with its session, and a second session of the same user and agent.
+        async fn two_sessions(&self) -> (ChatWorld, ChatSession) {
+            let world = ChatWorld::create(&self.store).await;
+            let other = fixtures::session(world.user.id, &world.agent);
+            self.store.create_session(&other).await.unwrap();
+            (world, other)
+        }
+
+        async fn remove(mut self) {
+            self.pg.close().await;
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
+                .execute(&mut self.admin)
+                .await
+                .unwrap();
+        }
+    }
+
     async fn seqs_of(store: &Arc<dyn Store>, session: SessionId) -> Vec<u64> {
         store.messages_after(session, 0, 500).await.unwrap().iter().map(|m| m.seq).collect()
     }
@@ -151,28 +201,9 @@ mod tests {
     /// Skipped without `MC_TEST_POSTGRES_URL`, except under CI.
     #[tokio::test]
     async fn the_batched_path_is_taken() {
-        let Some(url) = std::env::var("MC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "MC_TEST_POSTGRES_URL must be set under CI"
-            );
-            return;
-        };
-        let schema = format!("mc_batch_{}", Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let connect =
-            PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-        let pg =
-            PgStore::connect_with(PgStoreOptions::new(connect).max_connections(2)).await.unwrap();
-        let store: Arc<dyn Store> = Arc::new(pg.clone());
-
-        let world = ChatWorld::create(&store).await;
-        let other = fixtures::session(world.user.id, &world.agent);
-        store.create_session(&other).await.unwrap();
+        let Some(db) = TestSchema::open("mc_batch").await else { return };
+        let (pg, store) = (&db.pg, &db.store);
+        let (world, other) = db.two_sessions().await;
         let first = fixtures::user_message(world.session.id, "a");
         store.append_message(&first).await.unwrap();
         let mut repeat = fixtures::user_message(world.session.id, "a again");
@@ -188,16 +219,16 @@ mod tests {
             matches!(undone, Err(StoreError::Conflict(ConflictKind::ClientMessageId))),
             "{undone:?}"
         );
-        assert_eq!(seqs_of(&store, world.session.id).await, vec![1]);
-        assert_eq!(seqs_of(&store, other.id).await, Vec::<u64>::new());
+        assert_eq!(seqs_of(store, world.session.id).await, vec![1]);
+        assert_eq!(seqs_of(store, other.id).await, Vec::<u64>::new());
 
         // The batch as the store writes it: the stored copy is read, then the call is repeated.
         let results = write_batch(&pg.pool, &batch, &[]).await.unwrap();
         assert!(matches!(&results[0], Ok(Appended::Existing(m)) if m.id == first.id));
         assert!(matches!(results[1], Err(StoreError::NotFound(_))));
         assert!(results[2..].iter().all(|r| matches!(r, Ok(Appended::New(_)))));
-        assert_eq!(seqs_of(&store, world.session.id).await, (1..=51).collect::<Vec<_>>());
-        assert_eq!(seqs_of(&store, other.id).await, (1..=50).collect::<Vec<_>>());
+        assert_eq!(seqs_of(store, world.session.id).await, (1..=51).collect::<Vec<_>>());
+        assert_eq!(seqs_of(store, other.id).await, (1..=50).collect::<Vec<_>>());
 
         // Only new client ids (one of them twice), and delivery states for a stored message
         // and for one of the batch's own: one call, the states applied after the rows.
@@ -233,11 +264,7 @@ mod tests {
         assert_eq!(delivery(world.session.id, 1).await, Some(DeliveryState::Sent));
         assert_eq!(delivery(other.id, 51).await, Some(DeliveryState::Answered), "highest wins");
         assert_eq!(delivery(world.session.id, 52).await, Some(DeliveryState::Stored));
-        pg.close().await;
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        db.remove().await;
     }
 
     /// The call reads no table whole once its plans settle, whatever the statistics say: on a
@@ -248,27 +275,9 @@ mod tests {
     /// generic plan made then would scan for the connection's life.)
     #[tokio::test]
     async fn a_batch_never_scans_a_table() {
-        let Some(url) = std::env::var("MC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "MC_TEST_POSTGRES_URL must be set under CI"
-            );
-            return;
-        };
-        let schema = format!("mc_scan_{}", Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let connect =
-            PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-        let pg =
-            PgStore::connect_with(PgStoreOptions::new(connect).max_connections(2)).await.unwrap();
-        let store: Arc<dyn Store> = Arc::new(pg.clone());
-        let world = ChatWorld::create(&store).await;
-        let other = fixtures::session(world.user.id, &world.agent);
-        store.create_session(&other).await.unwrap();
+        let Some(db) = TestSchema::open("mc_scan").await else { return };
+        let (pg, store) = (&db.pg, &db.store);
+        let (world, other) = db.two_sessions().await;
 
         let mut tx = pg.begin().await.unwrap();
         let mut scans_after = Vec::new();
@@ -310,10 +319,6 @@ mod tests {
         assert_eq!(first.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=48).collect::<Vec<_>>());
         assert!(first[..46].iter().all(|m| m.delivery == Some(DeliveryState::Answered)));
         assert!(first[46..].iter().all(|m| m.delivery == Some(DeliveryState::Stored)));
-        pg.close().await;
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        db.remove().await;
     }
 }
