@@ -260,7 +260,8 @@ fn run(
 }
 
 /// The handshake: the `auth` frame in time, a place on this instance, the relay's `auth_ok`.
-/// `None` when the socket was closed instead (with the reason written to it).
+/// Hands the socket back with its serving state; `None` when the socket was closed instead
+/// (with the reason written to it).
 async fn admit(
     state: AppState,
     pass: super::pre_auth::PreAuthPass,
@@ -270,7 +271,7 @@ async fn admit(
     Some((socket, admitted))
 }
 
-/// [`admit`] on a borrowed socket.
+/// [`admit`] on a borrowed socket: `None` when it was closed.
 async fn admit_on(
     state: &AppState,
     pass: super::pre_auth::PreAuthPass,
