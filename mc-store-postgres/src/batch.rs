@@ -6,7 +6,7 @@
 //! messages are new rows and each row's place among its session's new rows.
 //!
 //! A batch first assumes that none of its client ids is stored yet (a retried message is
-//! rare). If one is, the call fails on the unique (session, client id) constraint and keeps
+//! rare). If one is, the call fails on the unique (client id, session) index and keeps
 //! nothing; the batch is then planned again with the stored copies read first and called once
 //! more. The lookup is not made on every batch because it costs a round trip, and because
 //! PostgreSQL caches a plan for it: a generic plan made while the table was small (a sequential
