@@ -23,6 +23,13 @@ pub struct RunFigures {
     pub round_trips_per_cpu_second: f64,
     /// The server's peak resident memory (KiB).
     pub server_peak_rss_kib: u64,
+    /// CPU seconds the bench process used meanwhile: the users, and the gateway or responder.
+    pub client_cpu_seconds: f64,
+    /// CPU seconds of the server's store writer thread (part of `server_cpu_seconds`; the
+    /// relay on a SQLite file only).
+    pub writer_cpu_seconds: f64,
+    /// CPU seconds of the database server's processes (the relay on PostgreSQL only).
+    pub database_cpu_seconds: f64,
 }
 
 impl RunFigures {
@@ -45,7 +52,51 @@ impl RunFigures {
             server_cpu_seconds: cpu,
             round_trips_per_cpu_second: if cpu > 0.0 { n as f64 / cpu } else { 0.0 },
             server_peak_rss_kib: peak,
+            ..Self::default()
         }
+    }
+
+    /// With the CPU the run cost outside the server process: the bench's own (`clients`) and
+    /// the database server's.
+    pub fn with_cpu(mut self, clients: f64, writer: f64, database: f64) -> Self {
+        self.client_cpu_seconds = clients;
+        self.writer_cpu_seconds = writer;
+        self.database_cpu_seconds = database;
+        self
+    }
+
+    /// Microseconds of CPU per round trip.
+    fn per_round_trip(&self, seconds: f64) -> f64 {
+        if self.round_trips == 0 { 0.0 } else { seconds * 1e6 / self.round_trips as f64 }
+    }
+
+    /// Every CPU microsecond a round trip cost on this machine: server, database and clients.
+    pub fn total_us_per_round_trip(&self) -> f64 {
+        self.per_round_trip(
+            self.server_cpu_seconds + self.database_cpu_seconds + self.client_cpu_seconds,
+        )
+    }
+
+    /// One row of the CPU table.
+    pub fn cpu_row(&self, name: &str, cores: f64) -> String {
+        let total = self.total_us_per_round_trip();
+        format!(
+            "{name:10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>11.0}",
+            self.per_round_trip(self.server_cpu_seconds),
+            self.per_round_trip(self.writer_cpu_seconds),
+            self.per_round_trip(self.database_cpu_seconds),
+            self.per_round_trip(self.client_cpu_seconds),
+            total,
+            if total > 0.0 { cores * 1e6 / total } else { 0.0 },
+        )
+    }
+
+    /// The CPU table's header.
+    pub fn cpu_header() -> String {
+        format!(
+            "{:10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "µs per rt", "server", "(writer)", "database", "clients", "total", "CPU-bound"
+        )
     }
 
     /// The run whose throughput is the median of `runs` (odd counts take the middle one).

@@ -17,23 +17,6 @@ use super::procs::ChildProcess;
 use super::{Args, relay, start_relay_with};
 use crate::servers::PrivateRedis;
 
-/// CPU seconds used so far by every process named `comm` (PostgreSQL's backends are
-/// processes of their own).
-fn processes_cpu_seconds(comm: &str) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    let mut total = 0.0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let pid = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == comm)
-        {
-            total += super::procs::cpu_seconds_of(pid);
-        }
-    }
-    total
-}
-
 /// What one kind of load cost, summed over its runs.
 #[derive(Default)]
 struct Load {
@@ -105,13 +88,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             [(&mut single, &mut on_single, agent_single), (&mut cross, &mut on_cross, agent_cross)]
         {
             let cpu = a.process.cpu_seconds() + b.cpu_seconds();
-            let (redis_before, pg_before) = (redis_cpu(), processes_cpu_seconds("postgres"));
+            let (redis_before, pg_before) =
+                (redis_cpu(), super::procs::command_cpu_seconds("postgres"));
             let (latencies, elapsed, back) =
                 relay::run(std::mem::take(sockets), agent, args.messages).await?;
             *sockets = back;
             let used = a.process.cpu_seconds() + b.cpu_seconds() - cpu;
             load.redis_cpu += redis_cpu() - redis_before;
-            load.postgres_cpu += processes_cpu_seconds("postgres") - pg_before;
+            load.postgres_cpu += super::procs::command_cpu_seconds("postgres") - pg_before;
             load.round_trips += latencies.len();
             let peak = a.process.peak_rss_kib() + b.peak_rss_kib();
             load.runs.push(RunFigures::new(latencies, elapsed, used, peak));

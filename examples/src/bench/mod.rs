@@ -20,6 +20,7 @@
 
 pub mod echo;
 pub mod figures;
+pub mod floor;
 pub mod instances;
 pub mod nats;
 pub mod procs;
@@ -128,6 +129,9 @@ pub enum Command {
     /// (internal) Run the baseline echo server.
     #[command(hide = true)]
     ServeEcho,
+    /// (internal) Run the relay's floor: its frames, nothing stored.
+    #[command(hide = true)]
+    ServeFloor,
 }
 
 /// The chat frame user `i` sends as message `m` (to `agent`, in `session` if known).
@@ -147,6 +151,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     match &args.command {
         Some(Command::ServeRelay(child)) => relay::serve(child.clone()).await,
         Some(Command::ServeEcho) => echo::serve().await,
+        Some(Command::ServeFloor) => floor::serve().await,
         Some(Command::Store { writers, total }) => store_bench(&args, *writers, *total).await,
         Some(Command::Storm { sign_ins }) => storm(&args, *sign_ins).await,
         Some(Command::Soak { minutes, drop_every_secs }) => {
@@ -230,6 +235,43 @@ fn start_relay_with(
     })
 }
 
+/// The CPU a run costs on this machine: the server process (and its store writer thread),
+/// this process (users, gateway or responder) and, for the relay on PostgreSQL, the database.
+struct CpuMeter {
+    server: u32,
+    database: bool,
+}
+
+/// CPU seconds so far: server, its writer thread, this process, the database.
+type CpuReading = (f64, f64, f64, f64);
+
+impl CpuMeter {
+    fn read(&self) -> CpuReading {
+        (
+            procs::cpu_seconds_of(self.server),
+            procs::thread_cpu_seconds(self.server, "mc-sqlite-write"),
+            procs::cpu_seconds_of(std::process::id()),
+            if self.database { procs::command_cpu_seconds("postgres") } else { 0.0 },
+        )
+    }
+
+    /// A run's figures, from its latencies and the reading taken before it.
+    fn figures(
+        &self,
+        before: CpuReading,
+        latencies: Vec<Duration>,
+        elapsed: Duration,
+        peak_kib: u64,
+    ) -> RunFigures {
+        let after = self.read();
+        RunFigures::new(latencies, elapsed, after.0 - before.0, peak_kib).with_cpu(
+            after.2 - before.2,
+            after.1 - before.1,
+            after.3 - before.3,
+        )
+    }
+}
+
 async fn round_trips(args: &Args) -> anyhow::Result<()> {
     let idle_users = args.idle.div_ceil(SOCKETS_PER_IDLE_USER);
     let relay = start_relay(args, args.users + idle_users, 0)?;
@@ -237,6 +279,13 @@ async fn round_trips(args: &Args) -> anyhow::Result<()> {
     let mut sockets = Vec::with_capacity(args.users);
     for token in &relay.tokens[..args.users] {
         sockets.push((relay::user_socket(&relay.base, token).await?, None));
+    }
+    let mut floor = ChildProcess::itself(&["serve-floor".into()])?;
+    let floor_base = floor.line()?.strip_prefix("READY ").context("floor READY")?.to_owned();
+    let _floor_gateway = relay::echo_gateway(&floor_base, "floor", "floor").await?;
+    let mut floor_sockets = Vec::with_capacity(args.users);
+    for _ in 0..args.users {
+        floor_sockets.push((relay::user_socket(&floor_base, "floor").await?, None));
     }
     let nats = if args.no_nats { None } else { Some(nats::start().await?) };
     let _responder = match &nats {
@@ -249,40 +298,48 @@ async fn round_trips(args: &Args) -> anyhow::Result<()> {
     // Warm up every system once (connections, sessions, caches), then measure.
     let warm = (args.messages / 10).max(5);
     sockets = relay::run(sockets, &relay.agent, warm).await?.2;
+    floor_sockets = relay::run(floor_sockets, &relay.agent, warm).await?.2;
     if let Some(server) = &nats {
         nats::run(&server.url, args.users, warm).await?;
     }
     echo::run(&echo_url, args.users, warm).await?;
 
-    let (mut relay_runs, mut nats_runs, mut echo_runs) = (vec![], vec![], vec![]);
-    let mut client_cpu = 0.0;
+    let on_postgres = args.database.as_deref().is_some_and(|d| d.starts_with("postgres"));
+    let relay_cpu = CpuMeter { server: relay.process.pid(), database: on_postgres };
+    let floor_cpu = CpuMeter { server: floor.pid(), database: false };
+    let nats_cpu = nats.as_ref().map(|n| CpuMeter { server: n.process.pid(), database: false });
+    let echo_cpu = CpuMeter { server: echo.pid(), database: false };
+    let (mut relay_runs, mut floor_runs, mut nats_runs, mut echo_runs) =
+        (vec![], vec![], vec![], vec![]);
     for _ in 0..args.runs.max(1) {
-        let cpu = relay.process.cpu_seconds();
-        let own = procs_self_cpu();
+        let before = relay_cpu.read();
         let (latencies, elapsed, back) = relay::run(sockets, &relay.agent, args.messages).await?;
-        client_cpu += procs_self_cpu() - own;
         sockets = back;
-        let used = relay.process.cpu_seconds() - cpu;
-        relay_runs.push(RunFigures::new(latencies, elapsed, used, relay.process.peak_rss_kib()));
-        if let Some(server) = &nats {
-            let cpu = server.process.cpu_seconds();
+        let peak = relay.process.peak_rss_kib();
+        relay_runs.push(relay_cpu.figures(before, latencies, elapsed, peak));
+
+        let before = floor_cpu.read();
+        let (latencies, elapsed, back) =
+            relay::run(floor_sockets, &relay.agent, args.messages).await?;
+        floor_sockets = back;
+        floor_runs.push(floor_cpu.figures(before, latencies, elapsed, floor.peak_rss_kib()));
+
+        if let (Some(server), Some(meter)) = (&nats, &nats_cpu) {
+            let before = meter.read();
             let (latencies, elapsed) = nats::run(&server.url, args.users, args.messages).await?;
-            let used = server.process.cpu_seconds() - cpu;
-            nats_runs.push(RunFigures::new(
-                latencies,
-                elapsed,
-                used,
-                server.process.peak_rss_kib(),
-            ));
+            let peak = server.process.peak_rss_kib();
+            nats_runs.push(meter.figures(before, latencies, elapsed, peak));
         }
-        let cpu = echo.cpu_seconds();
+
+        let before = echo_cpu.read();
         let (latencies, elapsed) = echo::run(&echo_url, args.users, args.messages).await?;
-        let used = echo.cpu_seconds() - cpu;
-        echo_runs.push(RunFigures::new(latencies, elapsed, used, echo.peak_rss_kib()));
+        echo_runs.push(echo_cpu.figures(before, latencies, elapsed, echo.peak_rss_kib()));
     }
     drop(echo);
+    drop(floor);
     let phases = relay::PHASES.take();
     let relay_median = RunFigures::median(relay_runs.clone()).context("no relay run")?;
+    let floor_median = RunFigures::median(floor_runs.clone()).context("no floor run")?;
     let nats_median = RunFigures::median(nats_runs.clone());
     let echo_median = RunFigures::median(echo_runs.clone()).context("no echo run")?;
 
@@ -304,8 +361,8 @@ async fn round_trips(args: &Args) -> anyhow::Result<()> {
     if args.json {
         let report = json!({
             "users": args.users, "messages": args.messages, "runs": args.runs, "database": db,
-            "relay": relay_median, "nats": nats_median, "echo": echo_median,
-            "all_runs": { "relay": relay_runs, "nats": nats_runs, "echo": echo_runs },
+            "relay": relay_median, "floor": floor_median, "nats": nats_median, "echo": echo_median,
+            "all_runs": { "relay": relay_runs, "floor": floor_runs, "nats": nats_runs, "echo": echo_runs },
             "idle_sockets": args.idle, "idle_bytes_per_socket": idle.map(|i| i.2),
         });
         println!("{report}");
@@ -315,28 +372,42 @@ async fn round_trips(args: &Args) -> anyhow::Result<()> {
         "{} users x {} messages, median of {} runs; relay on {db} (synchronous={}), every message stored before its ack",
         args.users, args.messages, args.runs, args.synchronous
     );
+    let systems: Vec<(&str, &RunFigures)> = [
+        Some(("relay", &relay_median)),
+        Some(("floor", &floor_median)),
+        nats_median.as_ref().map(|n| ("nats", n)),
+        Some(("echo", &echo_median)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     println!("{}", RunFigures::header());
-    println!("{}", relay_median.row("relay"));
-    if let Some(n) = &nats_median {
-        println!("{}", n.row("nats"));
+    for (name, figures) in &systems {
+        println!("{}", figures.row(name));
     }
-    println!("{}", echo_median.row("echo"));
     if let Some(n) = &nats_median {
         println!("relay / nats: {}", ratios(&relay_median, n));
+        println!("floor / nats: {}", ratios(&floor_median, n));
     }
+    println!("relay / floor: {}", ratios(&relay_median, &floor_median));
     println!("relay / echo: {}", ratios(&relay_median, &echo_median));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "CPU per round trip, everything on this machine's {cores} cores (CPU-bound: the rt/s they could give at that cost):"
+    );
+    println!("{}", RunFigures::cpu_header());
+    for (name, figures) in &systems {
+        println!("{}", figures.cpu_row(name, cores));
+    }
     let each = |runs: &[RunFigures]| {
         runs.iter().map(|r| format!("{:.0}", r.round_trips_per_sec)).collect::<Vec<_>>().join(", ")
     };
     println!(
-        "runs (rt/s): relay {}; nats {}; echo {}",
+        "runs (rt/s): relay {}; floor {}; nats {}; echo {}",
         each(&relay_runs),
+        each(&floor_runs),
         each(&nats_runs),
         each(&echo_runs)
-    );
-    let relay_total: f64 = relay_runs.iter().map(|r| r.server_cpu_seconds).sum();
-    println!(
-        "relay runs' CPU: relay process {relay_total:.2} s, this process (users and echo gateway) {client_cpu:.2} s"
     );
     println!(
         "relay round trip: {:.0}% until the ack (stored, handed over), {:.0}% ack to chunk (the gateway), {:.0}% chunk to the stored reply",
@@ -362,9 +433,9 @@ async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Resul
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("store.db").display()));
     let store = relay::open_store(&url, &args.store_options()).await?;
     let lanes = store.write_lanes();
-    let cpu = procs_self_cpu();
+    let cpu = procs::cpu_seconds_of(std::process::id());
     let figures = store::run(store, writers, total).await?;
-    let cpu = procs_self_cpu() - cpu;
+    let cpu = procs::cpu_seconds_of(std::process::id()) - cpu;
     let _ = std::fs::remove_dir_all(&dir);
     let db = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite file" };
     if args.json {
@@ -384,14 +455,6 @@ async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Resul
         );
     }
     Ok(())
-}
-
-fn procs_self_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn soak_run(args: &Args, minutes: u64, drop_every: Duration) -> anyhow::Result<()> {

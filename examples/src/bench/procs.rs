@@ -96,13 +96,46 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// User + system CPU seconds of a process (0 when it is gone).
 pub fn cpu_seconds_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// User + system CPU seconds in a `/proc` `stat` file (0 when it is gone).
+fn stat_cpu_seconds(path: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// User + system CPU seconds of `pid`'s threads whose name starts with `name` (a thread's
+/// name is at most 15 bytes in `/proc`).
+pub fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end().starts_with(name))
+        })
+        .map(|task| stat_cpu_seconds(&task.path().join("stat")))
+        .sum()
+}
+
+/// User + system CPU seconds of every process named `command` (e.g. `postgres`: the server
+/// and all its backends).
+pub fn command_cpu_seconds(command: &str) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0.0 };
+    procs
+        .flatten()
+        .filter(|p| p.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim_end() == command)
+        })
+        .map(|p| stat_cpu_seconds(&p.path().join("stat")))
+        .sum()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
