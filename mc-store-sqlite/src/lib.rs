@@ -7,7 +7,7 @@
 //! Writes go through a single writer connection (SQLite allows one writer at a time; queueing
 //! in the pool is fairer and faster than sleeping in SQLite's busy handler), except, for files,
 //! messages: their group-commit batches run on a writer thread of their own, one job per batch
-//! (`writer.rs`); reads use a separate pool of read-only connections that WAL lets run
+//! (`writer.rs`, the batch's statements in `group_commit.rs`); reads use a separate pool of read-only connections that WAL lets run
 //! alongside the writers.
 //!
 //! ```no_run
@@ -23,6 +23,7 @@ mod batch;
 mod chat;
 mod codec;
 mod error;
+mod group_commit;
 mod identity;
 mod outbound;
 mod registration;
