@@ -433,25 +433,34 @@ async fn store_bench(args: &Args, writers: usize, total: usize) -> anyhow::Resul
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("store.db").display()));
     let store = relay::open_store(&url, &args.store_options()).await?;
     let lanes = store.write_lanes();
-    let cpu = procs::cpu_seconds_of(std::process::id());
+    let on_postgres = url.starts_with("postgres");
+    let cpu = CpuMeter { server: std::process::id(), database: on_postgres };
+    let before = cpu.read();
     let figures = store::run(store, writers, total).await?;
-    let cpu = procs::cpu_seconds_of(std::process::id()) - cpu;
+    let after = cpu.read();
+    let (own, writer, database) = (after.0 - before.0, after.1 - before.1, after.3 - before.3);
     let _ = std::fs::remove_dir_all(&dir);
-    let db = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite file" };
+    let db = if on_postgres { "PostgreSQL" } else { "SQLite file" };
     if args.json {
         println!(
             "{}",
-            json!({ "database": db, "writers": writers, "write_lanes": lanes, "figures": figures, "process_cpu_seconds": cpu })
+            json!({ "database": db, "writers": writers, "write_lanes": lanes, "figures": figures,
+                    "process_cpu_seconds": own, "writer_thread_cpu_seconds": writer,
+                    "database_cpu_seconds": database })
         );
     } else {
+        let per = |seconds: f64| seconds * 1e6 / figures.messages.max(1) as f64;
         println!(
-            "store ({db}, synchronous={}, {lanes} write lane(s)): {} appends by {writers} writers in {:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, this process {cpu:.2} CPU s",
+            "store ({db}, synchronous={}, {lanes} write lane(s)): {} appends by {writers} writers in {:.2} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; CPU per append: this process {:.1} µs (its SQLite writer thread {:.1}), PostgreSQL {:.1} µs",
             args.synchronous,
             figures.messages,
             figures.seconds,
             figures.messages_per_sec,
             figures.p50_ms,
-            figures.p99_ms
+            figures.p99_ms,
+            per(own),
+            per(writer),
+            per(database),
         );
     }
     Ok(())
