@@ -87,7 +87,8 @@ pub use redact::Secret;
 pub use registry::{OutboundGatewayRequest, RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
 pub use relay::{
-    ConnectRefusal, MessageWriter, Relay, RelayLimits, UserConnection, UserSession, close_code,
+    ConnectRefusal, MessageWriter, Outgoing, Relay, RelayLimits, UserConnection, UserSession,
+    close_code,
 };
 #[cfg(feature = "server")]
 pub use services::{Services, ServicesBuilder};

@@ -501,7 +501,7 @@ async fn what_the_agent_is_doing_reaches_the_user_as_agent_status() {
         .await;
     let mut seen = vec![];
     loop {
-        let text = tokio::time::timeout(SOON, user.next_frame()).await.unwrap();
+        let text = tokio::time::timeout(SOON, next_frame(&mut user)).await.unwrap();
         let f: Value = serde_json::from_str(&text).unwrap();
         if f["type"] == "system" && f["payload"]["event"] == "agent_status" {
             assert_eq!(f["payload"]["run_id"], run.as_str());

@@ -50,12 +50,7 @@ async fn still_usable(session: &mut UserSession) {
     let answers = queued(session).await;
     let kinds: Vec<&str> = answers.iter().map(|a| a["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["heartbeat", "sessions"], "{answers:?}");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(10), session.connection().kicked())
-            .await
-            .is_err(),
-        "never closed"
-    );
+    assert_eq!(closed_within(session, Duration::from_millis(10)).await, None, "never closed");
 }
 
 #[tokio::test]
@@ -123,7 +118,7 @@ async fn a_thousand_histories_and_a_thousand_big_resumes_are_rate_limited() {
     // What was accepted is de-duplicated: each session is resumed once.
     let mut resumed = std::collections::HashMap::new();
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(2), user.next_frame()).await;
+        let frame = tokio::time::timeout(Duration::from_secs(2), next_frame(&mut user)).await;
         let Ok(text) = frame else { break };
         let v: Value = serde_json::from_str(&text).unwrap();
         if v["type"] == "resumed" {
@@ -174,9 +169,10 @@ async fn a_resume_of_five_thousand_messages_reaches_a_slow_reader_whole() {
             streamed.push_str(" word");
             e.event(&run, &key, "delta", text(&streamed)).await;
         }
-        let v: Value =
-            serde_json::from_str(&tokio::time::timeout(SOON, reader.next_frame()).await.unwrap())
-                .unwrap();
+        let v: Value = serde_json::from_str(
+            &tokio::time::timeout(SOON, next_frame(&mut reader)).await.unwrap(),
+        )
+        .unwrap();
         match v["type"].as_str().unwrap() {
             "chat" => seqs.push(v["payload"]["seq"].as_u64().unwrap()),
             "chunk" => chunks += 1,
@@ -197,10 +193,9 @@ async fn a_resume_of_five_thousand_messages_reaches_a_slow_reader_whole() {
     assert_eq!(sorted, expected);
     assert!(seqs.len() <= 5002, "{}", seqs.len());
     assert!(chunks > 0, "live chunks went through");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(10), reader.connection().kicked())
-            .await
-            .is_err(),
+    assert_eq!(
+        closed_within(&reader, Duration::from_millis(10)).await,
+        None,
         "never closed with 1013"
     );
     assert_eq!(resumed.unwrap()["payload"]["last_seq"], 5001);
@@ -293,9 +288,7 @@ async fn a_suspension_during_a_flood_of_events_still_closes_the_sockets() {
     flood(5_000);
     events.publish(RelayEvent::UserBlocked { user_id: e.world.user.id });
     flood(5_000);
-    let code =
-        tokio::time::timeout(SOON, user.connection().kicked()).await.expect("closed in time");
-    assert_eq!(code, 4003);
+    assert_eq!(closed_within(&user, SOON).await, Some(4003), "closed in time");
 }
 
 #[tokio::test]
@@ -324,8 +317,9 @@ async fn a_flood_of_requests_does_not_starve_live_frames() {
         user.handle(request(&format!("hb{i}"), ClientRequest::Heartbeat)).await;
     }
     written.extend(queued(&mut user).await);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(10), user.connection().kicked()).await.is_err(),
+    assert_eq!(
+        closed_within(&user, Duration::from_millis(10)).await,
+        None,
         "not closed as too slow"
     );
     let chunks = written.iter().filter(|f| f["type"] == "chunk").count();

@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
-
 use super::close_code;
 use super::queue::{FrameQueue, Pushed};
 use crate::auth::Principal;
@@ -47,8 +45,8 @@ pub struct UserConnection {
     id: ConnectionId,
     principal: Principal,
     queue: FrameQueue,
+    /// The close code the relay asked for (0: none); the queue's signal wakes the writer.
     kick_code: AtomicU16,
-    kicked: Notify,
     topics: AtomicU8,
 }
 
@@ -63,21 +61,19 @@ impl UserConnection {
         &self.principal
     }
 
-    /// Asks the transport to close this socket with `code` (the first code asked wins).
+    /// Asks the transport to close this socket with `code` (the first code asked wins); its
+    /// writer learns it from [`UserSession::next_outgoing`](super::UserSession::next_outgoing).
     pub fn kick(&self, code: u16) {
         if self.kick_code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            self.kicked.notify_one();
+            self.queue.wake();
         }
     }
 
-    /// Resolves when the relay asked to close this socket; gives the close code.
-    pub async fn kicked(&self) -> u16 {
-        loop {
-            let code = self.kick_code.load(Ordering::SeqCst);
-            if code != 0 {
-                return code;
-            }
-            self.kicked.notified().await;
+    /// The code the relay asked to close this socket with, if it did.
+    pub fn close_code(&self) -> Option<u16> {
+        match self.kick_code.load(Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
         }
     }
 
@@ -190,7 +186,6 @@ impl Connections {
             principal,
             queue: FrameQueue::new(live_limit),
             kick_code: AtomicU16::new(0),
-            kicked: Notify::new(),
             topics: AtomicU8::new(0),
         });
         let mut users = lock(&self.users);

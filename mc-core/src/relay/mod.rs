@@ -246,9 +246,19 @@ fn assignment_infos(
     infos
 }
 
+/// What a socket's writer does next ([`UserSession::next_outgoing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Write this frame.
+    Frame(Arc<str>),
+    /// Close the socket with this code: the relay asked to (a suspension, a sign-out, a
+    /// client too slow, a restart).
+    Close(u16),
+}
+
 /// An attached user socket, as its transport drives it: read a frame when
-/// [`wants_input`](Self::wants_input), [`handle`](Self::handle) it, write what
-/// [`next_frame`](Self::next_frame) gives, close when [`UserConnection::kicked`] resolves.
+/// [`wants_input`](Self::wants_input), [`handle`](Self::handle) it, and do what
+/// [`next_outgoing`](Self::next_outgoing) says (write a frame, or close).
 /// Dropping it detaches the socket.
 #[derive(Debug)]
 pub struct UserSession {
@@ -269,13 +279,18 @@ impl UserSession {
         self.connection.queue().accepts_requests()
     }
 
-    /// The next frame to write: replies and live frames in the order they were queued, then
-    /// (when there are none) the
-    /// next page of a resume. Waits until there is one; cancel-safe.
-    pub async fn next_frame(&mut self) -> Arc<str> {
+    /// What the socket's writer does next: close, if the relay asked to ([`Outgoing::Close`],
+    /// before anything else); otherwise write the next frame: replies and live frames in the
+    /// order they were queued, then (when there are none) the next page of a resume. Waits
+    /// until there is one; cancel-safe. One wait for both, so an idle socket's task keeps one
+    /// waiter, not two.
+    pub async fn next_outgoing(&mut self) -> Outgoing {
         loop {
+            if let Some(code) = self.connection.close_code() {
+                return Outgoing::Close(code);
+            }
             if let Some(frame) = self.try_next_frame() {
-                return frame;
+                return Outgoing::Frame(frame);
             }
             if !self.resume.is_idle() {
                 // Boxed: a fetch reads the store and is rare; every idle socket waits here.

@@ -104,10 +104,15 @@ impl FrameQueue {
         self.lanes().replies < REPLY_BACKLOG
     }
 
-    /// Resolves once something was queued since the last [`pop`](Self::pop) found nothing
-    /// (one waiter: the socket's writer).
+    /// Resolves once something was queued (or [`wake`](Self::wake) was called) since the last
+    /// [`pop`](Self::pop) found nothing (one waiter: the socket's writer).
     pub(crate) async fn changed(&self) {
         self.ready.notified().await;
+    }
+
+    /// Wakes the writer without queuing a frame (the socket is to close).
+    pub(crate) fn wake(&self) {
+        self.ready.notify_one();
     }
 }
 

@@ -42,18 +42,67 @@ enum Buffered {
     },
 }
 
-/// A socket's resume work.
+/// A socket's resume work. Boxed while there is any, and nothing otherwise: every socket has
+/// one, and almost every socket is idle (its place is kept in the socket's task for its
+/// whole life).
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
-    waiting: VecDeque<Point>,
-    current: Option<Point>,
-    buffer: VecDeque<Buffered>,
+    work: Option<Box<Work>>,
 }
 
 impl Resume {
     /// Adds a request's session points, after checking every one is the user's (a bad one
     /// adds nothing).
     pub(crate) async fn plan(
+        &mut self,
+        core: &Core,
+        conn: &UserConnection,
+        request_id: Option<String>,
+        points: Vec<ResumePoint>,
+    ) -> Result<(), Failure> {
+        let work = self.work.get_or_insert_with(Box::default);
+        let planned = work.plan(core, conn, request_id, points).await;
+        self.forget_if_idle();
+        planned
+    }
+
+    /// Whether there is anything left to send.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.work.as_ref().is_none_or(|work| work.is_idle())
+    }
+
+    /// The next resumed frame already fetched, if any (see [`Work::next_buffered`]).
+    pub(crate) fn next_buffered(&mut self, core: &Core, conn: &UserConnection) -> Option<Arc<str>> {
+        let frame = self.work.as_mut()?.next_buffered(core, conn);
+        self.forget_if_idle();
+        frame
+    }
+
+    /// Fetches the next page (see [`Work::fetch`]).
+    pub(crate) async fn fetch(&mut self, core: &Core) {
+        if let Some(work) = self.work.as_mut() {
+            work.fetch(core).await;
+        }
+        self.forget_if_idle();
+    }
+
+    fn forget_if_idle(&mut self) {
+        if self.work.as_ref().is_some_and(|work| work.is_idle()) {
+            self.work = None;
+        }
+    }
+}
+
+/// The sessions waiting, the one being sent, and the frames fetched and not yet written.
+#[derive(Debug, Default)]
+struct Work {
+    waiting: VecDeque<Point>,
+    current: Option<Point>,
+    buffer: VecDeque<Buffered>,
+}
+
+impl Work {
+    async fn plan(
         &mut self,
         core: &Core,
         conn: &UserConnection,
@@ -105,15 +154,14 @@ impl Resume {
         self.waiting.iter().any(|p| p.session == session)
     }
 
-    /// Whether there is anything left to send.
-    pub(crate) fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.buffer.is_empty() && self.current.is_none() && self.waiting.is_empty()
     }
 
     /// The next resumed frame already fetched, if any; a session's `resumed` frame also asks
     /// its gateway's holder to catch up its streaming run (which then arrives as a live
     /// frame, after the `resumed` frame the caller writes first).
-    pub(crate) fn next_buffered(&mut self, core: &Core, conn: &UserConnection) -> Option<Arc<str>> {
+    fn next_buffered(&mut self, core: &Core, conn: &UserConnection) -> Option<Arc<str>> {
         match self.buffer.pop_front()? {
             Buffered::Frame(frame) => Some(frame),
             Buffered::Done { frame, session, gateway } => {
@@ -132,7 +180,7 @@ impl Resume {
 
     /// Fetches the next page of the current session (starting the next waiting one) into the
     /// buffer. Cancel-safe: nothing changes until the page is read.
-    pub(crate) async fn fetch(&mut self, core: &Core) {
+    async fn fetch(&mut self, core: &Core) {
         if self.current.is_none() {
             self.current = self.waiting.pop_front();
         }

@@ -14,7 +14,7 @@ use mc_core::close_code;
 use mc_core::protocol::{
     AuthFailure, ClientFrame, ClientRequest, ErrorCode, ServerFrame, decode_client_frame,
 };
-use mc_core::{Error, Principal, TokenRejection};
+use mc_core::{Error, Outgoing, Principal, TokenRejection};
 
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -339,7 +339,6 @@ async fn admit_on(
 /// of its own: the temporaries of one arm would otherwise be kept by every idle socket.
 async fn serve(socket: &mut WebSocket, admitted: &mut Admitted) {
     let _gauge = ConnectionGauge::new("user");
-    let connection = admitted.session.connection().clone();
     let interval = admitted.heartbeat;
     let mut beats = Heartbeats { next: Instant::now() + interval, sent: 0, interval };
     // One timer for both deadlines, the next heartbeat and the token's expiry (the socket
@@ -356,12 +355,12 @@ async fn serve(socket: &mut WebSocket, admitted: &mut Admitted) {
                 // than waiting for one, and the waiting is what every idle socket keeps.
                 Box::pin(on_incoming(socket, admitted, incoming)).await
             }
-            frame = admitted.session.next_frame() => {
-                write_queued(&mut admitted.session, socket, frame).await
-            }
-            code = connection.kicked() => {
-                Box::pin(close_kicked(&mut admitted.session, socket, code)).await
-            }
+            outgoing = admitted.session.next_outgoing() => match outgoing {
+                Outgoing::Frame(frame) => write_queued(&mut admitted.session, socket, frame).await,
+                Outgoing::Close(code) => {
+                    Box::pin(close_kicked(&mut admitted.session, socket, code)).await
+                }
+            },
         };
         if next.is_break() {
             break;

@@ -166,10 +166,32 @@ impl FakeGateway {
     }
 }
 
+/// The next frame the socket's writer gets (fails the test if the relay closes it instead).
+pub async fn next_frame(session: &mut UserSession) -> Arc<str> {
+    match session.next_outgoing().await {
+        Outgoing::Frame(frame) => frame,
+        Outgoing::Close(code) => panic!("the relay closed the socket with {code}"),
+    }
+}
+
+/// The code the relay asks to close the socket with, if it does within `wait`.
+pub async fn closed_within(session: &UserSession, wait: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(code) = session.connection().close_code() {
+            return Some(code);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// The next frame for the socket, skipping agent presence announcements.
 pub async fn frame(session: &mut UserSession) -> Value {
     loop {
-        let text = tokio::time::timeout(SOON, session.next_frame()).await.expect("a frame");
+        let text = tokio::time::timeout(SOON, next_frame(session)).await.expect("a frame");
         let value: Value = serde_json::from_str(&text).unwrap();
         if value["type"] != "system" {
             return value;
