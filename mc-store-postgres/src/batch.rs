@@ -5,10 +5,10 @@
 //! The planning is `mc_core`'s, shared with the SQLite store: the function is told which
 //! messages are new rows and each row's place among its session's new rows.
 //!
-//! A batch first assumes that none of its client ids is stored yet (a retried message is
-//! rare). If one is, the call fails on the unique (client id, session) index and keeps
-//! nothing; the batch is then planned again with the stored copies read first and called once
-//! more. The lookup is not made on every batch because it costs a round trip, and because
+//! A batch first assumes that none of its idempotency keys is stored yet (a retried message,
+//! or a run's reply written again, is rare). If one is, the call fails on the unique (client
+//! id, session) or (run id, session) index and keeps nothing; the batch is then planned again
+//! with the stored copies read first and called once more. The lookup is not made on every batch because it costs a round trip, and because
 //! PostgreSQL caches a plan for it: a generic plan made while the table was small (a sequential
 //! scan) stayed in the writer's connection as the table grew, until an `ANALYZE`
 //! (BENCHMARKS.md, 2026-12-04).
@@ -31,9 +31,10 @@ pub(crate) async fn write_batch(
     messages: &[NewMessage],
     deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
-    match call(pool, messages, deliveries, &HashMap::new()).await {
-        Err(StoreError::Conflict(ConflictKind::ClientMessageId)) => {
-            // A retried client id: again, with the stored copies read first.
+    match call(pool, messages, deliveries, &StoredCopies::new()).await {
+        Err(StoreError::Conflict(ConflictKind::ClientMessageId | ConflictKind::RunReply)) => {
+            // A retried client id, or a run's reply written again: again, with the stored
+            // copies read first.
             let stored = stored_copies(pool, messages).await?;
             call(pool, messages, deliveries, &stored).await
         }
@@ -41,22 +42,36 @@ pub(crate) async fn write_batch(
     }
 }
 
-/// The stored messages with the client ids of `messages`, by (session, client id).
-async fn stored_copies(
-    pool: &PgPool,
-    messages: &[NewMessage],
-) -> StoreResult<HashMap<(SessionId, Uuid), Message>> {
+/// The stored messages with the idempotency keys of `messages` (client ids, and the runs of
+/// its replies), by (session, key).
+async fn stored_copies(pool: &PgPool, messages: &[NewMessage]) -> StoreResult<StoredCopies> {
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
-    let rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
+    let runs: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m.idempotency_key() {
+            Some(IdempotencyKey::Reply(_)) => m.run_id.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let mut rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
         .bind(&client_ids)
         .fetch_all(pool)
         .await
         .map_err(|e| store_error(e, "message"))?;
-    let mut stored = HashMap::new();
+    if !runs.is_empty() {
+        let replies =
+            sqlx::query("SELECT * FROM messages WHERE role = 'agent' AND run_id = ANY($1)")
+                .bind(&runs)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| store_error(e, "message"))?;
+        rows.extend(replies);
+    }
+    let mut stored = StoredCopies::new();
     for row in rows {
         let m = message_from_row(&row)?;
-        if let Some(client) = m.client_msg_id {
-            stored.insert((m.session_id, client), m);
+        if let Some(key) = m.idempotency_key() {
+            stored.insert((m.session_id, key), m);
         }
     }
     Ok(stored)
@@ -67,7 +82,7 @@ async fn call<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     messages: &[NewMessage],
     deliveries: &[DeliveryUpdate],
-    stored: &HashMap<(SessionId, Uuid), Message>,
+    stored: &StoredCopies,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     let plan = plan_append_batch(messages, stored);
     let sessions: Vec<Uuid> = plan.per_session.iter().map(|(s, _, _)| s.as_uuid()).collect();

@@ -77,14 +77,25 @@ fn activity_from_row(row: &PgRow) -> StoreResult<ActivityEvent> {
     })
 }
 
-async fn message_by_client_id<'e>(
+/// The session's message with idempotency key `key`, if stored.
+async fn message_by_key<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     session: SessionId,
-    client_id: uuid::Uuid,
+    key: &IdempotencyKey,
 ) -> StoreResult<Option<Message>> {
-    sqlx::query("SELECT * FROM messages WHERE session_id = $1 AND client_msg_id = $2")
+    let query = match key {
+        IdempotencyKey::Client(client_id) => {
+            sqlx::query("SELECT * FROM messages WHERE session_id = $1 AND client_msg_id = $2")
+                .bind(session.as_uuid())
+                .bind(*client_id)
+        }
+        IdempotencyKey::Reply(run) => sqlx::query(
+            "SELECT * FROM messages WHERE session_id = $1 AND run_id = $2 AND role = 'agent'",
+        )
         .bind(session.as_uuid())
-        .bind(client_id)
+        .bind(run.as_str()),
+    };
+    query
         .fetch_optional(executor)
         .await
         .map_err(|e| store_error(e, "session"))?
@@ -206,8 +217,8 @@ impl MessageStore for PgStore {
         .await
         .map_err(|e| store_error(e, "session"))?;
         let seq = seq.ok_or(StoreError::NotFound("session"))?;
-        if let Some(client_id) = m.client_msg_id
-            && let Some(existing) = message_by_client_id(&mut *tx, m.session_id, client_id).await?
+        if let Some(key) = m.idempotency_key()
+            && let Some(existing) = message_by_key(&mut *tx, m.session_id, &key).await?
         {
             // Dropping the transaction rolls the seq bump back.
             return Ok(Appended::Existing(existing));

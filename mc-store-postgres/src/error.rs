@@ -58,6 +58,7 @@ fn conflict_kind(constraint: &str) -> ConflictKind {
         "agents_gateway_key_key" => ConflictKind::AgentKey,
         "assignments_pair_key" => ConflictKind::Assignment,
         "messages_session_client_msg_key" => ConflictKind::ClientMessageId,
+        "messages_run_reply_key" => ConflictKind::RunReply,
         "chat_sessions_origin_key" => ConflictKind::SessionOrigin,
         c if c.ends_with("token_hash_key") => ConflictKind::TokenHash,
         _ => ConflictKind::DuplicateId,

@@ -1,7 +1,7 @@
-//! Writing a group-commit batch in a few statements, whatever its size: find existing client
-//! ids, bump every session's `last_seq` at once, insert every row at once, then move delivery
-//! states, one statement per target state (each cut into chunks of fixed sizes so the
-//! statements stay prepared). Under load this is what lets one SQLite
+//! Writing a group-commit batch in a few statements, whatever its size: find existing
+//! idempotency keys (client ids, runs with their reply), bump every session's `last_seq` at
+//! once, insert every row at once, then move delivery states, one statement per target state
+//! (each cut into chunks of fixed sizes so the statements stay prepared). Under load this is what lets one SQLite
 //! writer keep up: the cost per statement (a round trip to the connection's worker thread, and
 //! preparing it) is paid per chunk, not per message. The planning is `mc_core`'s, shared with
 //! the PostgreSQL store.
@@ -16,6 +16,20 @@ use crate::chat::message_from_row;
 use crate::codec::{RowExt, int, ts};
 use crate::error::store_error;
 
+/// Keeps the stored messages `rows` found by their idempotency keys.
+fn remember_stored(
+    stored: &mut StoredCopies,
+    rows: Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error>,
+) -> StoreResult<()> {
+    for row in rows.map_err(|e| store_error(e, "message"))? {
+        let m = message_from_row(&row)?;
+        if let Some(key) = m.idempotency_key() {
+            stored.insert((m.session_id, key), m);
+        }
+    }
+    Ok(())
+}
+
 /// Appends `messages`, then applies `deliveries`, inside `tx`. An `Err` means the batch could
 /// not be written as a whole: the caller rolls back and writes one by one instead.
 pub(crate) async fn write_batch(
@@ -23,9 +37,16 @@ pub(crate) async fn write_batch(
     messages: &[NewMessage],
     deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
-    // 1. Client ids already stored.
+    // 1. Idempotency keys already stored: client ids, and runs that have their reply.
     let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
-    let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
+    let runs: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m.idempotency_key() {
+            Some(IdempotencyKey::Reply(_)) => m.run_id.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let mut stored = StoredCopies::new();
     for ids in batch_chunks(&client_ids) {
         let sql = format!(
             "SELECT * FROM messages WHERE client_msg_id IN ({})",
@@ -35,12 +56,18 @@ pub(crate) async fn write_batch(
         for id in ids {
             query = query.bind(*id);
         }
-        for row in query.fetch_all(&mut **tx).await.map_err(|e| store_error(e, "message"))? {
-            let m = message_from_row(&row)?;
-            if let Some(client) = m.client_msg_id {
-                stored.insert((m.session_id, client), m);
-            }
+        remember_stored(&mut stored, query.fetch_all(&mut **tx).await)?;
+    }
+    for runs in batch_chunks(&runs) {
+        let sql = format!(
+            "SELECT * FROM messages WHERE role = 'agent' AND run_id IN ({})",
+            vec!["?"; runs.len()].join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for run in runs {
+            query = query.bind(*run);
         }
+        remember_stored(&mut stored, query.fetch_all(&mut **tx).await)?;
     }
 
     // 2. The plan; 3. reserve the seqs: one UPDATE per chunk of sessions.

@@ -171,7 +171,8 @@ pub(crate) async fn set_delivery_in(
 }
 
 /// Appends one message inside a write transaction: insert with the next seq (a missing session
-/// fails the NOT NULL on `seq`; a repeated client id fails its UNIQUE), then bump the session.
+/// fails the NOT NULL on `seq`; a repeated client id or run reply fails its UNIQUE, and gives
+/// back the stored copy), then bump the session.
 async fn append_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     m: &NewMessage,
@@ -205,6 +206,17 @@ async fn append_in(
                 )
                 .bind(m.session_id.as_uuid())
                 .bind(m.client_msg_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(|e| store_error(e, "message"))?;
+                return Ok(Appended::Existing(message_from_row(&row)?));
+            }
+            StoreError::Conflict(ConflictKind::RunReply) => {
+                let row = sqlx::query(
+                    "SELECT * FROM messages WHERE run_id = ?1 AND session_id = ?2 AND role = 'agent'",
+                )
+                .bind(&m.run_id)
+                .bind(m.session_id.as_uuid())
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(|e| store_error(e, "message"))?;

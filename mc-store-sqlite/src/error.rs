@@ -87,6 +87,7 @@ fn conflict_kind(message: &str) -> ConflictKind {
         "agents.gateway_id, agents.agent_key" => ConflictKind::AgentKey,
         "assignments.user_id, assignments.agent_id" => ConflictKind::Assignment,
         "messages.client_msg_id, messages.session_id" => ConflictKind::ClientMessageId,
+        "messages.run_id, messages.session_id" => ConflictKind::RunReply,
         "chat_sessions.user_id, chat_sessions.origin_client_msg_id" => ConflictKind::SessionOrigin,
         c if c.ends_with(".token_hash") => ConflictKind::TokenHash,
         _ => ConflictKind::DuplicateId,

@@ -4,10 +4,11 @@
 //! A batch is one transaction of, per session it touches, one bump of the session's
 //! `last_seq`, and per message one insert; then the delivery states. Two reads that a batch
 //! used to make are guesses checked by the write they feed instead:
-//! - *Retried client ids.* A batch assumes its client ids are new: a stored one fails its
-//!   insert on the unique (client id, session) index, the transaction is rolled back, and the
-//!   batch is written again after reading the stored copies (a client retrying a message is
-//!   rare; a lookup per message was one statement of four).
+//! - *Retried messages.* A batch assumes its idempotency keys are new (client ids, and the runs
+//!   its replies answer): a stored one fails its insert on the unique (client id, session) or
+//!   (run id, session) index, the transaction is rolled back, and the batch is written again
+//!   after reading the stored copies (a retry is rare; a lookup per message was one statement
+//!   of four).
 //! - *Each session's last seq.* The thread remembers the `last_seq` it committed for each
 //!   session ([`LastSeqs`]), and bumps a session only `WHERE last_seq` is still that; when
 //!   another connection appended meanwhile (sqlx's writer, another process) or nothing is
@@ -67,22 +68,22 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message,
     })())
 }
 
-/// The session's message with client id `client`, if stored.
-fn find_by_client(
+/// The session's message with idempotency key `key`, if stored.
+fn find_stored(
     tx: &Connection,
-    client: Uuid,
+    key: &IdempotencyKey,
     session: SessionId,
 ) -> Result<Option<Message>, StoreError> {
-    let found = tx
-        .prepare_cached(FIND_BY_CLIENT)
-        .and_then(|mut find| {
-            find.query_row(params![client.as_bytes(), session.as_uuid().as_bytes()], |row| {
-                message_from_row(row)
-            })
-            .optional()
-        })
-        .map_err(|e| store_error(e, "message"))?;
-    found.transpose()
+    let session = *session.as_uuid().as_bytes();
+    let found = match key {
+        IdempotencyKey::Client(client) => tx.prepare_cached(FIND_BY_CLIENT).and_then(|mut find| {
+            find.query_row(params![client.as_bytes(), session], message_from_row).optional()
+        }),
+        IdempotencyKey::Reply(run) => tx.prepare_cached(FIND_REPLY).and_then(|mut find| {
+            find.query_row(params![run, session], message_from_row).optional()
+        }),
+    };
+    found.map_err(|e| store_error(e, "message"))?.transpose()
 }
 
 // The statements of the write path. Every one runs once per message or per delivery update,
@@ -104,6 +105,10 @@ const INSERT_NEXT_MESSAGE: &str = "INSERT INTO messages
 const FIND_BY_CLIENT: &str = "SELECT
     id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery
     FROM messages WHERE client_msg_id = ?1 AND session_id = ?2";
+/// A run's stored reply, likewise (the terms of the `messages_run_reply` index).
+const FIND_REPLY: &str = "SELECT
+    id, session_id, seq, role, content, client_msg_id, run_id, created_at, delivery
+    FROM messages WHERE run_id = ?1 AND session_id = ?2 AND role = 'agent'";
 /// A session's last seq, read before its bump.
 const READ_LAST_SEQ: &str = "SELECT last_seq FROM chat_sessions WHERE id = ?1";
 /// A plain update: `RETURNING` would cost a throwaway b-tree per call.
@@ -147,8 +152,9 @@ impl LastSeqs {
 
 /// Why a batch was not written as planned.
 enum BatchError {
-    /// A client id of the batch is stored already (a retry): plan again with the stored copies.
-    ClientIdStored,
+    /// An idempotency key of the batch is stored already (a retried client id, a run's reply
+    /// written again): plan again with the stored copies.
+    KeyStored,
     /// Anything else: write message by message.
     Store(StoreError),
 }
@@ -190,9 +196,9 @@ pub(crate) fn write_batch(
                 last_seqs.remember(&committed);
                 return (results, route);
             }
-            Err(BatchError::ClientIdStored) if !lookup => {}
-            Err(BatchError::ClientIdStored) => {
-                tracing::warn!("a client id stored meanwhile; writing one by one");
+            Err(BatchError::KeyStored) if !lookup => {}
+            Err(BatchError::KeyStored) => {
+                tracing::warn!("an idempotency key stored meanwhile; writing one by one");
                 break;
             }
             Err(BatchError::Store(err)) => {
@@ -218,15 +224,16 @@ pub(crate) fn write_batch(
     (results, Route::OneByOne)
 }
 
-/// Whether `err` is the unique (client id, session) index refusing a stored client id.
-fn is_stored_client_id(err: &rusqlite::Error) -> bool {
+/// Whether `err` is a unique index of idempotency keys refusing a stored one: (client id,
+/// session), or (run id, session) of replies.
+fn is_stored_key(err: &rusqlite::Error) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(e, Some(message))
         if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            && message.contains("messages.client_msg_id"))
+            && (message.contains("messages.client_msg_id") || message.contains("messages.run_id")))
 }
 
 /// The batch inside `tx`; with `lookup`, the stored copies of its client ids are read first,
-/// otherwise a stored one fails it with [`BatchError::ClientIdStored`].
+/// otherwise a stored one fails it with [`BatchError::KeyStored`].
 fn batch_in_one(
     tx: &Connection,
     known: &LastSeqs,
@@ -236,11 +243,11 @@ fn batch_in_one(
 ) -> Result<Written, BatchError> {
     let err = |e| store_error(e, "session");
     // 1. Client ids already stored (when a first try met one).
-    let mut stored: HashMap<(SessionId, Uuid), Message> = HashMap::new();
+    let mut stored = StoredCopies::new();
     for m in messages.iter().filter(|_| lookup) {
-        let Some(client) = m.client_msg_id else { continue };
-        if let Some(found) = find_by_client(tx, client, m.session_id)? {
-            stored.insert((m.session_id, client), found);
+        let Some(key) = m.idempotency_key() else { continue };
+        if let Some(found) = find_stored(tx, &key, m.session_id)? {
+            stored.insert((m.session_id, key), found);
         }
     }
     // 2. The plan; 3. reserve each session's seqs.
@@ -258,8 +265,8 @@ fn batch_in_one(
         for (i, seq) in &rows {
             match insert.execute(message_row(&messages[*i], *seq)) {
                 Ok(_) => {}
-                Err(e) if is_stored_client_id(&e) => {
-                    return Err(BatchError::ClientIdStored);
+                Err(e) if is_stored_key(&e) => {
+                    return Err(BatchError::KeyStored);
                 }
                 Err(e) => return Err(err(e).into()),
             }
@@ -310,8 +317,8 @@ fn bump_session(
 /// the NOT NULL on `seq`), then the session is bumped; a failed statement changes nothing.
 fn append_one(tx: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     let err = |e| store_error(e, "session");
-    if let Some(client) = m.client_msg_id
-        && let Some(found) = find_by_client(tx, client, m.session_id)?
+    if let Some(key) = m.idempotency_key()
+        && let Some(found) = find_stored(tx, &key, m.session_id)?
     {
         return Ok(Appended::Existing(found));
     }
@@ -489,6 +496,7 @@ mod tests {
         for sql in [
             INSERT_MESSAGE,
             FIND_BY_CLIENT,
+            FIND_REPLY,
             READ_LAST_SEQ,
             BUMP_SESSION,
             BUMP_SESSION_FROM,

@@ -132,6 +132,35 @@ pub struct Message {
     pub delivery: Option<DeliveryState>,
 }
 
+/// What makes a message the same as one stored earlier in its session, so that storing it again
+/// gives back the first copy: a user message's client id (the client retried), or the run an
+/// agent reply answers (one reply per run, however often the run's end is reported or its
+/// write retried). Stores keep each unique per session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdempotencyKey {
+    /// The client's id for a message.
+    Client(Uuid),
+    /// The run an agent reply answers.
+    Reply(String),
+}
+
+impl IdempotencyKey {
+    fn of(client: Option<Uuid>, role: MessageRole, run: Option<&String>) -> Option<Self> {
+        match (client, role, run) {
+            (Some(client), _, _) => Some(IdempotencyKey::Client(client)),
+            (None, MessageRole::Agent, Some(run)) => Some(IdempotencyKey::Reply(run.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Message {
+    /// Its idempotency key, if it has one.
+    pub fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        IdempotencyKey::of(self.client_msg_id, self.role, self.run_id.as_ref())
+    }
+}
+
 /// A message to append; the store assigns `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -152,6 +181,12 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// Its idempotency key, if it has one: appending it where a message with the same key is
+    /// stored gives back that message.
+    pub fn idempotency_key(&self) -> Option<IdempotencyKey> {
+        IdempotencyKey::of(self.client_msg_id, self.role, self.run_id.as_ref())
+    }
+
     /// The delivery state a store gives the message when it appends it: `stored` for user
     /// messages, none for the others.
     pub fn initial_delivery(&self) -> Option<DeliveryState> {

@@ -10,7 +10,9 @@ mod outbound;
 mod secret;
 
 pub use activity::ActivityEvent;
-pub use chat::{ChatSession, DeliveryState, Message, MessageRole, NewMessage, SessionStatus};
+pub use chat::{
+    ChatSession, DeliveryState, IdempotencyKey, Message, MessageRole, NewMessage, SessionStatus,
+};
 pub use gateway::{
     Agent, AgentReport, AgentStatus, Assignment, AssignmentRole, ConnectionInfo, Gateway,
     GatewayMetrics, GatewayStatus, RegistrationToken,

@@ -1,22 +1,21 @@
 //! The part of batched message appends every store shares: deciding, before anything is
-//! written, which messages already exist, which repeat an earlier one of the batch, how many
-//! seqs each session needs, and putting the results together afterwards. A store then needs
-//! three kinds of statements per batch: find stored client ids, bump sessions, insert rows.
+//! written, which messages already exist, which repeat an earlier one of the batch (by
+//! [`IdempotencyKey`]: a client id, or the run a reply answers), how many seqs each session
+//! needs, and putting the results together afterwards. A store then needs three kinds of
+//! statements per batch: find stored keys, bump sessions, insert rows.
 
 use std::collections::HashMap;
 
-use uuid::Uuid;
-
 use super::{Appended, StoreError, StoreResult};
 use crate::ids::SessionId;
-use crate::model::{Message, NewMessage, Timestamp};
+use crate::model::{IdempotencyKey, Message, NewMessage, Timestamp};
 
 /// What becomes of one message of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlannedAppend {
     /// Stored earlier: this message.
     Existing(Message),
-    /// Repeats the client id of the batch's message at this index.
+    /// Repeats the idempotency key of the batch's message at this index.
     SameAs(usize),
     /// To insert.
     Insert,
@@ -31,17 +30,17 @@ pub struct BatchPlan {
     pub per_session: Vec<(SessionId, u64, Timestamp)>,
 }
 
-/// Plans a batch. `stored` are the messages already stored whose (session, client id) match
-/// some message of the batch.
-pub fn plan_append_batch(
-    messages: &[NewMessage],
-    stored: &HashMap<(SessionId, Uuid), Message>,
-) -> BatchPlan {
-    let mut first_in_batch: HashMap<(SessionId, Uuid), usize> = HashMap::new();
+/// The messages already stored that a batch's messages repeat, by (session, key).
+pub type StoredCopies = HashMap<(SessionId, IdempotencyKey), Message>;
+
+/// Plans a batch. `stored` are the messages already stored whose (session, idempotency key)
+/// match some message of the batch.
+pub fn plan_append_batch(messages: &[NewMessage], stored: &StoredCopies) -> BatchPlan {
+    let mut first_in_batch: HashMap<(SessionId, IdempotencyKey), usize> = HashMap::new();
     let mut per_session: Vec<(SessionId, u64, Timestamp)> = Vec::new();
     let mut plans = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
-        let key = m.client_msg_id.map(|c| (m.session_id, c));
+        let key = m.idempotency_key().map(|k| (m.session_id, k));
         let plan = match key {
             Some(k) if stored.contains_key(&k) => PlannedAppend::Existing(stored[&k].clone()),
             Some(k) if first_in_batch.contains_key(&k) => PlannedAppend::SameAs(first_in_batch[&k]),
@@ -140,6 +139,7 @@ mod tests {
     use crate::clock::{Clock, SystemClock};
     use crate::ids::MessageId;
     use crate::model::MessageRole;
+    use uuid::Uuid;
 
     fn msg(session: SessionId, client: Option<Uuid>) -> NewMessage {
         NewMessage {
@@ -172,6 +172,33 @@ mod tests {
         assert_eq!(results[0].as_ref().unwrap().message().seq, 6);
         assert!(matches!(results[1], Err(StoreError::NotFound(_))));
         assert!(matches!(&results[2], Ok(Appended::Existing(m)) if m.seq == 6));
+    }
+
+    #[test]
+    fn a_runs_reply_is_planned_once_and_notices_are_not_keyed() {
+        let s = SessionId::new();
+        let reply = |run: &str, role| NewMessage { role, run_id: Some(run.into()), ..msg(s, None) };
+        let stored = reply("r0", MessageRole::Agent).stored_at(1);
+        let batch = vec![
+            reply("r0", MessageRole::Agent),
+            reply("r1", MessageRole::Agent),
+            reply("r1", MessageRole::Agent),
+            reply("r1", MessageRole::System),
+            reply("r1", MessageRole::System),
+        ];
+        let copies =
+            StoredCopies::from([((s, IdempotencyKey::Reply("r0".into())), stored.clone())]);
+        let plan = plan_append_batch(&batch, &copies);
+        assert_eq!(
+            plan.plans,
+            vec![
+                PlannedAppend::Existing(stored),
+                PlannedAppend::Insert,
+                PlannedAppend::SameAs(1),
+                PlannedAppend::Insert,
+                PlannedAppend::Insert,
+            ]
+        );
     }
 
     #[test]

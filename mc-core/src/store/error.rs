@@ -19,6 +19,8 @@ pub enum ConflictKind {
     Assignment,
     /// The session already has a message with that client message id.
     ClientMessageId,
+    /// The session already has the agent's reply of that run.
+    RunReply,
     /// The user already has a session started by that client message id.
     SessionOrigin,
     /// A token with that hash exists.
@@ -42,6 +44,7 @@ impl std::fmt::Display for ConflictKind {
             ConflictKind::ClientMessageId => {
                 "the session already has a message with this client message id"
             }
+            ConflictKind::RunReply => "the session already has the agent's reply of this run",
             ConflictKind::SessionOrigin => {
                 "the user already has a session started by this client message id"
             }

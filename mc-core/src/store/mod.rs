@@ -23,7 +23,9 @@ mod paging;
 mod registry;
 
 pub use agent_sync::{AgentSyncPlan, plan_agent_sync};
-pub use append_batch::{BATCH_CHUNKS, BatchPlan, PlannedAppend, batch_chunks, plan_append_batch};
+pub use append_batch::{
+    BATCH_CHUNKS, BatchPlan, PlannedAppend, StoredCopies, batch_chunks, plan_append_batch,
+};
 pub use chat::{
     ActivityStore, Appended, DeliveryUpdate, MessagePage, MessageStore, PendingDelivery,
     SessionStore,

@@ -107,6 +107,7 @@ macro_rules! store_conformance_tests {
             append_is_idempotent_by_client_msg_id,
             append_concurrent_duplicates_store_one,
             append_batch_keeps_each_message_atomic,
+            an_agent_reply_is_stored_once_per_run,
             history_pages_backwards_and_resume_forwards,
             activity_record_and_list,
             session_origin_is_unique_per_user,

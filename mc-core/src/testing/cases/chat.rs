@@ -292,6 +292,51 @@ pub async fn append_batch_keeps_each_message_atomic(store: Arc<dyn Store>) {
     assert!(store.write_batch(&[], &[]).await.is_empty());
 }
 
+/// A run has one reply: storing an agent message of a run that has one (a write retried
+/// after an ambiguous failure, a run's end reported twice) gives back the stored reply, through
+/// every path; `system` notices of a run are not keyed.
+pub async fn an_agent_reply_is_stored_once_per_run(store: Arc<dyn Store>) {
+    let world = ChatWorld::create(&store).await;
+    let sid = world.session.id;
+    let reply = |run: &str, text: &str| NewMessage {
+        role: MessageRole::Agent,
+        client_msg_id: None,
+        run_id: Some(run.to_owned()),
+        ..fixtures::user_message(sid, text)
+    };
+    let Appended::New(first) = store.append_message(&reply("run-1", "the reply")).await.unwrap()
+    else {
+        panic!("a new reply")
+    };
+    let again = store.append_message(&reply("run-1", "the reply, again")).await.unwrap();
+    assert_eq!(again, Appended::Existing(first.clone()), "one by one");
+    let batch = vec![
+        reply("run-1", "the reply, a third time"),
+        reply("run-2", "another run's reply"),
+        reply("run-2", "the same run's reply in the same batch"),
+        NewMessage { role: MessageRole::System, ..reply("run-2", "a notice of the run") },
+        NewMessage { role: MessageRole::System, ..reply("run-2", "another notice") },
+    ];
+    let results = store.write_batch(&batch, &[]).await;
+    assert_eq!(results[0].as_ref().unwrap(), &Appended::Existing(first));
+    let Ok(Appended::New(second)) = &results[1] else { panic!("{:?}", results[1]) };
+    assert_eq!(results[2].as_ref().unwrap(), &Appended::Existing(second.clone()));
+    assert!(matches!(results[3], Ok(Appended::New(_))), "{:?}", results[3]);
+    assert!(matches!(results[4], Ok(Appended::New(_))), "{:?}", results[4]);
+    let contents: Vec<String> =
+        store.messages_after(sid, 0, 10).await.unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(
+        contents,
+        ["the reply", "another run's reply", "a notice of the run", "another notice"],
+        "gapless, one reply per run"
+    );
+    // The same run id in another session is another run.
+    let other = fixtures::session(world.user.id, &world.agent);
+    store.create_session(&other).await.unwrap();
+    let elsewhere = NewMessage { session_id: other.id, ..reply("run-1", "elsewhere") };
+    assert!(matches!(store.append_message(&elsewhere).await, Ok(Appended::New(_))));
+}
+
 pub async fn session_origin_is_unique_per_user(store: Arc<dyn Store>) {
     let world = ChatWorld::create(&store).await;
     let origin = Uuid::now_v7();
