@@ -149,3 +149,43 @@ pub async fn join_latencies(
     }
     Ok(all)
 }
+
+/// The CPU a run costs on this machine: the server process (and its store writer thread),
+/// this process (users, gateway or responder) and, for the relay on PostgreSQL, the database.
+pub struct CpuMeter {
+    /// The server process.
+    pub server: u32,
+    /// Whether PostgreSQL's processes count.
+    pub database: bool,
+}
+
+/// CPU seconds so far: server, its writer thread, this process, the database.
+pub type CpuReading = (f64, f64, f64, f64);
+
+impl CpuMeter {
+    /// CPU seconds so far.
+    pub fn read(&self) -> CpuReading {
+        (
+            super::procs::cpu_seconds_of(self.server),
+            super::procs::thread_cpu_seconds(self.server, "mc-sqlite-write"),
+            super::procs::cpu_seconds_of(std::process::id()),
+            if self.database { super::procs::command_cpu_seconds("postgres") } else { 0.0 },
+        )
+    }
+
+    /// A run's figures, from its latencies and the reading taken before it.
+    pub fn figures(
+        &self,
+        before: CpuReading,
+        latencies: Vec<Duration>,
+        elapsed: Duration,
+        peak_kib: u64,
+    ) -> RunFigures {
+        let after = self.read();
+        RunFigures::new(latencies, elapsed, after.0 - before.0, peak_kib).with_cpu(
+            after.2 - before.2,
+            after.1 - before.1,
+            after.3 - before.3,
+        )
+    }
+}
