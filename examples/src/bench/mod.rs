@@ -1,15 +1,15 @@
 //! `mc-bench`: the relay measured against the floor and the bar, side by side in one run
 //! (SPEC §15, BENCHMARKS.md).
 //!
-//! - `mc-bench` (round trips, `round_trips`): `users` clients in a closed loop, each sending a chat and waiting
-//!   for the answer, against four systems on the same 2 cores — the relay (its own process;
-//!   every message stored before its ack; the echo gateway answering with OpenClaw frames), the
-//!   floor (`floor`: the relay's frames and nothing else), a `nats-server` over WebSocket
-//!   (request/reply through one responder, nothing stored), and a bare tokio-tungstenite echo
-//!   server (one hop, nothing stored). Each system runs `runs` times, interleaved; the median
-//!   run of each is reported with the ratios between them, and every run's CPU per round trip
-//!   (server, its SQLite writer thread, PostgreSQL, this process). Optionally the relay's
-//!   memory per idle authenticated socket.
+//! - `mc-bench` (round trips, [`round_trips`]): `users` clients in a closed loop, each sending
+//!   a chat and waiting for the answer, against four systems on the same 2 cores — the relay
+//!   (its own process; every message stored before its ack; the echo gateway answering with
+//!   OpenClaw frames), the floor ([`floor`]: the relay's frames and nothing else), a
+//!   `nats-server` over WebSocket (request/reply through one responder, nothing stored), and a
+//!   bare tokio-tungstenite echo server (one hop, nothing stored). Each system runs `runs`
+//!   times, interleaved; the median run of each is reported with the ratios between them, and
+//!   every run's CPU per round trip (server, its SQLite writer thread, PostgreSQL, this
+//!   process). Optionally the relay's memory per idle authenticated socket.
 //! - `mc-bench store`: durable appends per second through the group-commit writer.
 //! - `mc-bench storm`: the relay's chat p99 while 200 users sign in at once (Argon2id at OWASP
 //!   strength), against its quiet p99.
