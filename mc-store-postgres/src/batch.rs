@@ -45,14 +45,7 @@ pub(crate) async fn write_batch(
 /// The stored messages with the idempotency keys of `messages` (client ids, and the runs of
 /// its replies), by (session, key).
 async fn stored_copies(pool: &PgPool, messages: &[NewMessage]) -> StoreResult<StoredCopies> {
-    let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
-    let runs: Vec<&str> = messages
-        .iter()
-        .filter_map(|m| match m.idempotency_key() {
-            Some(IdempotencyKey::Reply(_)) => m.run_id.as_deref(),
-            _ => None,
-        })
-        .collect();
+    let (client_ids, runs) = keys_to_look_up(messages);
     let mut rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
         .bind(&client_ids)
         .fetch_all(pool)

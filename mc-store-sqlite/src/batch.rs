@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use mc_core::*;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
-use uuid::Uuid;
 
 use crate::chat::message_from_row;
 use crate::codec::{RowExt, int, ts};
@@ -38,14 +37,7 @@ pub(crate) async fn write_batch(
     deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     // 1. Idempotency keys already stored: client ids, and runs that have their reply.
-    let client_ids: Vec<Uuid> = messages.iter().filter_map(|m| m.client_msg_id).collect();
-    let runs: Vec<&str> = messages
-        .iter()
-        .filter_map(|m| match m.idempotency_key() {
-            Some(IdempotencyKey::Reply(_)) => m.run_id.as_deref(),
-            _ => None,
-        })
-        .collect();
+    let (client_ids, runs) = keys_to_look_up(messages);
     let mut stored = StoredCopies::new();
     for ids in batch_chunks(&client_ids) {
         let sql = format!(

@@ -33,6 +33,21 @@ pub struct BatchPlan {
 /// The messages already stored that a batch's messages repeat, by (session, key).
 pub type StoredCopies = HashMap<(SessionId, IdempotencyKey), Message>;
 
+/// What a store reads to find the stored copies of a batch's messages: their client ids, and
+/// the runs their agent replies answer.
+pub fn keys_to_look_up(messages: &[NewMessage]) -> (Vec<uuid::Uuid>, Vec<&str>) {
+    let mut clients = Vec::new();
+    let mut runs = Vec::new();
+    for m in messages {
+        match (m.client_msg_id, m.idempotency_key()) {
+            (Some(client), _) => clients.push(client),
+            (None, Some(IdempotencyKey::Reply(_))) => runs.extend(m.run_id.as_deref()),
+            _ => {}
+        }
+    }
+    (clients, runs)
+}
+
 /// Plans a batch. `stored` are the messages already stored whose (session, idempotency key)
 /// match some message of the batch.
 pub fn plan_append_batch(messages: &[NewMessage], stored: &StoredCopies) -> BatchPlan {
@@ -186,6 +201,10 @@ mod tests {
             reply("r1", MessageRole::System),
             reply("r1", MessageRole::System),
         ];
+        let client = msg(s, Some(Uuid::now_v7()));
+        let (clients, runs) = keys_to_look_up(std::slice::from_ref(&client));
+        assert_eq!((clients, runs), (vec![client.client_msg_id.unwrap()], vec![]));
+        assert_eq!(keys_to_look_up(&batch).1, ["r0", "r1", "r1"], "replies' runs, not notices'");
         let copies =
             StoredCopies::from([((s, IdempotencyKey::Reply("r0".into())), stored.clone())]);
         let plan = plan_append_batch(&batch, &copies);
