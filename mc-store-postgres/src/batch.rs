@@ -207,6 +207,53 @@ mod tests {
     /// The one-call path itself succeeds against a real server (the store would otherwise fall
     /// back silently to one-by-one appends), and a stored client id undoes a call as a whole.
     /// Skipped without `MC_TEST_POSTGRES_URL`, except under CI.
+    /// Migration 0006 on a database that holds a run's reply more than once: the first copy
+    /// keeps its run, later copies keep their content with the run cleared, and other
+    /// sessions' replies and notices of the run are left alone, so the unique index can be made.
+    #[tokio::test]
+    async fn migration_0006_detaches_the_later_copies_of_a_runs_reply() {
+        let Some(mut schema) = TestSchema::open("mig6").await else { return };
+        let bare = format!("{}_bare", schema.name);
+        let conn = &mut schema.admin;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA {bare}; SET search_path = {bare};
+             CREATE TABLE messages (session_id TEXT, seq BIGINT, role TEXT, run_id TEXT);
+             INSERT INTO messages VALUES ('a', 1, 'user', NULL), ('a', 2, 'agent', 'r1'),
+                 ('a', 3, 'agent', 'r1'), ('a', 4, 'agent', 'r1'), ('b', 1, 'agent', 'r1'),
+                 ('a', 5, 'system', 'r1'), ('a', 6, 'agent', 'r2');"
+        )))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!("../migrations/0006_one_reply_per_run.sql"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let runs: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT session_id, seq, run_id FROM messages ORDER BY session_id, seq")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {bare} CASCADE; RESET search_path")))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let run = |s: &str, seq, run: Option<&str>| (s.to_owned(), seq, run.map(str::to_owned));
+        assert_eq!(
+            runs,
+            [
+                run("a", 1, None),
+                run("a", 2, Some("r1")),
+                run("a", 3, None),
+                run("a", 4, None),
+                run("a", 5, Some("r1")),
+                run("a", 6, Some("r2")),
+                run("b", 1, Some("r1")),
+            ]
+        );
+        schema.remove().await;
+    }
+
     #[tokio::test]
     async fn the_batched_path_is_taken() {
         let Some(db) = TestSchema::open("mc_batch").await else { return };

@@ -483,6 +483,42 @@ mod tests {
         assert_eq!(one.get_session(world.session.id).await.unwrap().unwrap().last_seq, 12);
     }
 
+    /// Migration 0006 on a database that holds a run's reply more than once: the first copy
+    /// keeps its run, later copies keep their content with the run cleared, and other
+    /// sessions' replies and notices of the run are left alone, so the unique index can be made.
+    #[test]
+    fn migration_0006_detaches_the_later_copies_of_a_runs_reply() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (session_id TEXT, seq INTEGER, role TEXT, run_id TEXT);
+             INSERT INTO messages VALUES ('a', 1, 'user', NULL), ('a', 2, 'agent', 'r1'),
+                 ('a', 3, 'agent', 'r1'), ('a', 4, 'agent', 'r1'), ('b', 1, 'agent', 'r1'),
+                 ('a', 5, 'system', 'r1'), ('a', 6, 'agent', 'r2');",
+        )
+        .unwrap();
+        conn.execute_batch(include_str!("../migrations/0006_one_reply_per_run.sql")).unwrap();
+        let runs: Vec<(String, i64, Option<String>)> = conn
+            .prepare("SELECT session_id, seq, run_id FROM messages ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let run = |s: &str, seq, run: Option<&str>| (s.to_owned(), seq, run.map(str::to_owned));
+        assert_eq!(
+            runs,
+            [
+                run("a", 1, None),
+                run("a", 2, Some("r1")),
+                run("a", 3, None),
+                run("a", 4, None),
+                run("b", 1, Some("r1")),
+                run("a", 5, Some("r1")),
+                run("a", 6, Some("r2")),
+            ]
+        );
+    }
+
     /// SQLite builds a throwaway b-tree (`OpenEphemeral`: a pager, a page cache, their
     /// allocations) on every execution of a statement that evaluates `x IN (a, b, c)`,
     /// including through a CHECK constraint or a partial index's WHERE. The migrated schema
