@@ -12,6 +12,7 @@ use std::time::Duration;
 use mc_bus_redis::{RedisBus, RedisBusConfig};
 use mc_core::bus::{Bus, BusMessage, BusTopic, GatewayCommand};
 use mc_core::{GatewayId, UserId};
+use testkit::servers::PrivateRedis;
 
 fn redis_url() -> Option<String> {
     match std::env::var("MC_TEST_REDIS_URL") {
@@ -193,55 +194,11 @@ async fn the_socket_limit_counts_every_instance() {
     .await;
 }
 
-/// A private Redis on a free port, killed when dropped.
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_reported_as_a_gap() {
     let Some(_) = redis_url() else { return };
-    let port = free_port();
-    let server = PrivateRedis::start(port);
-    let url = format!("redis://127.0.0.1:{}", server.port);
+    let mut server = PrivateRedis::start().expect("a private redis-server");
+    let url = server.url();
     let (a, b) = pair(&url).await;
     let user = UserId::new();
     let topic = BusTopic::User(user);
@@ -256,9 +213,9 @@ async fn a_redis_restart_is_survived_and_reported_as_a_gap() {
     let mut gaps = b.gaps().unwrap();
     let seen_gaps = *gaps.borrow_and_update();
 
-    drop(server);
+    server.kill();
     assert!(a.publish(topic, frame("lost")).await.is_err(), "nobody can be reached");
-    let server = PrivateRedis::start(port);
+    server.start_again().expect("the private redis-server again");
     tokio::time::timeout(Duration::from_secs(20), gaps.changed()).await.expect("a gap").unwrap();
     assert!(*gaps.borrow() > seen_gaps);
 

@@ -1,6 +1,6 @@
 //! Gateways the relay dials (`POST /api/v1/gateways`) and the live links of a gateway
 //! (`GET /api/v1/gateways/{id}/connections`) through real HTTP, with every bad input. The
-//! real OpenClaw end of outbound links is in `examples/tests/openclaw_real.rs`.
+//! real OpenClaw end of outbound links is in `examples/mc-server/tests/openclaw_real.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
 // The Android-facing (Kotlin) bindings against a real mc-server over TLS, on the JVM with
-// JNA. Run by examples/tests/ffi_bindings.rs: `java … ClientTestKt URL CA_FILE PASSWORD`.
+// JNA. Run by mc-ffi/tests/ffi_bindings.rs: `java … ClientTestKt URL CA_FILE PASSWORD`.
 import dev.missioncontrol.relay.*
 import java.io.File
 import java.util.concurrent.CopyOnWriteArrayList

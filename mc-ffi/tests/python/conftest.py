@@ -7,7 +7,7 @@ that `mc-ffi/generate-bindings.sh` wrote. Environment:
 - MC_SERVER_BIN: the mc-server binary
 - MC_TEST_CERT, MC_TEST_KEY: a PEM certificate for 127.0.0.1 and its key
 
-`examples/tests/ffi_bindings.rs` sets them all and runs pytest; see mc-ffi/README.md.
+`mc-ffi/tests/ffi_bindings.rs` sets them all and runs pytest; see mc-ffi/README.md.
 """
 
 import os

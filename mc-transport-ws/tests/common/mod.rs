@@ -95,7 +95,7 @@ impl TestServer {
             relay,
             clock,
             http: {
-                // reqwest has no TLS provider of its own here (see examples::http_client).
+                // reqwest has no TLS provider of its own here (see testkit::http_client).
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 reqwest::Client::new()
             },
