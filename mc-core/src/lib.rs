@@ -80,7 +80,7 @@ pub use error::{Error, Result, TokenRejection};
 pub use events::{EventFeed, Events, RelayEvent};
 pub use ids::*;
 #[cfg(feature = "server")]
-pub use link::{FrameLink, GatewayLink, LinkError};
+pub use link::{FrameLink, GatewayLink};
 pub use model::*;
 pub use redact::Secret;
 #[cfg(feature = "server")]
@@ -88,7 +88,6 @@ pub use registry::{OutboundGatewayRequest, RegistryConfig, RegistryService};
 #[cfg(feature = "server")]
 pub use relay::{
     ConnectRefusal, MessageWriter, Outgoing, Relay, RelayLimits, UserConnection, UserSession,
-    close_code,
 };
 #[cfg(feature = "server")]
 pub use services::{Services, ServicesBuilder};

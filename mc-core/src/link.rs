@@ -1,32 +1,16 @@
-//! [`GatewayLink`]: what the router needs from a connection to a gateway, whichever side
-//! dialled. [`FrameLink`] implements it over OpenClaw frames for any transport: the transport
-//! sends the frames it is given and feeds back every `res` it receives.
+//! [`GatewayLink`]: what the relay engine needs from a connection to a gateway, whichever side
+//! dialled: OpenClaw calls and a close. [`FrameLink`] implements it for any transport that
+//! moves frames (the relay's side of a gateway's socket): the transport writes the frames it
+//! is given and hands back every `res` it reads. [`call_method`] is the typed call every part
+//! of the engine makes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-
-use crate::protocol::gateway::{GatewayErrorShape, encode_request};
-
-/// Why a gateway call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LinkError {
-    /// The link is closed (the gateway went away).
-    #[error("the gateway link is closed")]
-    Closed,
-    /// No answer in time.
-    #[error("the gateway did not answer in time")]
-    Timeout,
-    /// The gateway answered with an error.
-    #[error("the gateway answered {}: {}", .0.code, .0.message)]
-    Remote(GatewayErrorShape),
-}
+use mc_openclaw::rpc::{CallError, Calls, params_of, result_of};
+use mc_openclaw::{Method, Payload, Response};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// A request/response link to a gateway (OpenClaw `req` → `res`).
 #[async_trait]
@@ -35,12 +19,42 @@ pub trait GatewayLink: Send + Sync + std::fmt::Debug {
     async fn call(
         &self,
         method: &str,
-        params: Value,
+        params: Payload,
         timeout: Duration,
-    ) -> Result<Value, LinkError>;
-    /// Closes the link with a WebSocket close `code` (4001: credentials revoked; 1012: the
-    /// relay is restarting); pending and later calls fail with [`LinkError::Closed`].
+    ) -> Result<Payload, CallError>;
+
+    /// Closes the link with a WebSocket close `code` (`close_code::UNAUTHORIZED`: credentials
+    /// revoked; `close_code::RESTARTING`: the relay is restarting); calls in flight and later
+    /// ones fail with [`CallError::Closed`].
     fn close(&self, code: u16);
+}
+
+/// Calls method `M` on `link` and reads its result, all within `timeout`; while the gateway
+/// says it is starting (`UNAVAILABLE`, retryable) the call is made again after the delay it
+/// asks for.
+pub async fn call_method<M: Method>(
+    link: &dyn GatewayLink,
+    params: &M::Params,
+    timeout: Duration,
+) -> Result<M::Result, CallError> {
+    let params = params_of::<M>(params)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(CallError::Timeout);
+        }
+        match link.call(M::NAME, params.clone(), left).await {
+            Err(CallError::Remote(e)) if e.is_starting() => {
+                let wait = Duration::from_millis(e.retry_after_ms.unwrap_or(250).clamp(50, 5_000));
+                if Instant::now() + wait >= deadline {
+                    return Err(CallError::Remote(e));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            other => return result_of::<M>(other?),
+        }
+    }
 }
 
 /// What a [`FrameLink`] asks its transport to do.
@@ -52,65 +66,39 @@ pub enum LinkOutbound {
     Close(u16),
 }
 
-type Pending = HashMap<String, oneshot::Sender<Result<Value, GatewayErrorShape>>>;
-
-/// A [`GatewayLink`] over frames: it numbers requests, queues them for the transport
-/// (waiting when the queue is full: backpressure), and matches responses by id.
+/// A [`GatewayLink`] over frames: it queues requests for the transport (waiting when the
+/// queue is full: backpressure) and matches responses by id.
 #[derive(Debug)]
 pub struct FrameLink {
     tx: mpsc::Sender<LinkOutbound>,
-    pending: Mutex<Pending>,
-    next_id: AtomicU64,
-    closed: AtomicBool,
+    calls: Calls,
 }
 
 impl FrameLink {
     /// A link whose outbound frames the transport reads from the returned receiver.
     pub fn new(queue: usize) -> (Self, mpsc::Receiver<LinkOutbound>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let link = Self {
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
-        };
-        (link, rx)
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        (Self { tx, calls: Calls::new("r") }, rx)
     }
 
     /// Delivers a `res` frame. Answers to unknown (e.g. timed-out) ids are dropped.
-    pub fn resolve(&self, id: &str, ok: bool, payload: Value, error: Option<GatewayErrorShape>) {
-        if let Some(waiter) = self.pending().remove(id) {
-            let result = if ok {
-                Ok(payload)
-            } else {
-                Err(error.unwrap_or_else(|| GatewayErrorShape {
-                    code: "UNKNOWN".into(),
-                    message: "the gateway answered ok:false without an error".into(),
-                    ..Default::default()
-                }))
-            };
-            let _ = waiter.send(result);
-        }
+    pub fn resolve(&self, response: Response) {
+        self.calls.resolve(response);
     }
 
-    /// Marks the link closed (the transport's socket ended): every pending call fails now.
+    /// Marks the link closed (the transport's socket ended): every call in flight fails now.
     pub fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.pending().clear();
+        self.calls.close();
     }
 
-    /// Requests waiting for their answer.
+    /// Calls waiting for their answer.
     pub fn pending_requests(&self) -> usize {
-        self.pending().len()
+        self.calls.in_flight()
     }
 
     /// Whether the link is closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.calls.is_closed()
     }
 }
 
@@ -119,28 +107,11 @@ impl GatewayLink for FrameLink {
     async fn call(
         &self,
         method: &str,
-        params: Value,
+        params: Payload,
         timeout: Duration,
-    ) -> Result<Value, LinkError> {
-        if self.is_closed() {
-            return Err(LinkError::Closed);
-        }
-        let id = format!("r{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        self.pending().insert(id.clone(), tx);
-        let frame = encode_request(&id, method, &params);
-        let result = tokio::time::timeout(timeout, async {
-            self.tx.send(LinkOutbound::Frame(frame)).await.map_err(|_| LinkError::Closed)?;
-            rx.await.map_err(|_| LinkError::Closed)?.map_err(LinkError::Remote)
-        })
-        .await;
-        match result {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.pending().remove(&id);
-                Err(LinkError::Timeout)
-            }
-        }
+    ) -> Result<Payload, CallError> {
+        let send = |frame| async move { self.tx.send(LinkOutbound::Frame(frame)).await.is_ok() };
+        self.calls.call(method, params, timeout, send).await
     }
 
     fn close(&self, code: u16) {
@@ -152,43 +123,68 @@ impl GatewayLink for FrameLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mc_openclaw::chat::{ChatSendParams, ChatSendResult, SendStatus};
+    use mc_openclaw::method::ChatSend;
+    use mc_openclaw::{ErrorShape, Frame};
+
+    fn sent(frame: LinkOutbound) -> mc_openclaw::Request {
+        let LinkOutbound::Frame(text) = frame else { panic!("{frame:?}") };
+        let Frame::Request(request) = Frame::decode(&text).unwrap() else { panic!("{text}") };
+        request
+    }
 
     #[tokio::test]
-    async fn calls_are_matched_by_id_and_time_out() {
+    async fn typed_calls_are_matched_by_id_retried_while_starting_and_closed() {
+        let (link, mut rx) = FrameLink::new(8);
+        let link = std::sync::Arc::new(link);
+        let caller = link.clone();
+        let params = ChatSendParams {
+            session_key: "k".into(),
+            message: "hi".into(),
+            idempotency_key: "run".into(),
+            ..Default::default()
+        };
+        let call = tokio::spawn(async move {
+            call_method::<ChatSend>(caller.as_ref(), &params, Duration::from_secs(5)).await
+        });
+        let first = sent(rx.recv().await.unwrap());
+        assert_eq!(first.method, "chat.send");
+        let starting = ErrorShape::new("UNAVAILABLE", "starting").retry_after(50);
+        link.resolve(Response::error(first.id, starting));
+        let again = sent(rx.recv().await.unwrap());
+        assert_eq!(again.params_of::<ChatSend>().unwrap().idempotency_key, "run");
+        let started = ChatSendResult::new("run", SendStatus::Started);
+        link.resolve(Response::of::<ChatSend>(again.id, &started).unwrap());
+        assert_eq!(call.await.unwrap().unwrap().status, SendStatus::Started);
+
+        let caller = link.clone();
+        let pending =
+            tokio::spawn(
+                async move { caller.call("y", Payload::null(), Duration::from_secs(5)).await },
+            );
+        rx.recv().await.unwrap();
+        link.close(4001);
+        assert_eq!(pending.await.unwrap().unwrap_err(), CallError::Closed);
+        assert_eq!(rx.recv().await, Some(LinkOutbound::Close(4001)));
+        let late = link.call("z", Payload::null(), Duration::from_secs(1)).await;
+        assert_eq!(late.unwrap_err(), CallError::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_the_result_is_malformed() {
         let (link, mut rx) = FrameLink::new(8);
         let link = std::sync::Arc::new(link);
         let caller = link.clone();
         let call = tokio::spawn(async move {
-            caller.call("chat.send", serde_json::json!({"a":1}), Duration::from_secs(5)).await
+            call_method::<ChatSend>(
+                caller.as_ref(),
+                &ChatSendParams::default(),
+                Duration::from_secs(5),
+            )
+            .await
         });
-        let LinkOutbound::Frame(frame) = rx.recv().await.unwrap() else { panic!() };
-        let sent: Value = serde_json::from_str(&frame).unwrap();
-        assert_eq!(sent["method"], "chat.send");
-        link.resolve("unknown", true, Value::Null, None);
-        link.resolve(
-            sent["id"].as_str().unwrap(),
-            true,
-            serde_json::json!({"status":"started"}),
-            None,
-        );
-        assert_eq!(call.await.unwrap().unwrap()["status"], "started");
-
-        let err = link.call("x", Value::Null, Duration::from_millis(20)).await.unwrap_err();
-        assert_eq!(err, LinkError::Timeout);
-        let caller = link.clone();
-        let pending =
-            tokio::spawn(
-                async move { caller.call("y", Value::Null, Duration::from_secs(5)).await },
-            );
-        tokio::task::yield_now().await;
-        while link.pending().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        link.close(4001);
-        assert_eq!(pending.await.unwrap().unwrap_err(), LinkError::Closed);
-        assert_eq!(
-            link.call("z", Value::Null, Duration::from_secs(1)).await.unwrap_err(),
-            LinkError::Closed
-        );
+        let request = sent(rx.recv().await.unwrap());
+        link.resolve(Response::ok(request.id, Payload::encode(&[1]).unwrap()));
+        assert!(matches!(call.await.unwrap(), Err(CallError::Malformed(_))));
     }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mc_core::protocol::decode_client_frame;
-use mc_core::protocol::gateway::decode_gateway_frame;
+use mc_core::protocol::decode_gateway_frame;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

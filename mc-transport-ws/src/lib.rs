@@ -7,8 +7,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `server` | yes | [`server::app`]: `/api/v1/…`, `/ws/chat`, `/ws/gateway/{id}/relay`, `/healthz`, `/readyz` |
-//! | `client` | no | [`client`]: the users' SDK ([`client::McClient`], HTTPS/WSS on rustls); [`openclaw`]: the outbound connection to an OpenClaw gateway (`ws://`; `wss://` is not built yet) |
+//! | `server` | yes | [`server::app`]: `/api/v1/…`, `/ws/chat`, `/ws/gateway/{id}/relay`, `/healthz`, `/readyz`, and the gateways the relay dials (OpenClaw connections from `mc-openclaw`) |
+//! | `client` | no | [`client`]: the users' SDK ([`client::McClient`], HTTPS/WSS on rustls) |
 //!
 //! ```no_run
 //! # async fn demo(services: mc_core::Services) -> std::io::Result<()> {
@@ -22,7 +22,5 @@
 //!
 #[cfg(feature = "client")]
 pub mod client;
-#[cfg(feature = "client")]
-pub mod openclaw;
 #[cfg(feature = "server")]
 pub mod server;

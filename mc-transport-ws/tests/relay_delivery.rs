@@ -52,9 +52,7 @@ async fn a_run_from_send_to_final() {
     e.event(&run, &key, "delta", text("Hello")).await;
     e.event(&run, &key, "delta", json!({ "deltaText": "Help!", "replace": true })).await;
     // Not chat events, and events of runs the relay does not know: ignored.
-    e.relay
-        .gateway_event(e.gateway(), "agent", &json!({ "runId": run, "stream": "assistant" }))
-        .await;
+    e.gateway_event("agent", json!({ "runId": run, "stream": "assistant" })).await;
     e.event("someone-else", &key, "final", json!({})).await;
     e.event(&mc_core::MessageId::new().to_string(), &key, "final", text("forged")).await;
     e.event(&run, &key, "final", text("Help!")).await;
@@ -494,11 +492,9 @@ async fn what_the_agent_is_doing_reaches_the_user_as_agent_status() {
         ("usage", json!({ "outputTokens": 2 })),
         ("lifecycle", json!({ "phase": "end" })),
     ] {
-        e.relay.gateway_event(e.gateway(), "agent", &agent_event(stream, data)).await;
+        e.gateway_event("agent", agent_event(stream, data)).await;
     }
-    e.relay
-        .gateway_event(e.gateway(), "agent", &json!({ "runId": "not-ours", "stream": "assistant" }))
-        .await;
+    e.gateway_event("agent", json!({ "runId": "not-ours", "stream": "assistant" })).await;
     let mut seen = vec![];
     loop {
         let text = tokio::time::timeout(SOON, next_frame(&mut user)).await.unwrap();

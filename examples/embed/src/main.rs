@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on http://{}", listener.local_addr()?);
     mc_transport_ws::server::serve(listener, app, async move {
         let _ = tokio::signal::ctrl_c().await;
-        relay.close_all(mc_core::close_code::RESTARTING);
+        relay.close_all(mc_core::protocol::close_code::RESTARTING);
     })
     .await?;
     let _ = stop.send(true);

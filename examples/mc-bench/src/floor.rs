@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use mc_core::protocol::{
-    ChatEvent, ChatMessage, ChatState, ClientRequest, GatewayInbound, ServerFrame,
-    decode_client_frame, decode_gateway_frame,
+    ChatMessage, ClientRequest, GatewayToRelay, RelayToGateway, ServerFrame, decode_client_frame,
+    decode_gateway_frame,
 };
-use mc_core::{AgentId, MessageId, MessageRole, OrgId, SessionId, UserId};
-use serde_json::json;
+use mc_core::{AgentId, GatewayId, MessageId, MessageRole, OrgId, SessionId, UserId};
+use mc_openclaw::chat::ChatSendParams;
+use mc_openclaw::method::ChatSend;
+use mc_openclaw::{ChatState, Event, Frame, Request, TextUpdate};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -66,7 +68,11 @@ async fn connection(floor: Arc<Floor>, stream: TcpStream) {
     let (to, queue) = mpsc::unbounded_channel();
     if first.contains("relay_token") {
         *floor.gateway.lock().unwrap_or_else(|p| p.into_inner()) = Some(to.clone());
-        let _ = to.send(r#"{"type":"auth_ok","payload":{}}"#.to_owned());
+        let ok = RelayToGateway::AuthOk {
+            gateway_id: GatewayId::new(),
+            heartbeat_interval_seconds: 3600,
+        };
+        let _ = to.send(ok.to_json());
         serve_socket(ws, queue, |text| on_gateway_frame(&floor, text)).await;
     } else {
         let auth_ok = ServerFrame::AuthOk {
@@ -134,35 +140,44 @@ impl User {
         let run = Run { to: self.to.clone(), session_id, agent_id, reply_seq: self.seq, offset: 0 };
         let run_id = message_id.to_string();
         self.requests += 1;
-        let request = mc_core::protocol::gateway::encode_request(
-            &self.requests.to_string(),
-            "chat.send",
-            &json!({ "sessionKey": session_id.to_string(), "message": content, "idempotencyKey": run_id }),
-        );
+        let params = ChatSendParams {
+            session_key: session_id.to_string(),
+            message: content,
+            idempotency_key: run_id.clone(),
+            ..Default::default()
+        };
+        let Ok(request) = Request::of::<ChatSend>(self.requests.to_string(), &params) else {
+            return;
+        };
         floor.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id, run);
         if let Some(gateway) = &*floor.gateway.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = gateway.send(request);
+            let _ = gateway.send(Frame::Request(request).to_json());
         }
     }
 }
 
 fn on_gateway_frame(floor: &Floor, text: &str) {
-    let Ok(GatewayInbound::Event { event, payload }) = decode_gateway_frame(text) else { return };
-    if event != "chat" {
+    let Ok(GatewayToRelay::OpenClaw(Frame::Event(event))) = decode_gateway_frame(text) else {
         return;
-    }
-    let Some(chat) = ChatEvent::parse(&payload) else { return };
+    };
+    let Ok(Event::Chat(chat)) = event.decode() else { return };
     let mut runs = floor.runs.lock().unwrap_or_else(|p| p.into_inner());
     match chat.state {
         ChatState::Delta => {
             let Some(run) = runs.get_mut(&chat.run_id) else { return };
-            let delta = chat.delta_text.unwrap_or_default();
+            let delta = match chat.text_update() {
+                Some(TextUpdate::Append(delta)) => delta,
+                Some(TextUpdate::Whole(all) | TextUpdate::Replace(all)) => {
+                    all.get(run.offset.min(all.len())..).unwrap_or_default()
+                }
+                None => return,
+            };
             let offset = run.offset;
             run.offset += delta.len();
             let chunk = ServerFrame::Chunk {
                 session_id: run.session_id,
-                run_id: chat.run_id,
-                delta,
+                run_id: chat.run_id.clone(),
+                delta: delta.to_owned(),
                 offset,
             };
             let _ = run.to.send(chunk.to_json());
@@ -173,7 +188,7 @@ fn on_gateway_frame(floor: &Floor, text: &str) {
                 session_id: run.session_id,
                 agent_id: run.agent_id,
                 role: MessageRole::Agent,
-                content: chat.text.unwrap_or_default(),
+                content: chat.text().unwrap_or_default(),
                 seq: run.reply_seq,
                 run_id: Some(chat.run_id),
                 client_msg_id: None,

@@ -67,8 +67,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     else {
         bail!("instance A registered {} gateways, not 2", a.gateways.len());
     };
-    let _single = relay::echo_gateway(&a.base, gw_single, token_single).await?;
-    let _cross = relay::echo_gateway(&b_base, gw_cross, token_cross).await?;
+    let _single = relay::echo_gateway(&a.base, gw_single, token_single, args.deltas).await?;
+    let _cross = relay::echo_gateway(&b_base, gw_cross, token_cross, args.deltas).await?;
     let mut on_single = Vec::with_capacity(args.users);
     for token in &a.tokens[..args.users] {
         on_single.push((relay::user_socket(&a.base, token).await?, None));

@@ -79,6 +79,10 @@ pub struct Args {
     /// Skip the NATS row (when `nats-server` is not installed).
     #[arg(long)]
     pub no_nats: bool,
+    /// How many streamed pieces each reply comes in (the gateway's deltas; NATS's responder
+    /// publishes as many messages before its answer).
+    #[arg(long, default_value_t = 1, global = true)]
+    pub deltas: usize,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -364,7 +368,9 @@ async fn soak_run(args: &Args, minutes: u64, drop_every: Duration) -> anyhow::Re
 
 async fn storm(args: &Args, sign_ins: usize) -> anyhow::Result<()> {
     let relay = start_relay(args, args.users, sign_ins)?;
-    let _gateway = relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token).await?;
+    let _gateway =
+        relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token, args.deltas)
+            .await?;
     let mut sockets = Vec::with_capacity(args.users);
     for token in &relay.tokens[..args.users] {
         sockets.push((relay::user_socket(&relay.base, token).await?, None));

@@ -17,6 +17,11 @@ use mc_core::{
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use mc_core::protocol::{GatewayToRelay, RelayToGateway, decode_relay_frame};
+use mc_openclaw::chat::{ChatSendParams, ChatSendResult, SendStatus, TranscriptMessage};
+use mc_openclaw::method::{ChatSend, Method};
+use mc_openclaw::{ChatEvent, ChatState, Event, Frame, Response};
+
 use super::procs::until_stdin_closes;
 
 /// A client socket.
@@ -283,37 +288,21 @@ pub async fn user_socket(base: &str, token: &str) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-#[derive(serde::Deserialize)]
-struct Request<'a> {
-    #[serde(borrow)]
-    id: &'a serde_json::value::RawValue,
-    method: &'a str,
-    #[serde(borrow)]
-    params: Params<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct Params<'a> {
-    #[serde(rename = "sessionKey")]
-    session_key: &'a str,
-    #[serde(default)]
-    message: std::borrow::Cow<'a, str>,
-    #[serde(rename = "idempotencyKey")]
-    idempotency_key: &'a str,
-}
-
-/// The echo gateway: answers `chat.send` like OpenClaw (`res`, one delta, `final`), the three
-/// frames written with one flush.
+/// The echo gateway: answers `chat.send` like OpenClaw (`res`, then the reply "Echo: <message>"
+/// in `deltas` deltas, the first carrying the cumulative snapshot, then `final`), the frames
+/// of one answer written with one flush.
 pub async fn echo_gateway(
     base: &str,
     gateway_id: &str,
     relay_token: &str,
+    deltas: usize,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let url = format!("{}/ws/gateway/{gateway_id}/relay", base.replacen("http://", "ws://", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    let auth = json!({ "type": "auth", "payload": { "relay_token": relay_token } }).to_string();
-    ws.send(Message::Text(auth.into())).await?;
-    if !next_text(&mut ws).await?.contains(r#""type":"auth_ok""#) {
+    let auth = GatewayToRelay::Auth { relay_token: relay_token.into() };
+    ws.send(Message::Text(auth.to_json().into())).await?;
+    if !matches!(decode_relay_frame(&next_text(&mut ws).await?), Ok(RelayToGateway::AuthOk { .. }))
+    {
         bail!("the echo gateway was refused");
     }
     Ok(tokio::spawn(async move {
@@ -321,29 +310,15 @@ pub async fn echo_gateway(
         // Pings are answered by tungstenite as the stream is read; only text frames matter.
         while let Some(Ok(message)) = stream.next().await {
             let Message::Text(text) = message else { continue };
-            let Ok(req) = serde_json::from_str::<Request<'_>>(&text) else { continue };
-            if req.method != "chat.send" {
+            let Ok(RelayToGateway::OpenClaw(Frame::Request(request))) = decode_relay_frame(&text)
+            else {
+                continue;
+            };
+            if request.method != ChatSend::NAME {
                 continue;
             }
-            let run = req.params.idempotency_key;
-            let key = req.params.session_key;
-            let reply =
-                serde_json::to_string(&format!("Echo: {}", req.params.message)).unwrap_or_default();
-            let message =
-                format!(r#"{{"role":"assistant","content":[{{"type":"text","text":{reply}}}]}}"#);
-            let frames = [
-                format!(
-                    r#"{{"type":"res","id":{},"ok":true,"payload":{{"runId":"{run}","status":"started"}}}}"#,
-                    req.id.get()
-                ),
-                format!(
-                    r#"{{"type":"event","event":"chat","payload":{{"runId":"{run}","sessionKey":"{key}","seq":1,"state":"delta","deltaText":{reply},"message":{message}}}}}"#
-                ),
-                format!(
-                    r#"{{"type":"event","event":"chat","payload":{{"runId":"{run}","sessionKey":"{key}","seq":2,"state":"final","message":{message}}}}}"#
-                ),
-            ];
-            for frame in frames {
+            let Ok(params) = request.params_of::<ChatSend>() else { continue };
+            for frame in echo_answer(&request.id, &params, deltas) {
                 if sink.feed(Message::Text(frame.into())).await.is_err() {
                     return;
                 }
@@ -353,6 +328,57 @@ pub async fn echo_gateway(
             }
         }
     }))
+}
+
+/// The frames answering one `chat.send`: the `res`, the deltas, the `final`.
+fn echo_answer(id: &str, params: &ChatSendParams, deltas: usize) -> Vec<String> {
+    let run = params.idempotency_key.as_str();
+    let key = params.session_key.as_str();
+    let reply = format!("Echo: {}", params.message);
+    let started = ChatSendResult::new(run, SendStatus::Started);
+    let mut frames = Vec::with_capacity(deltas + 2);
+    if let Ok(response) = Response::of::<ChatSend>(id, &started) {
+        frames.push(Frame::Response(response).to_json());
+    }
+    let mut events = vec![];
+    for (i, piece) in pieces(&reply, deltas).into_iter().enumerate() {
+        let mut delta = ChatEvent::new(run, key, ChatState::Delta);
+        delta.seq = Some(i as u64 + 1);
+        if i == 0 {
+            delta.message = Some(TranscriptMessage::assistant(piece));
+        }
+        delta.delta_text = Some(piece.to_owned());
+        events.push(delta);
+    }
+    let mut done = ChatEvent::new(run, key, ChatState::Final);
+    done.seq = Some(events.len() as u64 + 1);
+    done.message = Some(TranscriptMessage::assistant(reply.as_str()));
+    events.push(done);
+    for event in events {
+        if let Ok(frame) = Event::frame(event) {
+            frames.push(Frame::Event(frame).to_json());
+        }
+    }
+    frames
+}
+
+/// `text` cut into `n` pieces of about equal length, on character boundaries (fewer when the
+/// text has fewer characters).
+pub fn pieces(text: &str, n: usize) -> Vec<&str> {
+    let per = text.chars().count().div_ceil(n.max(1)).max(1);
+    let mut out = Vec::with_capacity(n);
+    let (mut start, mut count) = (0, 0);
+    for (i, _) in text.char_indices() {
+        if count == per {
+            out.push(&text[start..i]);
+            (start, count) = (i, 0);
+        }
+        count += 1;
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
 }
 
 /// One closed-loop run: `sockets`' users each send `messages` chats, one at a time, waiting
@@ -485,4 +511,18 @@ pub async fn idle_bytes_per_socket(
     let after = rss_kib();
     drop(held);
     Ok((before, after, after.saturating_sub(before) as f64 * 1024.0 / n as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_cut_into_pieces_of_about_equal_length() {
+        assert_eq!(pieces("Echo: hi", 3), ["Ech", "o: ", "hi"]);
+        assert_eq!(pieces("Echo: hi", 1), ["Echo: hi"]);
+        assert_eq!(pieces("ab", 20), ["a", "b"]);
+        assert_eq!(pieces("héé", 2), ["hé", "é"]);
+        assert_eq!(pieces("", 3), Vec::<&str>::new());
+    }
 }

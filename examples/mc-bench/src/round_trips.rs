@@ -12,14 +12,16 @@ use super::{Args, SOCKETS_PER_IDLE_USER, echo, nats, relay, start_relay};
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let idle_users = args.idle.div_ceil(SOCKETS_PER_IDLE_USER);
     let relay = start_relay(args, args.users + idle_users, 0)?;
-    let _gateway = relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token).await?;
+    let _gateway =
+        relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token, args.deltas)
+            .await?;
     let mut sockets = Vec::with_capacity(args.users);
     for token in &relay.tokens[..args.users] {
         sockets.push((relay::user_socket(&relay.base, token).await?, None));
     }
     let mut floor = ChildProcess::itself(&["serve-floor".into()])?;
     let floor_base = floor.line()?.strip_prefix("READY ").context("floor READY")?.to_owned();
-    let _floor_gateway = relay::echo_gateway(&floor_base, "floor", "floor").await?;
+    let _floor_gateway = relay::echo_gateway(&floor_base, "floor", "floor", args.deltas).await?;
     let mut floor_sockets = Vec::with_capacity(args.users);
     for _ in 0..args.users {
         floor_sockets.push((relay::user_socket(&floor_base, "floor").await?, None));

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use mc_core::protocol::{RelayToGateway, decode_relay_frame};
-use serde_json::{Value, json};
+use mc_core::protocol::close_code;
+use mc_core::protocol::{GatewayToRelay, RelayToGateway, SocketHeartbeat, decode_relay_frame};
+use mc_openclaw::{Backoff, Frame, Request};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -36,10 +37,10 @@ impl Backend {
         }
     }
 
-    fn handle(&self, id: &str, method: &str, params: &Value, out: mpsc::Sender<String>) {
+    fn handle(&self, request: Request, out: mpsc::Sender<String>) {
         match self {
-            Backend::Echo(agent) => agent.handle(id, method, params, out),
-            Backend::OpenClaw(openclaw) => openclaw.forward(id, method, params.clone(), out),
+            Backend::Echo(agent) => agent.handle(&request, out),
+            Backend::OpenClaw(openclaw) => openclaw.forward(request, out),
         }
     }
 
@@ -128,13 +129,6 @@ pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     }
 }
 
-/// A delay with full jitter: uniformly random in `[0, min(max, base · 2^attempt)]`.
-pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(max);
-    let r = crate::random_bytes::<8>().map(u64::from_le_bytes).unwrap_or(u64::MAX / 2);
-    ceiling.mul_f64((r as f64) / (u64::MAX as f64))
-}
-
 /// Links to the relay and serves `backend` until `shutdown` turns true or the relay refuses
 /// the token. While the backend cannot serve (its local gateway is down) it holds no link.
 pub async fn run(
@@ -142,7 +136,7 @@ pub async fn run(
     backend: Backend,
     mut shutdown: watch::Receiver<bool>,
 ) -> BridgeEnd {
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::new(settings.reconnect_base, settings.reconnect_max);
     loop {
         if !backend.ready(&mut shutdown).await {
             return BridgeEnd::Shutdown;
@@ -153,14 +147,12 @@ pub async fn run(
             SessionEnd::Dropped(lasted) => {
                 // A link that held for a while starts the backoff over.
                 if lasted > Duration::from_secs(30) {
-                    attempt = 0;
+                    backoff.reset();
                 }
-                let wait = backoff(settings.reconnect_base, settings.reconnect_max, attempt)
-                    .max(Duration::from_millis(100));
-                attempt = attempt.saturating_add(1);
+                let wait = backoff.next_delay().max(Duration::from_millis(100));
                 tracing::info!(
                     in_ms = wait.as_millis() as u64,
-                    attempt,
+                    attempt = backoff.attempts(),
                     "relay link down; reconnecting"
                 );
                 tokio::select! {
@@ -210,8 +202,8 @@ async fn session(
         },
         _ = until_set(shutdown) => return SessionEnd::Shutdown,
     };
-    let auth = json!({ "type": "auth", "payload": { "relay_token": settings.relay_token } });
-    if socket.send(Message::Text(auth.to_string().into())).await.is_err() {
+    let auth = GatewayToRelay::Auth { relay_token: settings.relay_token.as_str().into() };
+    if socket.send(Message::Text(auth.to_json().into())).await.is_err() {
         return dropped();
     }
     let interval = loop {
@@ -291,15 +283,15 @@ async fn linked(
             incoming = socket.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     match decode_relay_frame(&text) {
-                        Ok(RelayToGateway::Req { id, method, params }) => {
-                            backend.handle(&id, &method, &params, out_tx.clone());
+                        Ok(RelayToGateway::OpenClaw(Frame::Request(request))) => {
+                            backend.handle(request, out_tx.clone());
                         }
                         Ok(_) => {}
                         Err(err) => tracing::debug!(error = %err, "undecodable relay frame ignored"),
                     }
                 }
                 Some(Ok(Message::Close(close))) => {
-                    if close.as_ref().is_some_and(|c| u16::from(c.code) == 4001) {
+                    if close.as_ref().is_some_and(|c| u16::from(c.code) == close_code::UNAUTHORIZED) {
                         tracing::warn!("the relay revoked this gateway's token");
                         return SessionEnd::Unauthorized;
                     }
@@ -316,43 +308,26 @@ async fn linked(
             () = local_down => {
                 // No local gateway to forward to: let the relay see the gateway away.
                 tracing::warn!("the local OpenClaw gateway is down; unlinking from the relay until it is back");
-                let _ = socket.close(Some(CloseFrame { code: 1012.into(), reason: "local gateway restarting".into() })).await;
+                let _ = socket.close(Some(CloseFrame { code: close_code::RESTARTING.into(), reason: "local gateway restarting".into() })).await;
                 return dropped();
             }
             _ = ticks.tick() => {
                 let runs = u32::try_from(backend.busy()).unwrap_or(u32::MAX);
-                let agents: Vec<Value> = backend
-                    .agents()
-                    .iter()
-                    .map(|a| json!({ "agent_key": a.agent_key, "name": a.name }))
-                    .collect();
+                let agents = backend.agents();
                 let metrics = sampler.sample(runs, agents.len() as u32);
-                let beat = json!({ "type": "heartbeat", "payload": { "metrics": metrics, "agents": agents, "status": "online" } });
-                if socket.send(Message::Text(beat.to_string().into())).await.is_err() {
+                let beat = GatewayToRelay::Heartbeat(SocketHeartbeat {
+                    metrics: Some(metrics),
+                    agents: Some(agents),
+                    status: Some("online".into()),
+                });
+                if socket.send(Message::Text(beat.to_json().into())).await.is_err() {
                     return dropped();
                 }
             }
             _ = until_set(shutdown) => {
-                let _ = socket.close(Some(CloseFrame { code: 1001.into(), reason: "gateway shutting down".into() })).await;
+                let _ = socket.close(Some(CloseFrame { code: close_code::GOING_AWAY.into(), reason: "gateway shutting down".into() })).await;
                 return SessionEnd::Shutdown;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_and_capped() {
-        let (base, max) = (Duration::from_secs(1), Duration::from_secs(10));
-        for attempt in 0..20 {
-            let d = backoff(base, max, attempt);
-            assert!(d <= max);
-            assert!(d <= base * 2u32.pow(attempt.min(4)));
-        }
-        let samples: Vec<Duration> = (0..20).map(|_| backoff(base, max, 5)).collect();
-        assert!(samples.iter().any(|d| *d != samples[0]), "jittered");
     }
 }

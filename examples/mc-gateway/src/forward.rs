@@ -13,15 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mc_core::AgentReport;
-use mc_core::protocol::encode_response;
-use mc_transport_ws::openclaw::{
-    CallError, ConnectFailure, ConnectionEvent, OpenClawConnection, OpenClawOptions, agent_reports,
-};
-use serde_json::{Value, json};
+use mc_openclaw::connection::{ConnectionEvent, OpenClawConnection, OpenClawOptions};
+use mc_openclaw::method::AgentsList;
+use mc_openclaw::rpc::CallError;
+use mc_openclaw::{ConnectFailure, ErrorShape, Frame, Request, Response};
 use tokio::sync::{mpsc, watch};
 
 /// Time a forwarded request may take (the relay applies its own timeout too).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
+/// When the relay may try again while the local gateway is away.
+const LOCAL_RETRY_MS: u64 = 1000;
 
 /// The local OpenClaw gateway, as the bridge's backend.
 #[derive(Debug)]
@@ -56,11 +57,11 @@ impl OpenClawBackend {
                         tracing::info!(version = %hello.server.version, "linked to the local OpenClaw gateway");
                         match backend
                             .connection
-                            .call("agents.list", json!({}), Duration::from_secs(15))
+                            .call_method::<AgentsList>(&Default::default(), Duration::from_secs(15))
                             .await
                         {
                             Ok(list) => {
-                                let agents = agent_reports(&list);
+                                let agents = AgentReport::from_agents_list(&list);
                                 tracing::info!(agents = agents.len(), "OpenClaw agents");
                                 *backend.agents.lock().unwrap_or_else(|p| p.into_inner()) = agents;
                             }
@@ -80,12 +81,9 @@ impl OpenClawBackend {
                         }
                         let _ = up_tx.send(false);
                     }
-                    ConnectionEvent::Event { name, payload } => {
-                        if matches!(name.as_str(), "chat" | "agent") {
-                            backend.to_relay(
-                                json!({ "type": "event", "event": name, "payload": payload })
-                                    .to_string(),
-                            );
+                    ConnectionEvent::Event(event) => {
+                        if matches!(event.event.as_str(), "chat" | "agent") {
+                            backend.to_relay(Frame::Event(event).to_json());
                         }
                     }
                     ConnectionEvent::DeviceToken(_) => {}
@@ -123,54 +121,37 @@ impl OpenClawBackend {
         }
     }
 
-    /// Forwards one relay request and sends the answer, under the relay's id, to `out`.
-    pub fn forward(
-        self: &Arc<Self>,
-        id: &str,
-        method: &str,
-        params: Value,
-        out: mpsc::Sender<String>,
-    ) {
-        let (id, method) = (id.to_owned(), method.to_owned());
+    /// Forwards one relay request as it came and sends the answer, under the relay's id, to
+    /// `out`.
+    pub fn forward(self: &Arc<Self>, request: Request, out: mpsc::Sender<String>) {
         let backend = self.clone();
         backend.in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let answer = backend.connection.call(&method, params, FORWARD_TIMEOUT).await;
+            let answer =
+                backend.connection.call(&request.method, request.params, FORWARD_TIMEOUT).await;
             backend.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let answer = match answer {
-                Ok(payload) => Ok(payload),
-                Err(CallError::Remote(error)) => Err(json!(error)),
-                Err(CallError::Timeout) => Err(json!({
-                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway did not answer in time" })),
-                Err(_) => Err(json!({
-                    "code": "UNAVAILABLE", "message": "the local OpenClaw gateway is not connected",
-                    "retryable": true, "retryAfterMs": 1000 })),
+            let response = match answer {
+                Ok(payload) => Response::ok(request.id, payload),
+                Err(CallError::Remote(error)) => Response::error(request.id, *error),
+                Err(CallError::Timeout) => Response::error(
+                    request.id,
+                    ErrorShape::new(
+                        "UNAVAILABLE",
+                        "the local OpenClaw gateway did not answer in time",
+                    ),
+                ),
+                Err(_) => Response::error(
+                    request.id,
+                    ErrorShape::new("UNAVAILABLE", "the local OpenClaw gateway is not connected")
+                        .retry_after(LOCAL_RETRY_MS),
+                ),
             };
-            let _ = out.send(encode_response(&id, answer)).await;
+            let _ = out.send(Frame::Response(response).to_json()).await;
         });
     }
 
     /// Closes the connection to the local gateway.
     pub fn close(&self) {
         self.connection.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agents_come_from_agents_list() {
-        let list = json!({ "defaultId": "main", "agents": [
-            { "id": "main", "workspace": "/w", "model": { "primary": "fake/fake-echo" } },
-            { "id": "ops", "name": "Operations" },
-            { "workspace": "no id" },
-        ]});
-        let agents = agent_reports(&list);
-        assert_eq!(agents.len(), 2);
-        assert_eq!((agents[0].agent_key.as_str(), agents[0].name.as_str()), ("main", "main"));
-        assert_eq!(agents[1].name, "Operations");
-        assert!(agent_reports(&json!({})).is_empty());
     }
 }

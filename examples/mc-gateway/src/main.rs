@@ -21,7 +21,7 @@ use clap::Parser;
 use mc_gateway::bridge::{self, Backend, BridgeEnd, BridgeSettings};
 use mc_gateway::echo::EchoAgent;
 use mc_gateway::forward::OpenClawBackend;
-use mc_transport_ws::openclaw::OpenClawOptions;
+use mc_openclaw::connection::OpenClawOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -228,7 +228,7 @@ async fn register(
         "capabilities": ["chat"],
         "agents": agents,
     });
-    let mut attempt = 0;
+    let mut backoff = mc_openclaw::Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
     loop {
         match http.post(&url).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
@@ -264,9 +264,7 @@ async fn register(
                 tracing::warn!(error = %err, "cannot reach the relay to register; retrying")
             }
         }
-        let wait = bridge::backoff(Duration::from_secs(1), Duration::from_secs(10), attempt)
-            .max(Duration::from_millis(200));
-        attempt += 1;
+        let wait = backoff.next_delay().max(Duration::from_millis(200));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = bridge::until_set(shutdown) => return Ok(None),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mc_core::auth::{AuthConfig, JwtKey};
-use mc_core::close_code;
+use mc_core::protocol::close_code;
 use mc_core::{InProcessBus, RegistryConfig, Relay, Services};
 use mc_transport_ws::server::HttpConfig;
 use tokio::sync::watch;

@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use testkit::processes::*;
 use testkit::ws::*;
 
-use mc_transport_ws::openclaw::{
+use mc_openclaw::chat::{ChatHistoryParams, ChatSendParams, SendStatus};
+use mc_openclaw::connection::{
     ConnectionEvent, ConnectionState, OpenClawConnection, OpenClawOptions,
 };
+use mc_openclaw::method::{AgentsList, ChatHistory, ChatSend};
+use mc_openclaw::{ChatState, Event};
 use serde_json::{Value, json};
 use testkit::openclaw::{self as testbed, FakeModel, Gateway, GatewayOptions};
 use tokio::sync::mpsc;
@@ -71,58 +74,52 @@ async fn the_connection_speaks_to_a_real_gateway() {
     let connection = OpenClawConnection::start(options, tx);
     up(&mut events).await;
     assert!(matches!(*connection.state().borrow(), ConnectionState::Online { .. }));
-    let agents = connection.call("agents.list", json!({}), Duration::from_secs(10)).await.unwrap();
-    assert_eq!(agents["defaultId"], "main", "{agents}");
-
-    let run = uuid::Uuid::now_v7().to_string();
-    let sent = connection
-        .call(
-            "chat.send",
-            json!({ "sessionKey": "agent:main:mc-smoke", "message": "Hi there, relay!", "idempotencyKey": run }),
-            Duration::from_secs(30),
-        )
+    let agents = connection
+        .call_method::<AgentsList>(&Default::default(), Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(
-        (sent["runId"].as_str(), sent["status"].as_str()),
-        (Some(run.as_str()), Some("started"))
-    );
+    assert_eq!(agents.default_id.as_deref(), Some("main"), "{agents:?}");
+
+    let run = uuid::Uuid::now_v7().to_string();
+    let params = ChatSendParams {
+        session_key: "agent:main:mc-smoke".into(),
+        message: "Hi there, relay!".into(),
+        idempotency_key: run.clone(),
+        ..Default::default()
+    };
+    let sent = connection.call_method::<ChatSend>(&params, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((sent.run_id.as_str(), &sent.status), (run.as_str(), &SendStatus::Started));
     let mut deltas = 0;
     let text = loop {
         let event =
             tokio::time::timeout(Duration::from_secs(60), events.recv()).await.unwrap().unwrap();
-        let ConnectionEvent::Event { name, payload } = event else { continue };
-        if name != "chat" || payload["runId"] != run.as_str() {
+        let ConnectionEvent::Event(frame) = event else { continue };
+        let Ok(Event::Chat(chat)) = frame.decode() else { continue };
+        if chat.run_id != run {
             continue;
         }
-        match payload["state"].as_str() {
-            Some("delta") => deltas += 1,
-            Some("final") => {
-                break payload["message"]["content"][0]["text"].as_str().unwrap().to_owned();
-            }
-            Some("error") => panic!("the run failed: {payload}"),
+        match chat.state {
+            ChatState::Delta => deltas += 1,
+            ChatState::Final => break chat.text().unwrap(),
+            ChatState::Error => panic!("the run failed: {chat:?}"),
             _ => {}
         }
     };
     assert_eq!(text, "Echo: Hi there, relay!");
     assert!(deltas > 1, "it streamed");
     // The same key again: no second run.
-    let again = connection
-        .call("chat.send", json!({ "sessionKey": "agent:main:mc-smoke", "message": "Hi there, relay!", "idempotencyKey": run }), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(again["status"], "ok");
-    let history: Value = connection
-        .call(
-            "chat.history",
-            json!({ "sessionKey": "agent:main:mc-smoke", "limit": 10 }),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    let last = history["messages"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["role"], "assistant", "{history}");
-    println!("assistant row of chat.history: {last}");
+    let again = connection.call_method::<ChatSend>(&params, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(again.status, SendStatus::Ok);
+    let history = ChatHistoryParams {
+        session_key: "agent:main:mc-smoke".into(),
+        limit: Some(10),
+        ..Default::default()
+    };
+    let history =
+        connection.call_method::<ChatHistory>(&history, Duration::from_secs(10)).await.unwrap();
+    let reply = history.reply_of(&run).expect("the reply in chat.history");
+    assert_eq!(reply.text().as_deref(), Some("Echo: Hi there, relay!"));
+    assert!(reply.usage.is_some(), "chat.history carries the reply's usage");
     connection.close();
 }
 

@@ -127,6 +127,16 @@ pub struct AgentReport {
     pub name: String,
 }
 
+impl AgentReport {
+    /// The agents of an OpenClaw `agents.list` answer: the OpenClaw id is the agent key, the
+    /// name the one it goes by; entries without an id are skipped.
+    pub fn from_agents_list(list: &mc_openclaw::agent::AgentsListResult) -> Vec<Self> {
+        list.named()
+            .map(|(key, name)| Self { agent_key: key.to_owned(), name: name.to_owned() })
+            .collect()
+    }
+}
+
 /// An agent behind a gateway. Unique per (gateway, agent key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {

@@ -1,19 +1,21 @@
 //! The wire protocols as data: frames in, frames out, no sockets, no clock.
 //!
+//! - [`close_code`]: the sockets' close codes.
 //! - [`client`]: what users send on their sockets (SPEC §6), and its decoder.
 //! - [`server`]: what the relay sends them; [`server_decode`] reads it back (for clients).
-//! - [`gateway`]: the gateway link (SPEC §7.1): the relay's auth and heartbeat frames, then
-//!   OpenClaw protocol v4; [`gateway_relay`]: the same link from the gateway's side.
+//! - [`gateway_link`]: the gateway link: the relay's `auth`, `auth_ok`, `auth_error` and
+//!   `heartbeat` frames around OpenClaw's (typed in `mc-openclaw`), both ways.
 
 pub mod client;
-pub mod gateway;
-pub mod gateway_relay;
+pub mod close_code;
+pub mod gateway_link;
 pub mod server;
 pub mod server_decode;
 
 pub use client::{ClientFrame, ClientRequest, ResumePoint, Topic, decode_client_frame};
-pub use gateway::{ChatEvent, ChatState, GatewayInbound, decode_gateway_frame};
-pub use gateway_relay::{RelayToGateway, decode_relay_frame, encode_response};
+pub use gateway_link::{
+    GatewayToRelay, RelayToGateway, SocketHeartbeat, decode_gateway_frame, decode_relay_frame,
+};
 pub use server::{
     AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
     SessionInfo, answers_server_heartbeat,

@@ -359,7 +359,7 @@ impl RegistryService {
     pub async fn link_heartbeat(
         &self,
         id: GatewayId,
-        beat: crate::protocol::gateway::SocketHeartbeat,
+        beat: crate::protocol::SocketHeartbeat,
     ) -> Result<Gateway> {
         if let Some(metrics) = &beat.metrics {
             validate_input::validate_metrics(metrics)?;

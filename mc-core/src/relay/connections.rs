@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::close_code;
 use super::queue::{FrameQueue, Pushed};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ConnectionId, Subscription};
 use crate::ids::{AgentId, GatewayId, OrgId, SessionId, UserId};
 use crate::model::SessionStatus;
+use crate::protocol::close_code;
 use crate::protocol::{ServerFrame, Topic};
 use crate::store::AssignedAgent;
 

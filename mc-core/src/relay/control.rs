@@ -10,12 +10,12 @@ use std::sync::{Arc, Weak};
 
 use serde_json::json;
 
-use super::close_code;
 use super::core::Core;
 use crate::bus::{BusMessage, BusTopic, GatewayCommand};
 use crate::events::{EventFeed, RelayEvent};
 use crate::ids::{GatewayId, OrgId};
 use crate::model::GatewayStatus;
+use crate::protocol::close_code;
 use crate::protocol::{ServerFrame, Topic};
 
 /// Starts the task handling the feed; it ends with the relay.

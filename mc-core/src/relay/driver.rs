@@ -8,13 +8,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use serde_json::{Value, json};
+use mc_openclaw::chat::{
+    ChatAbortParams, ChatAbortResult, ChatHistoryParams, ChatHistoryResult, ChatSendParams,
+    ChatSendResult,
+};
+use mc_openclaw::method::{ChatAbort, ChatHistory, ChatSend};
+use mc_openclaw::rpc::CallError;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use crate::bus::{ChatSend, ConnectionId};
+use crate::bus::{ChatSend as Delivery, ConnectionId};
 use crate::ids::{GatewayId, UserId};
-use crate::link::{GatewayLink, LinkError};
+use crate::link::{GatewayLink, call_method};
+
+/// Rows of `chat.history` read to catch a run up.
+const HISTORY_ROWS: u32 = 50;
 
 /// Who asked for a request, to tell them if it fails.
 #[derive(Debug, Clone)]
@@ -28,19 +35,19 @@ pub(crate) struct Asker {
 #[derive(Debug)]
 pub(crate) enum Job {
     /// `chat.send` of a delivery.
-    Send(Arc<ChatSend>),
+    Send(Arc<Delivery>),
     /// `chat.abort` of a session's run.
     Abort { session_key: String, run_id: Option<String>, asked_by: Option<Asker> },
     /// `chat.history` of a delivery's session, to catch up on its run.
-    History(Arc<ChatSend>),
+    History(Arc<Delivery>),
 }
 
 /// A request's answer.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Sent { send: Arc<ChatSend>, answer: Result<Value, LinkError> },
-    Aborted { asked_by: Option<Asker>, answer: Result<Value, LinkError> },
-    History { send: Arc<ChatSend>, answer: Result<Value, LinkError> },
+    Sent { send: Arc<Delivery>, answer: Result<ChatSendResult, CallError> },
+    Aborted { asked_by: Option<Asker>, answer: Result<ChatAbortResult, CallError> },
+    History { send: Arc<Delivery>, answer: Result<ChatHistoryResult, CallError> },
 }
 
 /// Who hears the answers (the relay's core; held weakly, so a driver never keeps it alive).
@@ -115,55 +122,31 @@ async fn run(
 }
 
 async fn perform(link: Arc<dyn GatewayLink>, job: Job, timeout: Duration) -> Outcome {
+    let link = link.as_ref();
     match job {
         Job::Send(send) => {
-            let params = json!({
-                "sessionKey": send.session_key,
-                "message": send.content,
-                "idempotencyKey": send.message_id.to_string(),
-            });
-            let answer = call(link.as_ref(), "chat.send", params, timeout).await;
+            let params = ChatSendParams {
+                session_key: send.session_key.clone(),
+                message: send.content.clone(),
+                idempotency_key: send.message_id.to_string(),
+                ..Default::default()
+            };
+            let answer = call_method::<ChatSend>(link, &params, timeout).await;
             Outcome::Sent { send, answer }
         }
         Job::Abort { session_key, run_id, asked_by } => {
-            let params = match &run_id {
-                Some(run) => json!({ "sessionKey": session_key, "runId": run }),
-                None => json!({ "sessionKey": session_key }),
-            };
-            let answer = call(link.as_ref(), "chat.abort", params, timeout).await;
+            let params = ChatAbortParams { session_key, run_id, ..Default::default() };
+            let answer = call_method::<ChatAbort>(link, &params, timeout).await;
             Outcome::Aborted { asked_by, answer }
         }
         Job::History(send) => {
-            let params = json!({ "sessionKey": send.session_key, "limit": 50 });
-            let answer = call(link.as_ref(), "chat.history", params, timeout).await;
+            let params = ChatHistoryParams {
+                session_key: send.session_key.clone(),
+                limit: Some(HISTORY_ROWS),
+                ..Default::default()
+            };
+            let answer = call_method::<ChatHistory>(link, &params, timeout).await;
             Outcome::History { send, answer }
-        }
-    }
-}
-
-/// Calls the gateway, retrying while it says it is starting (`UNAVAILABLE`, retryable, after
-/// `retryAfterMs`), all within `timeout`.
-async fn call(
-    link: &dyn GatewayLink,
-    method: &str,
-    params: Value,
-    timeout: Duration,
-) -> Result<Value, LinkError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(LinkError::Timeout);
-        }
-        match link.call(method, params.clone(), left).await {
-            Err(LinkError::Remote(e)) if e.code == "UNAVAILABLE" && e.retryable == Some(true) => {
-                let wait = Duration::from_millis(e.retry_after_ms.unwrap_or(250).clamp(50, 5_000));
-                if Instant::now() + wait >= deadline {
-                    return Err(LinkError::Remote(e));
-                }
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
         }
     }
 }

@@ -69,7 +69,7 @@ impl Core {
         if let Some(old) = linked.replaced {
             // A reconnect won the race with the old socket's close: the new link takes over
             // (OpenClaw sends run events to every connection).
-            old.close(super::close_code::UNAUTHORIZED);
+            old.close(crate::protocol::close_code::UNAUTHORIZED);
             self.outbox.link_lost(gateway);
         }
         if linked.needs_subscription {
@@ -96,7 +96,7 @@ impl Core {
     pub(crate) fn hand_off(&self, gateway: GatewayId) {
         let link = self.gateways.release(gateway);
         if let Some(link) = &link {
-            link.close(1000);
+            link.close(crate::protocol::close_code::NORMAL);
         }
         let pending = self.outbox.release_gateway(gateway);
         tracing::info!(%gateway, linked_here = link.is_some(), handed_over = pending.len(), "gateway taken over by another instance");
@@ -157,7 +157,7 @@ impl Core {
     pub(crate) fn detach(&self, gateway: GatewayId, generation: u64) {
         let until = Instant::now() + self.limits.offline_grace;
         if let Some(link) = self.gateways.unlink(gateway, generation, until) {
-            link.close(1000);
+            link.close(crate::protocol::close_code::NORMAL);
             self.outbox.link_lost(gateway);
         }
     }

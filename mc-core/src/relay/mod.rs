@@ -24,7 +24,6 @@
 //! grace period and are picked up by the next link; past it they fail. See ARCHITECTURE.md.
 
 mod chat;
-pub mod close_code;
 mod connections;
 mod control;
 mod core;
@@ -211,14 +210,10 @@ impl Relay {
         self.core.detach(gateway, generation);
     }
 
-    /// Handles an event a gateway pushed (`{type:"event", event, payload}`).
-    pub async fn gateway_event(
-        &self,
-        gateway: GatewayId,
-        event: &str,
-        payload: &serde_json::Value,
-    ) {
-        self.core.on_gateway_event(gateway, event, payload).await;
+    /// Handles an event a gateway pushed: the relay's runs' `chat` and `agent` events become
+    /// its users' chunks, statuses and stored replies; other events are not its business.
+    pub async fn gateway_event(&self, gateway: GatewayId, event: &mc_openclaw::EventFrame) {
+        self.core.on_gateway_event(gateway, event).await;
     }
 
     /// Closes every user socket and gateway link on this instance with `code` (shutdown: 1012).

@@ -16,9 +16,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::recent::RecentIds;
-use super::run_text::{Applied, RunText, TextUpdate};
+use super::run_text::{Applied, RunText};
 use crate::bus::ChatSend;
 use crate::ids::{GatewayId, MessageId, SessionId};
+use mc_openclaw::TextUpdate;
 
 /// Where a pending delivery is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,18 +5,18 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use mc_openclaw::agent::AgentEvent;
+use mc_openclaw::chat::{ChatHistoryResult, ChatSendResult, SendStatus};
+use mc_openclaw::rpc::CallError;
+use mc_openclaw::{ChatEvent, ChatState, Event, EventFrame, TextUpdate};
 
 use super::core::Core;
 use super::driver::{Answers, Asker, Job, Outcome};
 use super::outbox::{Delivery, Progress, Stage};
-use super::run_text::TextUpdate;
 use crate::bus::{ChatSend, GatewayCommand};
 use crate::ids::{GatewayId, MessageId};
-use crate::link::LinkError;
 use crate::model::{DeliveryState, MessageRole, NewMessage};
-use crate::protocol::gateway::message_text;
-use crate::protocol::{ChatEvent, ChatMessage, ChatState, ErrorCode, ServerFrame};
+use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
 use crate::store::DeliveryUpdate;
 
 impl Core {
@@ -60,7 +60,7 @@ impl Core {
             }
             GatewayCommand::Close => {
                 if let Some(link) = self.gateways.link_of(gateway) {
-                    link.close(super::close_code::UNAUTHORIZED);
+                    link.close(crate::protocol::close_code::UNAUTHORIZED);
                 }
             }
         }
@@ -82,7 +82,7 @@ impl Core {
     /// Handles the answer to one of the relay's requests on a link (called by its driver).
     pub(crate) fn on_outcome(&self, gateway: GatewayId, outcome: Outcome) {
         match outcome {
-            Outcome::Sent { send, answer: Ok(payload) } => self.on_sent(gateway, send, &payload),
+            Outcome::Sent { send, answer: Ok(answer) } => self.on_sent(gateway, send, &answer),
             Outcome::Sent { send, answer: Err(err) } => self.on_send_failed(gateway, send, err),
             Outcome::Aborted { asked_by: Some(asker), answer: Err(err) } => {
                 self.spawn(move |core| async move {
@@ -102,44 +102,48 @@ impl Core {
 
     /// `chat.send` accepted: `started` is a new run; `in_flight` (still running) and `ok`
     /// (finished while the link was away) are caught up from the session's history.
-    fn on_sent(&self, gateway: GatewayId, send: Arc<ChatSend>, payload: &Value) {
+    fn on_sent(&self, gateway: GatewayId, send: Arc<ChatSend>, answer: &ChatSendResult) {
         if self.outbox.stage(send.message_id).is_none() {
             return;
         }
         if self.outbox.mark_started(send.message_id, tokio::time::Instant::now()) {
             self.record(&send, DeliveryState::Started);
         }
-        let status = payload.get("status").and_then(Value::as_str).unwrap_or("started");
-        if matches!(status, "in_flight" | "ok")
+        if matches!(answer.status, SendStatus::InFlight | SendStatus::Ok)
             && let Some(jobs) = self.gateways.jobs(gateway)
         {
             jobs.submit(Job::History(send));
         }
     }
 
-    fn on_send_failed(&self, gateway: GatewayId, send: Arc<ChatSend>, err: LinkError) {
+    fn on_send_failed(&self, gateway: GatewayId, send: Arc<ChatSend>, err: CallError) {
         let (code, text) = match &err {
             // The link dropped: the message waits for the next one (or the grace period).
-            LinkError::Closed => return,
+            CallError::Closed => return,
             // Events already flowing mean the gateway is working on it: a late answer is no
             // failure.
-            LinkError::Timeout if self.outbox.stage(send.message_id) == Some(Stage::Started) => {
+            CallError::Timeout if self.outbox.stage(send.message_id) == Some(Stage::Started) => {
                 return;
             }
-            LinkError::Timeout => {
+            CallError::Timeout => {
                 (ErrorCode::GatewayTimeout, "The agent did not answer in time.".to_owned())
             }
-            LinkError::Remote(e) => (
+            CallError::Remote(e) => (
                 ErrorCode::GatewayError,
                 format!("The agent's gateway refused the message: {}", e.message),
             ),
+            CallError::Malformed(why) => (
+                ErrorCode::GatewayError,
+                format!("The agent's gateway answered something unreadable: {why}"),
+            ),
+            _ => (ErrorCode::GatewayError, format!("The agent's gateway failed: {err}")),
         };
         let Some(delivery) =
             self.outbox.take(gateway, send.message_id, tokio::time::Instant::now())
         else {
             return;
         };
-        if matches!(err, LinkError::Timeout) {
+        if matches!(err, CallError::Timeout) {
             self.stop_run(gateway, &delivery.send);
         }
         self.spawn(move |core| async move {
@@ -160,55 +164,50 @@ impl Core {
 
     /// Catches a run up from `chat.history`: its final reply if it finished, else the text
     /// of the run in flight.
-    fn catch_up_from_history(&self, gateway: GatewayId, send: Arc<ChatSend>, history: &Value) {
+    fn catch_up_from_history(
+        &self,
+        gateway: GatewayId,
+        send: Arc<ChatSend>,
+        history: &ChatHistoryResult,
+    ) {
         let run = send.message_id.to_string();
-        let final_text = history.get("messages").and_then(Value::as_array).and_then(|messages| {
-            messages
-                .iter()
-                .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-                .find(|m| m.pointer("/__openclaw/runId").and_then(Value::as_str) == Some(&run))
-                .and_then(message_text)
-        });
-        if let Some(text) = final_text {
+        if let Some(text) = history.reply_of(&run).and_then(|reply| reply.text()) {
             self.finish_run(gateway, send.message_id, Some(text));
             return;
         }
-        let in_flight = history
-            .get("inFlightRun")
-            .filter(|r| r.get("runId").and_then(Value::as_str) == Some(&run))
-            .and_then(|r| r.get("text"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if let Some(text) = in_flight {
+        if let Some(text) = history.in_flight_text(&run).map(str::to_owned) {
             self.spawn(move |core| async move {
                 core.apply_text(gateway, send.message_id, TextUpdate::Whole(&text)).await;
             });
         }
     }
 
-    /// Handles an event a gateway pushed.
-    pub(crate) async fn on_gateway_event(&self, gateway: GatewayId, event: &str, payload: &Value) {
-        match event {
-            "chat" => self.on_chat_event(gateway, payload).await,
-            "agent" => self.on_agent_event(gateway, payload).await,
-            _ => {}
+    /// Handles an event a gateway pushed: `chat` and `agent` events of the relay's runs; any
+    /// other event is not the relay's business.
+    pub(crate) async fn on_gateway_event(&self, gateway: GatewayId, frame: &EventFrame) {
+        if !matches!(frame.event.as_str(), "chat" | "agent") {
+            return;
+        }
+        match frame.decode() {
+            Ok(Event::Chat(event)) => self.on_chat_event(gateway, event).await,
+            Ok(Event::Agent(event)) => self.on_agent_event(gateway, &event).await,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(%gateway, error = %err, "an unreadable gateway event ignored");
+            }
         }
     }
 
     /// An `agent` event: what the run is doing, told to the user as `agent_status`.
-    async fn on_agent_event(&self, gateway: GatewayId, payload: &Value) {
-        let Some(Ok(id)) =
-            payload.get("runId").and_then(Value::as_str).map(str::parse::<MessageId>)
-        else {
-            return;
-        };
-        let stream = payload.get("stream").and_then(Value::as_str).unwrap_or_default();
-        let detail = payload.pointer("/data/phase").and_then(Value::as_str).map(str::to_owned);
+    async fn on_agent_event(&self, gateway: GatewayId, event: &AgentEvent) {
+        let Ok(id) = event.run_id.parse::<MessageId>() else { return };
+        let stream = event.stream.as_str();
+        let detail = event.phase().map(str::to_owned);
         let phase = match (stream, detail.as_deref()) {
             ("lifecycle", Some("start" | "model" | "fallback_step")) => "thinking",
             ("run_status", _) => "preparing",
             ("assistant", _) => "typing",
-            (s, _) if s.starts_with("tool") => "tool_use",
+            _ if event.is_tool() => "tool_use",
             _ => {
                 self.outbox.touch(gateway, id, tokio::time::Instant::now());
                 return;
@@ -241,21 +240,15 @@ impl Core {
         self.send_to_user(send.user_id, &frame, None, None).await;
     }
 
-    async fn on_chat_event(&self, gateway: GatewayId, payload: &Value) {
-        let Some(ev) = ChatEvent::parse(payload) else { return };
+    async fn on_chat_event(&self, gateway: GatewayId, ev: ChatEvent) {
         // Runs of this relay are named by their message's id; anything else is not ours.
         let Ok(id) = ev.run_id.parse::<MessageId>() else { return };
         match ev.state {
             ChatState::Delta => {
-                let update = match (&ev.text, &ev.delta_text) {
-                    (Some(whole), _) => TextUpdate::Whole(whole),
-                    (None, Some(delta)) if ev.replace => TextUpdate::Replace(delta),
-                    (None, Some(delta)) => TextUpdate::Append(delta),
-                    (None, None) => return,
-                };
+                let Some(update) = ev.text_update() else { return };
                 self.apply_text(gateway, id, update).await;
             }
-            ChatState::Final => self.finish_run(gateway, id, ev.text),
+            ChatState::Final => self.finish_run(gateway, id, ev.text()),
             ChatState::Error | ChatState::Aborted => {
                 let Some(delivery) = self.outbox.take(gateway, id, tokio::time::Instant::now())
                 else {
@@ -272,11 +265,8 @@ impl Core {
                     core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
                 });
             }
-            ChatState::Status => {
-                let detail = payload.get("phase").and_then(Value::as_str).map(str::to_owned);
-                self.announce(gateway, id, "preparing", detail).await;
-            }
-            ChatState::Other => self.outbox.touch(gateway, id, tokio::time::Instant::now()),
+            ChatState::Status => self.announce(gateway, id, "preparing", ev.phase).await,
+            ChatState::Other(_) => self.outbox.touch(gateway, id, tokio::time::Instant::now()),
         }
     }
 
@@ -379,9 +369,9 @@ impl Answers for Core {
     }
 }
 
-fn link_error_code(err: &LinkError) -> ErrorCode {
+fn link_error_code(err: &CallError) -> ErrorCode {
     match err {
-        LinkError::Timeout => ErrorCode::GatewayTimeout,
+        CallError::Timeout => ErrorCode::GatewayTimeout,
         _ => ErrorCode::GatewayError,
     }
 }

@@ -2,16 +2,7 @@
 //! text it has to the text the gateway has (SPEC §6: `offset` = UTF-8 bytes before `delta`; a
 //! client appends when `offset` equals its length and replaces from `offset` otherwise).
 
-/// How a gateway event changes the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TextUpdate<'a> {
-    /// The whole text so far (OpenClaw's cumulative `message`): the truth.
-    Whole(&'a str),
-    /// `deltaText` with `replace: true`: the text is now this.
-    Replace(&'a str),
-    /// `deltaText` to append.
-    Append(&'a str),
-}
+use mc_openclaw::TextUpdate;
 
 /// What applying an update gives.
 #[derive(Debug, Clone, PartialEq, Eq)]

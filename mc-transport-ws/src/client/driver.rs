@@ -5,20 +5,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mc_core::protocol::client::MAX_RESUME_SESSIONS;
+use mc_core::protocol::close_code;
 use mc_core::protocol::{
     AssignmentInfo, AuthFailure, ClientFrame, ClientRequest, ServerFrame, decode_server_frame,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use mc_openclaw::Backoff;
+
 use super::Inner;
-use super::backoff::{Backoff, random_unit};
 use super::net::{Incoming, Socket};
 use super::state::Command;
 use super::types::{ClientError, CloseReason, ConnectionState};
 
 /// How long the relay may take to answer `auth`.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// The first reconnect waits up to this long; the ceiling doubles with each attempt…
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// … up to this.
+const LONGEST_RETRY: Duration = Duration::from_secs(20);
 /// After a network change, how long a connected socket has to show it still works.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed early refresh, when to try again.
@@ -61,7 +67,7 @@ pub(crate) async fn run(
     run: u64,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(FIRST_RETRY, LONGEST_RETRY);
     let mut refreshed = false;
     loop {
         let ended = connection(&inner, &mut commands, &mut backoff, &mut refreshed).await;
@@ -85,7 +91,7 @@ pub(crate) async fn run(
                     ) => {
                         // The relay is unreachable: try the refresh again later.
                         refreshed = false;
-                        backoff.next_delay(random_unit())
+                        backoff.next_delay()
                     }
                     Err(err) => {
                         break inner.stopped(run, closed(CloseReason::AuthFailed), Some(err));
@@ -94,7 +100,7 @@ pub(crate) async fn run(
             }
             Ended::Dropped(why) => {
                 tracing::debug!(%why, "relay connection dropped");
-                backoff.next_delay(random_unit())
+                backoff.next_delay()
             }
         };
         inner.set_state(ConnectionState::Disconnected);
@@ -117,8 +123,8 @@ fn closed(reason: CloseReason) -> ConnectionState {
 
 fn close_code(code: Option<u16>) -> Ended {
     match code {
-        Some(4001) => Ended::Unauthorized,
-        Some(4003) => Ended::Forbidden,
+        Some(close_code::UNAUTHORIZED) => Ended::Unauthorized,
+        Some(close_code::FORBIDDEN) => Ended::Forbidden,
         other => Ended::Dropped(format!(
             "closed ({})",
             other.map_or("no code".into(), |c| c.to_string())

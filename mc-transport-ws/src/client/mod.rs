@@ -32,7 +32,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod driver;
 mod frames;
 mod http;
@@ -51,7 +50,6 @@ use mc_core::{AgentId, SessionId};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub use backoff::Backoff;
 pub use types::{
     ClientError, CloseReason, ConnectionState, Listener, SendReceipt, SystemEvent, Tokens,
 };

@@ -16,8 +16,7 @@ pub(crate) enum Probe {
     /// (milliseconds after `opened`).
     Inbound { link: Arc<FrameLink>, opened: Instant, last_frame_ms: Arc<AtomicU64> },
     /// The relay's connection to an OpenClaw gateway.
-    #[cfg(feature = "client")]
-    Outbound(crate::openclaw::OpenClawConnection),
+    Outbound(mc_openclaw::connection::OpenClawConnection),
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +118,6 @@ impl LinkBoard {
                         let at = *opened + std::time::Duration::from_millis(ms);
                         (Some(wall_clock_of(at)), link.pending_requests())
                     }
-                    #[cfg(feature = "client")]
                     Probe::Outbound(connection) => {
                         (connection.last_frame().map(wall_clock_of), connection.pending_requests())
                     }

@@ -17,7 +17,7 @@
 //! | `POST /api/v1/users/{id}/assign`, `DELETE /api/v1/users/{id}/assign/{agent_id}` | admin: assignments |
 //! | `POST/GET /api/v1/registration-tokens`, `DELETE /api/v1/registration-tokens/{id}` | admin: registration tokens |
 //! | `GET /api/v1/gateways[?status=]`, `GET/DELETE /api/v1/gateways/{id}`, `GET …/{id}/metrics` | admin: gateways |
-//! | `POST /api/v1/gateways` | admin: add a gateway the relay dials (feature `client`) |
+//! | `POST /api/v1/gateways` | admin: add a gateway the relay dials |
 //! | `GET /api/v1/gateways/{id}/connections` | admin: the gateway's live links on this instance |
 //! | `GET /api/v1/agents`, `GET /api/v1/activity` | admin: agents, activity feed |
 //! | `GET /api/v1/sessions?user_id=`, `GET /api/v1/sessions/{id}/messages` | admin: a user's chats |
@@ -32,7 +32,6 @@ mod error;
 mod extract;
 mod handshake;
 mod link_board;
-#[cfg(feature = "client")]
 mod outbound;
 mod outbound_routes;
 mod pre_auth;
@@ -69,7 +68,6 @@ pub(crate) struct AppState {
     /// The gateway links held here, for `GET /gateways/{id}/connections`.
     pub(crate) board: link_board::LinkBoard,
     /// The gateways this relay dials.
-    #[cfg(feature = "client")]
     pub(crate) outbound: outbound::OutboundPool,
 }
 
@@ -157,17 +155,9 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
     let (unauthenticated, per_ip) = relay.limits().unauthenticated_caps();
     let pre_auth = pre_auth::PreAuthGate::new(unauthenticated, per_ip);
     let board = link_board::LinkBoard::new(&config.instance_id);
-    #[cfg(feature = "client")]
     let outbound = start_outbound(&relay, &board);
-    let state = AppState {
-        services: relay.services().clone(),
-        relay,
-        slots,
-        pre_auth,
-        board,
-        #[cfg(feature = "client")]
-        outbound,
-    };
+    let state =
+        AppState { services: relay.services().clone(), relay, slots, pre_auth, board, outbound };
     // Users' routes, also served under seed 000's `/h5` prefix.
     let users_api = Router::new()
         .route("/auth/register", post(auth_routes::register))
@@ -223,7 +213,6 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
 
 /// The pool of gateways this relay dials, connecting to the stored ones in the background
 /// (when there is a tokio runtime: outside one, only gateways added later are dialled).
-#[cfg(feature = "client")]
 fn start_outbound(relay: &Relay, board: &link_board::LinkBoard) -> outbound::OutboundPool {
     let pool = outbound::OutboundPool::new(relay.clone(), board.clone());
     match tokio::runtime::Handle::try_current() {

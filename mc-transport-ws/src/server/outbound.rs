@@ -22,17 +22,17 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mc_core::{Error, GatewayId, GatewayLink, LinkError, OutboundLink, Relay, close_code};
-use serde_json::Value;
+use mc_core::protocol::close_code;
+use mc_core::{AgentReport, Error, GatewayId, GatewayLink, OutboundLink, Relay};
+use mc_openclaw::ConnectFailure;
+use mc_openclaw::Payload;
+use mc_openclaw::connection::{ConnectionEvent, OpenClawConnection, OpenClawOptions};
+use mc_openclaw::device::DeviceIdentity;
+use mc_openclaw::method::AgentsList;
+use mc_openclaw::rpc::CallError;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::link_board::{LinkBoard, Probe};
-use crate::openclaw::{
-    ConnectFailure, ConnectionEvent, DeviceIdentity, OpenClawConnection, OpenClawOptions,
-    agent_reports,
-};
 
 /// The settings key of the relay's device key (base64url of the Ed25519 secret).
 pub(crate) const DEVICE_KEY_SETTING: &str = "openclaw.device_key";
@@ -108,19 +108,13 @@ impl OutboundPool {
             .get_or_try_init(|| async {
                 let fresh = DeviceIdentity::generate()
                     .map_err(|e| Error::Internal(format!("no randomness for a device key: {e}")))?;
-                let encoded = URL_SAFE_NO_PAD.encode(fresh.secret());
                 let store = self.inner.relay.services().store();
-                let stored = store.setting_or_insert(DEVICE_KEY_SETTING, &encoded).await?;
-                let secret: [u8; 32] = URL_SAFE_NO_PAD
-                    .decode(stored.as_bytes())
-                    .ok()
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .ok_or_else(|| {
-                        Error::Internal(format!(
-                            "the stored setting {DEVICE_KEY_SETTING} is not a 32-byte key"
-                        ))
-                    })?;
-                Ok(DeviceIdentity::from_secret(secret))
+                let stored = store.setting_or_insert(DEVICE_KEY_SETTING, &fresh.to_text()).await?;
+                DeviceIdentity::from_text(&stored).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the stored setting {DEVICE_KEY_SETTING} is not a 32-byte key"
+                    ))
+                })
             })
             .await
     }
@@ -140,13 +134,13 @@ impl GatewayLink for SessionLink {
     async fn call(
         &self,
         method: &str,
-        params: Value,
+        params: Payload,
         timeout: Duration,
-    ) -> Result<Value, LinkError> {
+    ) -> Result<Payload, CallError> {
         if !self.open.load(Ordering::SeqCst) {
-            return Err(LinkError::Closed);
+            return Err(CallError::Closed);
         }
-        GatewayLink::call(&self.connection, method, params, timeout).await
+        self.connection.call(method, params, timeout).await
     }
 
     fn close(&self, code: u16) {
@@ -190,10 +184,10 @@ async fn drive(
         let gone = match event {
             ConnectionEvent::Up(hello) => {
                 let agents = match connection
-                    .call("agents.list", serde_json::json!({}), AGENTS_TIMEOUT)
+                    .call_method::<AgentsList>(&Default::default(), AGENTS_TIMEOUT)
                     .await
                 {
-                    Ok(list) => Some(agent_reports(&list)),
+                    Ok(list) => Some(AgentReport::from_agents_list(&list)),
                     Err(err) => {
                         tracing::warn!(error = %err, %gateway, "agents.list failed; keeping the agents known");
                         None
@@ -256,15 +250,16 @@ async fn drive(
                 )
             }
             ConnectionEvent::DeviceToken(token) => {
-                if let Err(err) = registry.keep_device_token(gateway, token.expose()).await {
+                if let Err(err) = registry.keep_device_token(gateway, &token.0).await {
                     tracing::warn!(error = %err, %gateway, "cannot keep the issued device token");
                 }
                 false
             }
-            ConnectionEvent::Event { name, payload } => {
-                pool.relay.gateway_event(gateway, &name, &payload).await;
+            ConnectionEvent::Event(event) => {
+                pool.relay.gateway_event(gateway, &event).await;
                 false
             }
+            _ => false,
         };
         if gone {
             tracing::info!(%gateway, "the gateway was deleted; closing its connection");
@@ -291,7 +286,7 @@ fn detach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openclaw::ConnectionState;
+    use mc_openclaw::connection::ConnectionState;
 
     async fn ends(connection: &OpenClawConnection, within: Duration) -> bool {
         let mut state = connection.state();
@@ -308,9 +303,9 @@ mod tests {
         let nowhere = OpenClawOptions::new("ws://127.0.0.1:1");
         let connection = OpenClawConnection::start(nowhere, tx);
         let link = SessionLink { connection: connection.clone(), open: AtomicBool::new(true) };
-        link.close(1000);
-        let call = link.call("health", serde_json::json!({}), Duration::from_secs(1)).await;
-        assert_eq!(call, Err(LinkError::Closed));
+        link.close(close_code::NORMAL);
+        let call = link.call("health", Payload::null(), Duration::from_secs(1)).await;
+        assert_eq!(call, Err(CallError::Closed));
         assert!(!ends(&connection, Duration::from_millis(300)).await, "still reconnecting");
 
         let again = SessionLink { connection: connection.clone(), open: AtomicBool::new(true) };

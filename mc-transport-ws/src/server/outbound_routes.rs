@@ -35,26 +35,14 @@ pub(crate) async fn add_gateway(
     Admin(admin): Admin,
     ApiJson(body): ApiJson<NewGatewayBody>,
 ) -> Result<(StatusCode, Json<GatewayView>), ApiError> {
-    #[cfg(feature = "client")]
-    {
-        let request = OutboundGatewayRequest { name: body.name, url: body.url, token: body.token };
-        let registry = state.services.registry();
-        let (gateway, link) = registry.add_outbound_gateway(&admin, request).await?;
-        state.outbound.start(link.clone()).await?;
-        Ok((
-            StatusCode::CREATED,
-            Json(GatewayView::new(gateway, Some(vec![])).with_outbound(Some(link))),
-        ))
-    }
-    #[cfg(not(feature = "client"))]
-    {
-        let _ = (state, admin, body.name, body.url, body.token, OutboundGatewayRequest::validate);
-        Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NOT_IMPLEMENTED",
-            "this server was built without the `client` feature of mc-transport-ws, so it cannot dial gateways",
-        ))
-    }
+    let request = OutboundGatewayRequest { name: body.name, url: body.url, token: body.token };
+    let registry = state.services.registry();
+    let (gateway, link) = registry.add_outbound_gateway(&admin, request).await?;
+    state.outbound.start(link.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(GatewayView::new(gateway, Some(vec![])).with_outbound(Some(link))),
+    ))
 }
 
 pub(crate) async fn gateway_connections(

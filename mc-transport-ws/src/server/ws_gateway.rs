@@ -13,11 +13,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use mc_core::close_code;
 use mc_core::link::LinkOutbound;
-use mc_core::protocol::RelayToGateway;
-use mc_core::protocol::gateway::{GatewayErrorShape, GatewayInbound, decode_gateway_frame};
+use mc_core::protocol::close_code;
+use mc_core::protocol::{GatewayToRelay, RelayToGateway, decode_gateway_frame};
 use mc_core::{FrameLink, GatewayId};
+use mc_openclaw::{ErrorShape, Frame};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -102,7 +102,7 @@ async fn run(
             match socket.next().await {
                 Some(Ok(Message::Text(text))) => {
                     return match decode_gateway_frame(&text) {
-                        Ok(GatewayInbound::Auth { relay_token }) => Some(
+                        Ok(GatewayToRelay::Auth { relay_token }) => Some(
                             state
                                 .services
                                 .registry()
@@ -182,26 +182,23 @@ async fn run(
                         heard_since_touch = true;
                         metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
                         match decode_gateway_frame(&text) {
-                            Ok(GatewayInbound::Res { id: req, ok, payload, error }) => link.resolve(&req, ok, payload, error),
-                            Ok(GatewayInbound::Event { event, payload }) => state.relay.gateway_event(id, &event, &payload).await,
-                            Ok(GatewayInbound::Heartbeat(beat)) => {
+                            Ok(GatewayToRelay::OpenClaw(Frame::Response(response))) => link.resolve(response),
+                            Ok(GatewayToRelay::OpenClaw(Frame::Event(event))) => state.relay.gateway_event(id, &event).await,
+                            Ok(GatewayToRelay::Heartbeat(beat)) => {
                                 if let Err(err) = state.services.registry().link_heartbeat(id, beat).await {
                                     tracing::info!(error = %err, gateway = %id, "gateway heartbeat refused");
                                 }
                                 heard_since_touch = false;
                             }
-                            Ok(GatewayInbound::Req { id: req, method }) => {
-                                let answer = RelayToGateway::Res {
-                                    id: req, ok: false, payload: serde_json::Value::Null,
-                                    error: Some(GatewayErrorShape {
-                                        code: "INVALID_REQUEST".into(),
-                                        message: format!("the relay serves no method {method:?}"),
-                                        ..Default::default()
-                                    }),
-                                };
+                            Ok(GatewayToRelay::OpenClaw(Frame::Request(request))) => {
+                                let refusal = ErrorShape::new(
+                                    "INVALID_REQUEST",
+                                    format!("the relay serves no method {:?}", request.method),
+                                );
+                                let answer = RelayToGateway::OpenClaw(Frame::Response(mc_openclaw::Response::error(request.id, refusal)));
                                 if !send_text(&mut socket, answer.to_json()).await { break; }
                             }
-                            Ok(GatewayInbound::Auth { .. }) => {}
+                            Ok(GatewayToRelay::Auth { .. }) => {}
                             Err(err) => tracing::debug!(gateway = %id, error = %err, "undecodable gateway frame ignored"),
                         }
                     }
@@ -251,7 +248,7 @@ async fn run(
             }
             _ = ticks.tick() => {
                 if last_heard.elapsed() > interval * 3 {
-                    close(&mut socket, 1001, "no frames for three heartbeat intervals").await;
+                    close(&mut socket, close_code::GOING_AWAY, "no frames for three heartbeat intervals").await;
                     break;
                 }
                 if heard_since_touch {

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use mc_core::close_code;
+use mc_core::protocol::close_code;
 use mc_core::protocol::{
     AuthFailure, ClientFrame, ClientRequest, ErrorCode, ServerFrame, decode_client_frame,
 };
@@ -520,7 +520,7 @@ async fn heartbeat(
     last_heard: Instant,
 ) -> ControlFlow<()> {
     if last_heard.elapsed() > beats.interval * 3 {
-        close(socket, 1001, "no heartbeat for three intervals").await;
+        close(socket, close_code::GOING_AWAY, "no heartbeat for three intervals").await;
         return ControlFlow::Break(());
     }
     beats.sent += 1;

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use mc_core::auth::{AuthConfig, JwtKey};
 use mc_core::link::LinkOutbound;
-use mc_core::protocol::gateway::GatewayErrorShape;
 use mc_core::protocol::{ClientFrame, ClientRequest};
 use mc_core::testing::fixtures::ChatWorld;
 use mc_core::*;
+use mc_openclaw::{ErrorShape, EventFrame, Payload, Response};
 use mc_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -110,7 +110,13 @@ impl Engine {
     pub async fn event(&self, run: &str, key: &str, state: &str, extra: Value) {
         let mut payload = json!({ "runId": run, "sessionKey": key, "state": state });
         payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        self.relay.gateway_event(self.gateway(), "chat", &payload).await;
+        self.gateway_event("chat", payload).await;
+    }
+
+    /// Pushes the gateway event `name` with `payload`, as the gateway's link would.
+    pub async fn gateway_event(&self, name: &str, payload: Value) {
+        let frame = EventFrame::new(name, Payload::encode(&payload).unwrap());
+        self.relay.gateway_event(self.gateway(), &frame).await;
     }
 }
 
@@ -156,13 +162,13 @@ impl FakeGateway {
     }
 
     pub fn answer(&self, request: &Value, payload: Value) {
-        self.link.resolve(request["id"].as_str().unwrap(), true, payload, None);
+        let id = request["id"].as_str().unwrap();
+        self.link.resolve(Response::ok(id, Payload::encode(&payload).unwrap()));
     }
 
     pub fn refuse(&self, request: &Value, code: &str, message: &str) {
-        let error =
-            GatewayErrorShape { code: code.into(), message: message.into(), ..Default::default() };
-        self.link.resolve(request["id"].as_str().unwrap(), false, Value::Null, Some(error));
+        let id = request["id"].as_str().unwrap();
+        self.link.resolve(Response::error(id, ErrorShape::new(code, message)));
     }
 }
 

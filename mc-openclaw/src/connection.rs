@@ -1,26 +1,38 @@
 //! [`OpenClawConnection`]: one client connection to an OpenClaw gateway, kept up by its own
-//! task: connect, handshake (challenge, signed `connect`, `hello-ok`), requests matched to
-//! answers by id with a timeout, events handed to the owner, the `tick` watchdog, and
-//! reconnection with exponential backoff and full jitter. Every request pending when the
-//! socket is lost fails at once.
+//! task: connect, handshake (challenge, signed `connect`, `hello-ok`), calls matched to their
+//! answers by id with a deadline, events handed to the owner, the `tick` watchdog, and
+//! reconnection with exponential backoff and full jitter. Every call in flight when the
+//! socket is lost fails at once; every write has a deadline, so a gateway that stops reading
+//! is dropped and dialled again.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mc_core::protocol::gateway::GatewayErrorShape;
-use serde_json::Value;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use super::device::DeviceIdentity;
-use super::handshake::{
-    Challenge, ClientInfo, ConnectFailure, Credentials, HelloOk, connect_request,
+use crate::backoff::Backoff;
+use crate::device::DeviceIdentity;
+use crate::event::Event;
+use crate::frame::{EventFrame, Frame, Payload, Request};
+use crate::handshake::{
+    CONNECT, Challenge, ClientInfo, ConnectFailure, ConnectParams, HelloOk, SCOPE_READ, SCOPE_WRITE,
 };
+use crate::method::Method;
+use crate::rpc::{CallError, Calls, params_of, result_of};
+
+/// Frames queued towards the gateway before callers wait.
+const WRITE_QUEUE: usize = 256;
+/// A connection that held this long starts the backoff over when lost.
+const HELD: Duration = Duration::from_secs(30);
+/// The close code the tick watchdog uses (as OpenClaw's own client does).
+const TICK_TIMEOUT_CLOSE: u16 = 4000;
+/// Normal closure.
+const NORMAL_CLOSE: u16 = 1000;
 
 /// How to reach and authenticate to a gateway.
 #[derive(Clone)]
@@ -37,10 +49,14 @@ pub struct OpenClawOptions {
     pub client: ClientInfo,
     /// Scopes to ask for.
     pub scopes: Vec<String>,
+    /// Client capabilities to declare.
+    pub caps: Vec<String>,
     /// Time for the socket to open and the handshake to finish.
     pub handshake_timeout: Duration,
+    /// Time one write (or the closing handshake) may take before the gateway counts as gone.
+    pub write_timeout: Duration,
     /// First reconnect delay.
-    pub reconnect_base: Duration,
+    pub reconnect_first: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
 }
@@ -54,13 +70,15 @@ impl std::fmt::Debug for OpenClawOptions {
             .field("device_token", &self.device_token.as_ref().map(|_| "<redacted>"))
             .field("client", &self.client)
             .field("scopes", &self.scopes)
+            .field("caps", &self.caps)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenClawOptions {
     /// Options for `url` with the relay's defaults: `gateway-client`/`backend`,
-    /// `operator.read` + `operator.write`, 15 s handshake, reconnects 1 s → 30 s.
+    /// `operator.read` + `operator.write`, 15 s handshake, 10 s per write, reconnects 1 s →
+    /// 30 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -68,9 +86,11 @@ impl OpenClawOptions {
             device: None,
             device_token: None,
             client: ClientInfo::default(),
-            scopes: vec!["operator.read".into(), "operator.write".into()],
+            scopes: vec![SCOPE_READ.into(), SCOPE_WRITE.into()],
+            caps: Vec::new(),
             handshake_timeout: Duration::from_secs(15),
-            reconnect_base: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(10),
+            reconnect_first: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
         }
     }
@@ -91,6 +111,16 @@ impl OpenClawOptions {
     pub fn device_token(mut self, token: Option<String>) -> Self {
         self.device_token = token;
         self
+    }
+
+    /// The `connect` answering `challenge`, signed by the device if there is one.
+    fn connect_params(&self, challenge: &Challenge) -> ConnectParams {
+        let mut params =
+            ConnectParams::operator(self.client.clone(), self.scopes.clone(), self.caps.clone());
+        params.auth.token = self.token.clone();
+        params.auth.device_token = self.device_token.clone();
+        params.device = self.device.as_ref().map(|device| device.prove(&params, challenge));
+        params
     }
 }
 
@@ -124,40 +154,28 @@ pub enum ConnectionEvent {
     Unreachable(String),
     /// A `connect` was refused (retrying as the failure says).
     Refused(ConnectFailure),
-    /// The gateway issued a device token: keep it for the next connect.
-    DeviceToken(mc_core::Secret),
+    /// The gateway issued a device token: keep it for the next connect. (Its `Debug` shows
+    /// no token.)
+    DeviceToken(DeviceToken),
     /// An event the gateway pushed (not `tick`, not `connect.challenge`).
-    Event {
-        /// Its name: `chat`, `agent`, …
-        name: String,
-        /// Its payload.
-        payload: Value,
-    },
+    Event(EventFrame),
 }
 
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// Not connected, or the socket was lost before the answer.
-    #[error("the gateway connection is down")]
-    Closed,
-    /// No answer in time.
-    #[error("the gateway did not answer in time")]
-    Timeout,
-    /// The gateway answered with an error.
-    #[error("the gateway answered {}: {}", .0.code, .0.message)]
-    Remote(GatewayErrorShape),
-}
+/// A device token the gateway issued; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(pub String);
 
-type Pending = HashMap<String, oneshot::Sender<Result<Value, GatewayErrorShape>>>;
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceToken(<redacted>)")
+    }
+}
 
 struct Shared {
     options: Mutex<OpenClawOptions>,
     state: watch::Sender<ConnectionState>,
-    writer: Mutex<Option<mpsc::UnboundedSender<String>>>,
-    pending: Mutex<Pending>,
-    next_id: AtomicU64,
+    writer: Mutex<Option<mpsc::Sender<String>>>,
+    calls: Calls,
     closed: AtomicBool,
     close_now: Notify,
     last_frame: Mutex<Option<Instant>>,
@@ -185,6 +203,7 @@ impl Drop for CloseOnDrop {
 
 fn close(shared: &Shared) {
     shared.closed.store(true, Ordering::SeqCst);
+    shared.calls.fail_all();
     shared.close_now.notify_waiters();
     shared.close_now.notify_one();
 }
@@ -205,8 +224,7 @@ impl OpenClawConnection {
             options: Mutex::new(options),
             state: watch::channel(ConnectionState::Connecting).0,
             writer: Mutex::new(None),
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            calls: Calls::new("mc"),
             closed: AtomicBool::new(false),
             close_now: Notify::new(),
             last_frame: Mutex::new(None),
@@ -215,31 +233,28 @@ impl OpenClawConnection {
         Self { _owner: Arc::new(CloseOnDrop(shared.clone())), shared }
     }
 
-    /// Calls `method` and waits at most `timeout` for the answer's payload.
+    /// Calls `method` with `params` and waits at most `timeout` for the answer.
     pub async fn call(
         &self,
         method: &str,
-        params: Value,
+        params: Payload,
         timeout: Duration,
-    ) -> Result<Value, CallError> {
-        let writer = lock(&self.shared.writer).clone().ok_or(CallError::Closed)?;
-        let id = format!("mc{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        lock(&self.shared.pending).insert(id.clone(), tx);
-        let frame =
-            serde_json::json!({ "type": "req", "id": id, "method": method, "params": params });
-        if writer.send(frame.to_string()).is_err() {
-            lock(&self.shared.pending).remove(&id);
+    ) -> Result<Payload, CallError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
             return Err(CallError::Closed);
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer.map_err(CallError::Remote),
-            Ok(Err(_)) => Err(CallError::Closed),
-            Err(_) => {
-                lock(&self.shared.pending).remove(&id);
-                Err(CallError::Timeout)
-            }
-        }
+        let writer = lock(&self.shared.writer).clone().ok_or(CallError::Closed)?;
+        let send = |frame: String| async move { writer.send(frame).await.is_ok() };
+        self.shared.calls.call(method, params, timeout, send).await
+    }
+
+    /// Calls method `M` and reads its result.
+    pub async fn call_method<M: Method>(
+        &self,
+        params: &M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result, CallError> {
+        result_of::<M>(self.call(M::NAME, params_of::<M>(params)?, timeout).await?)
     }
 
     /// The state now, and its changes.
@@ -247,9 +262,9 @@ impl OpenClawConnection {
         self.shared.state.subscribe()
     }
 
-    /// Requests waiting for an answer.
+    /// Calls waiting for an answer.
     pub fn pending_requests(&self) -> usize {
-        lock(&self.shared.pending).len()
+        self.shared.calls.in_flight()
     }
 
     /// When the last frame arrived.
@@ -262,18 +277,10 @@ impl OpenClawConnection {
         lock(&self.shared.options).device_token = token;
     }
 
-    /// Closes the connection for good; pending requests fail.
+    /// Closes the connection for good; calls in flight fail.
     pub fn close(&self) {
         close(&self.shared);
     }
-}
-
-/// A delay with full jitter: uniformly random in `[0, min(max, base · 2^attempt)]`.
-pub fn jittered(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(max);
-    let mut bytes = [0u8; 8];
-    let r = getrandom::fill(&mut bytes).map(|()| u64::from_le_bytes(bytes)).unwrap_or(u64::MAX / 2);
-    ceiling.mul_f64((r as f64) / (u64::MAX as f64))
 }
 
 /// How a session ended.
@@ -286,45 +293,43 @@ enum Ended {
 }
 
 async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>) {
-    let mut attempt = 0u32;
-    loop {
-        if shared.closed.load(Ordering::SeqCst) {
-            break;
-        }
+    let mut backoff = {
+        let options = lock(&shared.options);
+        Backoff::new(options.reconnect_first, options.reconnect_max)
+    };
+    while !shared.closed.load(Ordering::SeqCst) {
         shared.state.send_replace(ConnectionState::Connecting);
         let ended = session(&shared, &events).await;
-        fail_pending(&shared);
+        shared.calls.fail_all();
         *lock(&shared.writer) = None;
-        let options = lock(&shared.options).clone();
+        let url = lock(&shared.options).url.clone();
         let wait = match ended {
             Ended::Closed => break,
             Ended::Lost(lasted, why) => {
-                if lasted > Duration::ZERO {
-                    let _ = events.send(ConnectionEvent::Down(why.clone()));
+                let event = if lasted.is_zero() {
+                    ConnectionEvent::Unreachable(why.clone())
                 } else {
-                    let _ = events.send(ConnectionEvent::Unreachable(why.clone()));
+                    ConnectionEvent::Down(why.clone())
+                };
+                let _ = events.send(event);
+                if lasted > HELD {
+                    backoff.reset();
                 }
-                if lasted > Duration::from_secs(30) {
-                    attempt = 0;
-                }
-                tracing::info!(url = %options.url, reason = %why, "OpenClaw gateway connection down; reconnecting");
-                jittered(options.reconnect_base, options.reconnect_max, attempt)
+                tracing::info!(url = %url, reason = %why, "OpenClaw gateway connection down; reconnecting");
+                backoff.next_delay()
             }
             Ended::Refused(failure) => {
                 if matches!(failure, ConnectFailure::Starting { .. }) {
-                    tracing::debug!(url = %options.url, %failure, "OpenClaw gateway starting");
+                    tracing::debug!(url = %url, %failure, "OpenClaw gateway starting");
                 } else {
-                    tracing::warn!(url = %options.url, %failure, "OpenClaw gateway refused the connection");
+                    tracing::warn!(url = %url, %failure, "OpenClaw gateway refused the connection");
                 }
                 shared.state.send_replace(ConnectionState::Refused(failure.clone()));
-                let wait = failure.retry_after();
+                let wait = failure.retry_after().unwrap_or_else(|| backoff.next_delay());
                 let _ = events.send(ConnectionEvent::Refused(failure));
-                wait.unwrap_or_else(|| {
-                    jittered(options.reconnect_base, options.reconnect_max, attempt)
-                })
+                wait
             }
         };
-        attempt = attempt.saturating_add(1);
         tokio::select! {
             () = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
             () = shared.close_now.notified() => {}
@@ -333,12 +338,25 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>
     shared.state.send_replace(ConnectionState::Closed);
 }
 
-fn fail_pending(shared: &Shared) {
-    lock(&shared.pending).clear();
-}
-
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame, or why there is none.
+async fn next_text(socket: &mut Socket) -> Result<String, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Message::Close(close))) => {
+                let why = close
+                    .map_or_else(String::new, |c| format!("{} {}", u16::from(c.code), c.reason));
+                return Err(format!("closed by the gateway {why}").trim_end().to_owned());
+            }
+            None => return Err("the socket ended".into()),
+            Some(Err(e)) => return Err(format!("socket error: {e}")),
+            Some(Ok(_)) => {}
+        }
+    }
+}
 
 /// Opens the socket and completes the handshake.
 async fn handshake(
@@ -351,71 +369,64 @@ async fn handshake(
         .await
         .map_err(|e| lost(format!("cannot connect to {}: {e}", options.url)))?;
     let challenge = loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).unwrap_or_default();
-                if let Some(challenge) = Challenge::parse(&frame) {
-                    break challenge;
-                }
-            }
-            Some(Ok(Message::Close(_))) | None => {
-                return Err(lost("closed before the challenge".into()));
-            }
-            Some(Err(e)) => return Err(lost(format!("socket error before the challenge: {e}"))),
-            Some(Ok(_)) => {}
+        let text = next_text(&mut socket)
+            .await
+            .map_err(|why| lost(format!("{why}, before the challenge")))?;
+        if let Ok(Frame::Event(frame)) = Frame::decode(&text)
+            && let Ok(Event::ConnectChallenge(challenge)) = frame.decode()
+        {
+            break challenge;
         }
     };
-    let credentials = Credentials {
-        token: options.token.as_deref(),
-        device_token: options.device_token.as_deref(),
-        device: options.device.as_ref(),
-    };
-    let request =
-        connect_request("connect", &options.client, &options.scopes, &credentials, &challenge);
-    socket
-        .send(Message::Text(request.into()))
+    let params = Payload::encode(&options.connect_params(&challenge))
+        .map_err(|e| lost(format!("cannot write connect: {e}")))?;
+    let request = Frame::Request(Request::new(CONNECT, CONNECT, params)).to_json();
+    write(&mut socket, Message::Text(request.into()), options.write_timeout)
         .await
         .map_err(|e| lost(format!("cannot send connect: {e}")))?;
     loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).unwrap_or_default();
-                if frame.get("type").and_then(Value::as_str) != Some("res")
-                    || frame.get("id").and_then(Value::as_str) != Some("connect")
-                {
-                    continue;
-                }
-                if frame.get("ok").and_then(Value::as_bool) == Some(true) {
-                    let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
-                    let hello = HelloOk::parse(&payload)
-                        .ok_or_else(|| lost("a hello-ok that cannot be read".into()))?;
-                    if let Some(token) = &hello.auth.device_token {
-                        lock(&shared.options).device_token = Some(token.clone());
-                        let _ = events.send(ConnectionEvent::DeviceToken(token.clone().into()));
-                    }
-                    return Ok((socket, hello));
-                }
-                let error: GatewayErrorShape = frame
-                    .get("error")
-                    .cloned()
-                    .and_then(|e| serde_json::from_value(e).ok())
-                    .unwrap_or_default();
-                return Err(Ended::Refused(ConnectFailure::classify(&error)));
-            }
-            Some(Ok(Message::Close(close))) => {
-                let why = close
-                    .map_or_else(String::new, |c| format!("{} {}", u16::from(c.code), c.reason));
-                return Err(lost(format!("closed during the handshake: {why}")));
-            }
-            None => return Err(lost("closed during the handshake".into())),
-            Some(Err(e)) => return Err(lost(format!("socket error during the handshake: {e}"))),
-            Some(Ok(_)) => {}
+        let text = next_text(&mut socket)
+            .await
+            .map_err(|why| lost(format!("{why}, during the handshake")))?;
+        let Ok(Frame::Response(response)) = Frame::decode(&text) else { continue };
+        if response.id != CONNECT {
+            continue;
         }
+        let payload =
+            response.into_answer().map_err(|e| Ended::Refused(ConnectFailure::classify(&e)))?;
+        let hello: HelloOk = payload
+            .decode("hello-ok")
+            .ok()
+            .filter(HelloOk::is_hello)
+            .ok_or_else(|| lost("a hello-ok that cannot be read".into()))?;
+        if let Some(token) = &hello.auth.device_token {
+            lock(&shared.options).device_token = Some(token.clone());
+            let _ = events.send(ConnectionEvent::DeviceToken(DeviceToken(token.clone())));
+        }
+        return Ok((socket, hello));
     }
 }
 
+/// Writes one message within `deadline`.
+async fn write(socket: &mut Socket, message: Message, deadline: Duration) -> Result<(), String> {
+    match tokio::time::timeout(deadline, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no write completed in {} s", deadline.as_secs())),
+    }
+}
+
+/// Closes the socket with `code`, giving the closing handshake at most `deadline`.
+async fn close_socket(socket: &mut Socket, code: u16, reason: &'static str, deadline: Duration) {
+    let frame = CloseFrame { code: code.into(), reason: reason.into() };
+    let _ = tokio::time::timeout(deadline, socket.close(Some(frame))).await;
+}
+
 async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent>) -> Ended {
-    let timeout = lock(&shared.options).handshake_timeout;
+    let (timeout, write_timeout) = {
+        let options = lock(&shared.options);
+        (options.handshake_timeout, options.write_timeout)
+    };
     let opened = tokio::select! {
         opened = tokio::time::timeout(timeout, handshake(shared, events)) => opened,
         () = shared.close_now.notified() => return Ended::Closed,
@@ -428,7 +439,7 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
     let since = Instant::now();
     let silence = hello.silence_limit();
     *lock(&shared.last_frame) = Some(since);
-    let (writer, mut outgoing) = mpsc::unbounded_channel::<String>();
+    let (writer, mut outgoing) = mpsc::channel::<String>(WRITE_QUEUE);
     *lock(&shared.writer) = Some(writer);
     shared.state.send_replace(ConnectionState::Online { hello: Box::new(hello.clone()) });
     let _ = events.send(ConnectionEvent::Up(Box::new(hello)));
@@ -450,21 +461,19 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
                 Some(Err(e)) => return lost(format!("socket error: {e}")),
             },
             Some(frame) = outgoing.recv() => {
-                if let Err(e) = socket.send(Message::Text(frame.into())).await {
-                    return lost(format!("cannot send: {e}"));
+                if let Err(why) = write(&mut socket, Message::Text(frame.into()), write_timeout).await {
+                    return lost(format!("cannot send: {why}"));
                 }
             }
             _ = watchdog.tick() => {
                 let quiet = lock(&shared.last_frame).map_or(Duration::ZERO, |t| t.elapsed());
                 if quiet > silence {
-                    let close = CloseFrame { code: 4000.into(), reason: "tick timeout".into() };
-                    let _ = socket.close(Some(close)).await;
+                    close_socket(&mut socket, TICK_TIMEOUT_CLOSE, "tick timeout", write_timeout).await;
                     return lost(format!("no frame for {} s (tick watchdog)", quiet.as_secs()));
                 }
             }
             () = shared.close_now.notified() => {
-                let close = CloseFrame { code: 1000.into(), reason: "closing".into() };
-                let _ = socket.close(Some(close)).await;
+                close_socket(&mut socket, NORMAL_CLOSE, "closing", write_timeout).await;
                 return Ended::Closed;
             }
         }
@@ -472,34 +481,19 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
 }
 
 fn on_frame(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent>, text: &str) {
-    let Ok(frame) = serde_json::from_str::<Value>(text) else {
-        tracing::debug!("undecodable frame from the OpenClaw gateway ignored");
-        return;
-    };
-    match frame.get("type").and_then(Value::as_str) {
-        Some("res") => {
-            let Some(id) = frame.get("id").and_then(Value::as_str) else { return };
-            let Some(waiter) = lock(&shared.pending).remove(id) else { return };
-            let answer = if frame.get("ok").and_then(Value::as_bool) == Some(true) {
-                Ok(frame.get("payload").cloned().unwrap_or(Value::Null))
-            } else {
-                Err(frame
-                    .get("error")
-                    .cloned()
-                    .and_then(|e| serde_json::from_value(e).ok())
-                    .unwrap_or_default())
-            };
-            let _ = waiter.send(answer);
+    match Frame::decode(text) {
+        Ok(Frame::Response(response)) => {
+            shared.calls.resolve(response);
         }
-        Some("event") => {
-            let name = frame.get("event").and_then(Value::as_str).unwrap_or_default();
-            if matches!(name, "tick" | "connect.challenge") {
-                return;
+        Ok(Frame::Event(event)) => {
+            if !matches!(event.event.as_str(), "tick" | "connect.challenge") {
+                let _ = events.send(ConnectionEvent::Event(event));
             }
-            let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
-            let _ = events.send(ConnectionEvent::Event { name: name.to_owned(), payload });
         }
-        _ => {}
+        Ok(Frame::Request(_)) => tracing::debug!("a request from the OpenClaw gateway ignored"),
+        Err(err) => {
+            tracing::debug!(error = %err, "undecodable frame from the OpenClaw gateway ignored")
+        }
     }
 }
 
@@ -508,22 +502,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_jittered_and_capped() {
-        let (base, max) = (Duration::from_secs(1), Duration::from_secs(30));
-        for attempt in 0..20 {
-            let d = jittered(base, max, attempt);
-            assert!(d <= max && d <= base * 2u32.pow(attempt.min(5)));
-        }
-        let samples: Vec<Duration> = (0..20).map(|_| jittered(base, max, 6)).collect();
-        assert!(samples.iter().any(|d| *d != samples[0]), "jittered");
-    }
-
-    #[test]
     fn options_never_show_secrets() {
         let options = OpenClawOptions::new("ws://127.0.0.1:18789")
             .token(Some("shared-secret".into()))
             .device_token(Some("device-secret".into()));
         let shown = format!("{options:?}");
         assert!(!shown.contains("shared-secret") && !shown.contains("device-secret"), "{shown}");
+        assert!(!format!("{:?}", DeviceToken("dt-1".into())).contains("dt-1"));
+    }
+
+    #[test]
+    fn the_connect_is_signed_when_there_is_a_device() {
+        let device = DeviceIdentity::generate().unwrap();
+        let challenge =
+            Challenge { nonce: "n-1".into(), ts: 1795307049617, extra: Default::default() };
+        let options =
+            OpenClawOptions::new("ws://x").token(Some("tok".into())).device(Some(device.clone()));
+        let params = options.connect_params(&challenge);
+        assert_eq!((params.min_protocol, params.max_protocol), (4, 4));
+        assert_eq!(params.client.id, "gateway-client");
+        assert_eq!(params.auth.token.as_deref(), Some("tok"));
+        let proof = params.device.as_ref().unwrap();
+        assert_eq!(
+            (proof.id.as_str(), proof.signed_at, proof.nonce.as_str()),
+            (device.id().as_str(), 1795307049617, "n-1")
+        );
+        let without = OpenClawOptions::new("ws://x")
+            .device_token(Some("dt".into()))
+            .connect_params(&challenge);
+        assert!(without.device.is_none());
+        assert_eq!(without.auth.signed_token(), "dt");
     }
 }
