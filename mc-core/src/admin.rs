@@ -1,4 +1,4 @@
-//! User administration (SPEC §8, admin part): admins act only inside their own organization,
+//! User administration: admins act only inside their own organization,
 //! and anything of another organization answers "not found", never "forbidden".
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The [`Bus`]: how the router delivers to users and gateways, wherever their sockets are.
 //!
-//! Every delivery goes through a topic (SPEC §10): `ws:route:user:{id}` for a user's
+//! Every delivery goes through a topic (README, "Several instances"): `ws:route:user:{id}` for a user's
 //! connections, `ws:route:gateway:{id}` for the instance holding a gateway's link,
 //! `ws:events:org:{id}` for admins' live events. An instance subscribes to the topics of the
 //! users and gateways it holds. [`InProcessBus`] is the single-instance default; a Redis bus
@@ -35,7 +35,7 @@ pub enum BusTopic {
 }
 
 impl BusTopic {
-    /// The channel name (SPEC §10).
+    /// The channel name (README, "Several instances").
     pub fn channel(&self) -> String {
         match self {
             BusTopic::User(id) => format!("ws:route:user:{id}"),

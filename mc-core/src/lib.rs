@@ -7,7 +7,7 @@
 //!
 //! ## Layout
 //! - [`ids`]: typed UUID v7 identifiers.
-//! - [`model`]: the entities and statuses of SPEC §3.
+//! - [`model`]: the entities and statuses of the relay.
 //! - [`store`]: the async storage traits, [`Store`] (all of them, held as `Arc<dyn Store>`),
 //!   [`StoreError`] and cursor paging.
 //! - [`clock`]: [`Clock`], so time-dependent logic is testable.
@@ -65,6 +65,8 @@ pub mod registry;
 pub mod relay;
 #[cfg(feature = "server")]
 mod services;
+#[cfg(feature = "server")]
+pub mod socket;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

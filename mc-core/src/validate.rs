@@ -1,4 +1,4 @@
-//! Checks of user-supplied fields (SPEC §4). Each returns [`Error::Invalid`] naming the field.
+//! Checks of user-supplied fields. Each returns [`Error::Invalid`] naming the field.
 
 use crate::error::{Error, Result};
 

@@ -1,7 +1,7 @@
 //! # mc-transport-ws
 //!
-//! The relay's network face (feature `server`): the HTTP API of SPEC §8 and the WebSocket
-//! endpoints of SPEC §6 and §7.1, on axum. Routes are thin: they parse and validate the
+//! The relay's network face (feature `server`): the HTTP API and the WebSocket
+//! endpoints (docs/protocol.md, docs/gateway-link.md), on axum. Routes are thin: they parse and validate the
 //! request shape, call the `mc-core` services or the [`mc_core::Relay`], and render results
 //! or `{"error": {"code", "message"}}` with the right status. Socket loops only move frames.
 //!

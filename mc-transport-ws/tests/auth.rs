@@ -418,7 +418,7 @@ async fn health_and_unknown_routes() {
     assert_eq!((r.status, r.error_code()), (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"));
 }
 
-/// Seed 000's client: `/api/v1/h5/…` paths and `organization_id` bodies.
+/// The H5 app's client: `/api/v1/h5/…` paths and `organization_id` bodies.
 #[tokio::test]
 async fn seed_000_paths_and_organization_id_are_served() {
     let s = TestServer::start().await;

@@ -93,7 +93,7 @@ async fn heartbeats_keep_a_gateway_online_and_silence_takes_it_offline() {
 /// 100 ms here; staleness is judged on the relay's manual clock.
 #[tokio::test]
 async fn the_sweeper_loop_runs_on_its_own_and_stops_on_shutdown() {
-    let registry_config = RegistryConfig::default().sweep_every(Duration::from_millis(100));
+    let registry_config = RegistryConfig::default().with_sweep_every(Duration::from_millis(100));
     let s =
         TestServer::start_full(|c| c.password_params(common::cheap_passwords()), registry_config)
             .await;

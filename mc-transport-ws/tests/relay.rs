@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{Client, Ended, Mode};
-use common::{ChatFixture, PASSWORD, TestServer};
+use common::{ChatFixture, HttpConfig, PASSWORD, TestServer};
 use futures_util::{SinkExt, StreamExt};
+use mc_core::socket::SocketLimits;
 use mc_core::{RelayLimits, Role};
 use serde_json::{Value, json};
 
@@ -76,9 +77,8 @@ async fn auth_failures_close_the_socket() {
 
 #[tokio::test]
 async fn auth_timeout_closes_with_4001() {
-    let f =
-        ChatFixture::with_limits(RelayLimits::default().auth_timeout(Duration::from_millis(200)))
-            .await;
+    let sockets = SocketLimits::default().with_auth_timeout(Duration::from_millis(200));
+    let f = ChatFixture::with_http(HttpConfig::default().with_socket_limits(sockets)).await;
     let mut c = Client::connect(&f.s.base).await;
     assert_eq!(c.expect("auth_error").await["payload"]["reason"], "timeout");
     assert_eq!(c.closed().await, Ended::Closed(4001));
@@ -257,7 +257,7 @@ async fn the_same_client_id_twice_stores_one_message() {
 #[tokio::test]
 async fn a_hanging_gateway_gives_gateway_timeout() {
     let f = ChatFixture::with_limits(
-        RelayLimits::default().gateway_timeout(Duration::from_millis(300)),
+        RelayLimits::default().with_gateway_timeout(Duration::from_millis(300)),
     )
     .await;
     let _gw = f.gateway(Mode::Hang).await;
@@ -277,7 +277,7 @@ async fn a_hanging_gateway_gives_gateway_timeout() {
 async fn a_gateway_dropping_mid_stream_stores_nothing_half_done() {
     // The gateway does not come back within the grace period: the run fails, with the
     // message's id, and nothing half done is stored.
-    let limits = RelayLimits::default().offline_grace(Duration::from_millis(300));
+    let limits = RelayLimits::default().with_offline_grace(Duration::from_millis(300));
     let f = ChatFixture::with_limits(limits).await;
     let _gw = f.gateway(Mode::DropMidStream).await;
     let (mut c, _) = f.client().await;
@@ -380,12 +380,9 @@ async fn requests_about_things_not_yours_are_refused() {
 async fn rate_and_size_limits() {
     // Every request costs a token, a refused one too: the burst of 3 covers the refused
     // message and two more.
-    let limits = RelayLimits::default()
-        .rate_per_sec(1)
-        .rate_burst(3)
-        .max_content_bytes(100)
-        .max_frame_bytes(1024);
-    let f = ChatFixture::with_limits(limits).await;
+    let limits =
+        RelayLimits::default().with_rate_per_sec(1).with_rate_burst(3).with_max_content_bytes(100);
+    let f = ChatFixture::with(limits, HttpConfig::default().with_max_frame_bytes(1024)).await;
     let _gw = f.gateway(Mode::Echo).await;
     let (mut c, _) = f.client().await;
     let e = {
@@ -453,7 +450,8 @@ async fn malformed_frames_get_bad_request_and_the_socket_stays_usable() {
 
 #[tokio::test]
 async fn too_many_violations_close_with_4008() {
-    let f = ChatFixture::with_limits(RelayLimits::default().max_violations_per_minute(5)).await;
+    let sockets = SocketLimits::default().with_max_violations_per_minute(5);
+    let f = ChatFixture::with_http(HttpConfig::default().with_socket_limits(sockets)).await;
     let (mut c, _) = f.client().await;
     for _ in 0..6 {
         c.send_text("{").await;
@@ -464,7 +462,7 @@ async fn too_many_violations_close_with_4008() {
 #[tokio::test]
 async fn heartbeats_both_ways_and_silence_closes() {
     let f = ChatFixture::with_limits(
-        RelayLimits::default().heartbeat_interval(Duration::from_millis(200)),
+        RelayLimits::default().with_heartbeat_interval(Duration::from_millis(200)),
     )
     .await;
     let (mut c, ok) = f.client().await;
@@ -517,9 +515,10 @@ async fn abort_stops_the_run() {
 
 #[tokio::test]
 async fn users_hear_when_their_agent_goes_offline_and_back() {
-    let f =
-        ChatFixture::with_limits(RelayLimits::default().offline_grace(Duration::from_millis(100)))
-            .await;
+    let f = ChatFixture::with_limits(
+        RelayLimits::default().with_offline_grace(Duration::from_millis(100)),
+    )
+    .await;
     let (mut c, _) = f.client().await;
     let gw = f.gateway(Mode::Echo).await;
     let on = c.expect("system").await;
@@ -575,8 +574,9 @@ async fn admins_subscribe_to_their_organization_events() {
 
 #[tokio::test]
 async fn connection_limits() {
-    let f = ChatFixture::with_limits(
-        RelayLimits::default().max_connections_per_user(2).max_connections(4),
+    let f = ChatFixture::with(
+        RelayLimits::default().with_max_connections_per_user(2),
+        HttpConfig::default().with_max_connections(4),
     )
     .await;
     let (_a, _) = f.client().await;
@@ -600,11 +600,11 @@ async fn connection_limits() {
 /// take signed-in users' places, and a socket that signs in frees its place.
 #[tokio::test]
 async fn unauthenticated_sockets_cannot_crowd_out_users() {
-    let f = ChatFixture::with_limits(
-        RelayLimits::default()
-            .max_connections(4)
-            .max_unauthenticated(3)
-            .max_unauthenticated_per_ip(2),
+    let f = ChatFixture::with_http(
+        HttpConfig::default()
+            .with_max_connections(4)
+            .with_max_unauthenticated(3)
+            .with_max_unauthenticated_per_ip(2),
     )
     .await;
     let idle_a = Client::connect(&f.s.base).await;
@@ -628,8 +628,8 @@ async fn unauthenticated_sockets_cannot_crowd_out_users() {
 
 #[tokio::test]
 async fn origins_outside_the_allowlist_are_refused() {
-    let f = ChatFixture::with_limits(
-        RelayLimits::default().allowed_origins(vec!["https://app.example.com".into()]),
+    let f = ChatFixture::with_http(
+        HttpConfig::default().with_allowed_origins(vec!["https://app.example.com".into()]),
     )
     .await;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -744,7 +744,7 @@ async fn a_gateway_socket_reads_little_before_it_authenticates() {
 /// users' socket as on the gateways'.
 #[tokio::test]
 async fn bad_upgrade_requests_get_a_json_error_and_take_no_place() {
-    let f = ChatFixture::with_limits(RelayLimits::default().max_unauthenticated_per_ip(1)).await;
+    let f = ChatFixture::with_http(HttpConfig::default().with_max_unauthenticated_per_ip(1)).await;
     let upgrade = [
         ("connection", "Upgrade"),
         ("upgrade", "websocket"),
@@ -805,7 +805,7 @@ async fn bad_upgrade_requests_get_a_json_error_and_take_no_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
-    let f = ChatFixture::with_limits(RelayLimits::default().outbound_queue(8)).await;
+    let f = ChatFixture::with_limits(RelayLimits::default().with_outbound_queue(8)).await;
     let gw = f.gateway(Mode::Echo).await;
     let (_bob, bob_token) = f.another_user("bob").await;
     let (mut bob, _) = Client::authed(&f.s.base, &bob_token).await;
@@ -851,8 +851,10 @@ async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
 /// server never falls over, and the socket (or a fresh one) still works afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_frames_never_take_the_server_down() {
-    let f = ChatFixture::with_limits(
-        RelayLimits::default().max_violations_per_minute(100_000).rate_per_sec(0).rate_burst(0),
+    let f = ChatFixture::with(
+        RelayLimits::default().with_rate_per_sec(0).with_rate_burst(0),
+        HttpConfig::default()
+            .with_socket_limits(SocketLimits::default().with_max_violations_per_minute(100_000)),
     )
     .await;
     let _gw = f.gateway(Mode::Echo).await;
@@ -961,7 +963,7 @@ async fn fuzzed_frames_never_take_the_server_down() {
 #[tokio::test]
 async fn a_resume_larger_than_the_socket_queue_arrives_whole() {
     let f = ChatFixture::with_limits(
-        RelayLimits::default().outbound_queue(8).rate_per_sec(0).rate_burst(0),
+        RelayLimits::default().with_outbound_queue(8).with_rate_per_sec(0).with_rate_burst(0),
     )
     .await;
     let _gw = f.gateway(Mode::Quick).await;

@@ -255,8 +255,8 @@ async fn a_run_that_finished_while_the_link_was_away_is_caught_up_from_history()
 #[tokio::test]
 async fn past_the_grace_period_queued_and_running_messages_fail_with_their_ids() {
     let limits = RelayLimits::default()
-        .offline_grace(Duration::from_secs(10))
-        .gateway_timeout(Duration::from_secs(120));
+        .with_offline_grace(Duration::from_secs(10))
+        .with_gateway_timeout(Duration::from_secs(120));
     let e = Engine::new(limits).await;
     let (mut gw, generation) = e.link().await;
     let mut user = e.connect().await;
@@ -368,7 +368,7 @@ async fn after_a_restart_messages_of_a_gateway_that_never_returns_fail() {
     gw.request_of("chat.send").await;
     let ack = frame(&mut user).await;
     drop((user, gw));
-    let limits = RelayLimits::default().offline_grace(Duration::from_secs(10));
+    let limits = RelayLimits::default().with_offline_grace(Duration::from_secs(10));
     let after = before.restart(limits);
     drop(before.relay);
     let mut user = after.connect().await;
@@ -390,7 +390,7 @@ async fn after_a_restart_messages_of_a_gateway_that_never_returns_fail() {
 
 #[tokio::test]
 async fn a_refused_or_unanswered_message_fails_with_its_id() {
-    let limits = RelayLimits::default().gateway_timeout(Duration::from_secs(30));
+    let limits = RelayLimits::default().with_gateway_timeout(Duration::from_secs(30));
     let e = Engine::new(limits).await;
     let (mut gw, _) = e.link().await;
     let mut user = e.connect().await;

@@ -80,7 +80,7 @@ fn session_of(ack: &Value) -> SessionId {
 
 #[tokio::test]
 async fn a_gateway_that_moves_to_another_instance_takes_its_messages_along() {
-    let limits = RelayLimits::default().offline_grace(Duration::from_secs(10));
+    let limits = RelayLimits::default().with_offline_grace(Duration::from_secs(10));
     let (a, b) = two_instances(limits).await;
     let (mut on_a, generation) = a.link().await;
     let mut user = a.connect().await;

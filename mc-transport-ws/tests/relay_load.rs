@@ -32,7 +32,8 @@ async fn hundred_users_fifty_messages_each() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("load.db").display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-    let f = ChatFixture::on(store, RelayLimits::default().rate_per_sec(0).rate_burst(0)).await;
+    let f = ChatFixture::on(store, RelayLimits::default().with_rate_per_sec(0).with_rate_burst(0))
+        .await;
     let _gw = f.gateway(Mode::Quick).await;
     let mut tokens = vec![];
     for i in 0..USERS {
@@ -98,11 +99,11 @@ async fn child_relay_server() {
     if users == 0 {
         return;
     }
-    let limits = RelayLimits::default()
-        .max_connections(20_000)
-        .max_unauthenticated_per_ip(20_000)
-        .heartbeat_interval(Duration::from_secs(3600));
-    let f = ChatFixture::with_limits(limits).await;
+    let limits = RelayLimits::default().with_heartbeat_interval(Duration::from_secs(3600));
+    let http = common::HttpConfig::default()
+        .with_max_connections(20_000)
+        .with_max_unauthenticated_per_ip(20_000);
+    let f = ChatFixture::with(limits, http).await;
     let mut out = std::io::stdout().lock();
     for i in 0..users {
         let user = f.s.create_user(f.s.org.id, &format!("idle{i}"), mc_core::Role::Member).await;

@@ -353,7 +353,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         mc_core::RelayLimits::default(),
     );
     let config =
-        mc_transport_ws::server::HttpConfig::default().request_timeout(Duration::from_secs(1));
+        mc_transport_ws::server::HttpConfig::default().with_request_timeout(Duration::from_secs(1));
     let app = mc_transport_ws::server::app_with(relay, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

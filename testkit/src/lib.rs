@@ -10,7 +10,9 @@
 //!   `deploy/nginx` configuration in front of several instances;
 //! - [`openclaw`]: the OpenClaw test bed: a fake streaming model and real OpenClaw gateways;
 //! - [`processes`]: `mc-server` and `mc-gateway` as processes, and the admin commands;
-//! - [`ws`]: a user's socket: sign in, open, read frames, wait for a kind, chat.
+//! - [`ws`]: a user's socket: sign in, open, read frames, wait for a kind, chat;
+//! - [`docs`]: documentation rendered from the code (the programs' command lines), checked by
+//!   tests.
 //!
 //! The end-to-end suites start the programs the workspace builds (`mc-server`, `mc-gateway`,
 //! `mc-chat`); `cargo test --workspace` builds them all before any suite runs. A suite run
@@ -20,6 +22,7 @@
 // Test helpers: a failed step is the test's failure, reported where it happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod docs;
 pub mod nginx;
 pub mod openclaw;
 pub mod processes;

@@ -1,6 +1,6 @@
 //! The OpenClaw test bed, from Rust: a fake OpenAI-compatible model that streams its replies
-//! (OPENCLAW.md §6), and real OpenClaw gateways started and stopped through
-//! `scripts/openclaw-testbed` (OPENCLAW.md §5). The relay's real-gateway tests use it.
+//! (docs/openclaw.md), and real OpenClaw gateways started and stopped through
+//! `scripts/openclaw-testbed` (docs/openclaw.md). The relay's real-gateway tests use it.
 //!
 //! The gateways need the test bed installed (`scripts/openclaw-testbed install`, which `.ci/run`
 //! does); [`installed`] says whether it is.

@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     // 2. The relay (in-process bus, default limits), and your app with the relay's routes
     //    (without its chat page: `/` is yours here).
     let relay = Relay::new(services.clone(), Arc::new(InProcessBus::new()), RelayLimits::default());
-    let config = mc_transport_ws::server::HttpConfig::default().web_pages(false);
+    let config = mc_transport_ws::server::HttpConfig::default().with_web_pages(false);
     let app = Router::new()
         .route("/", get(|| async { "my app, with a relay inside: try /healthz" }))
         .merge(mc_transport_ws::server::app_with(relay.clone(), config));

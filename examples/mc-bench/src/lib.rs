@@ -1,5 +1,5 @@
 //! `mc-bench`: the relay measured against the floor and the bar, side by side in one run
-//! (SPEC §15, BENCHMARKS.md).
+//! (BENCHMARKS.md).
 //!
 //! - `mc-bench` (round trips, [`round_trips`]): `users` clients in a closed loop, each sending
 //!   a chat and waiting for the answer, against four systems on the same 2 cores — the relay

@@ -112,16 +112,20 @@ pub async fn open_store(url: &str, options: &StoreOptions) -> anyhow::Result<Arc
     })
 }
 
-/// The relay's limits under load: no rate limit, every client from 127.0.0.1.
+/// The relay's limits under load: no rate limit.
 fn bench_limits() -> RelayLimits {
     RelayLimits::default()
-        .rate_per_sec(0)
-        .rate_burst(0)
-        .max_connections(60_000)
-        // Every benchmark client comes from 127.0.0.1.
-        .max_unauthenticated(60_000)
-        .max_unauthenticated_per_ip(60_000)
-        .heartbeat_interval(Duration::from_secs(3600))
+        .with_rate_per_sec(0)
+        .with_rate_burst(0)
+        .with_heartbeat_interval(Duration::from_secs(3600))
+}
+
+/// The sockets' settings under load: every benchmark client comes from 127.0.0.1.
+fn bench_http() -> mc_transport_ws::server::HttpConfig {
+    mc_transport_ws::server::HttpConfig::default()
+        .with_max_connections(60_000)
+        .with_max_unauthenticated(60_000)
+        .with_max_unauthenticated_per_ip(60_000)
 }
 
 /// Serves a relay; prints `TOKEN …` lines, `GATEWAY …` lines, then `READY <base> <org>
@@ -163,7 +167,7 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
     if child.join {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let relay = Relay::new(services, bus, bench_limits());
-        let app = mc_transport_ws::server::app(relay);
+        let app = mc_transport_ws::server::app_with(relay, bench_http());
         println!("READY http://{}", listener.local_addr()?);
         tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
         return until_stdin_closes().await;
@@ -245,7 +249,7 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
         )?;
     }
     let relay = Relay::new(services, bus, bench_limits());
-    let app = mc_transport_ws::server::app(relay);
+    let app = mc_transport_ws::server::app_with(relay, bench_http());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     writeln!(
         out,

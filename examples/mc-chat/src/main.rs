@@ -215,3 +215,14 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_configuration_reference_is_up_to_date() {
+        let reference = testkit::docs::command_reference(&super::Args::command());
+        testkit::docs::check_section("configuration.md", "mc-chat", &reference);
+    }
+}

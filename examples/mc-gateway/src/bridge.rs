@@ -1,4 +1,4 @@
-//! The gateway side of the relay link (SPEC §7.3): dial `/ws/gateway/{id}/relay`,
+//! The gateway side of the relay link (docs/gateway-link.md): dial `/ws/gateway/{id}/relay`,
 //! authenticate with the relay token, answer the relay's OpenClaw requests with a [`Backend`]
 //! (the built-in echo agent, or a local OpenClaw gateway the requests are forwarded to),
 //! heartbeat on the socket with this process's metrics and the backend's agents, and

@@ -1,4 +1,4 @@
-//! [`OpenClawBackend`]: the bridge's forwarding to its local OpenClaw gateway (SPEC §7.3). The
+//! [`OpenClawBackend`]: the bridge's forwarding to its local OpenClaw gateway (docs/gateway-link.md). The
 //! relay's requests are made on the local gateway as they come (each answered with the
 //! relay's request id); the gateway's `chat` and `agent` events go to the relay as they
 //! come. The agents come from `agents.list`, read again at every (re)connection.

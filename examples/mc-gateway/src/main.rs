@@ -1,10 +1,10 @@
-//! `mc-gateway`: the bridge that runs beside an OpenClaw gateway (SPEC §7.3).
+//! `mc-gateway`: the bridge that runs beside an OpenClaw gateway (docs/gateway-link.md).
 //!
 //! ```sh
 //! mc-gateway --config gateway-config.yaml --echo
 //! ```
 //!
-//! It reads a YAML config shaped like seed 000's `gateway-config.yaml`, registers with the
+//! It reads a YAML config shaped like the H5 deployment's `gateway-config.yaml`, registers with the
 //! relay (or reuses the id and relay token saved in its state file, mode 0600), links to the
 //! relay and reconnects forever (1 s base, 10 s cap, full jitter), heartbeating with this
 //! process's memory and CPU. Without `--echo` it connects to the local OpenClaw gateway named
@@ -391,4 +391,15 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_configuration_reference_is_up_to_date() {
+        let reference = testkit::docs::command_reference(&super::Args::command());
+        testkit::docs::check_section("configuration.md", "mc-gateway", &reference);
+    }
 }

@@ -143,3 +143,14 @@ pub fn main() -> i32 {
         Command::Admin(args) => runtime.block_on(admin::run(args)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_configuration_reference_is_up_to_date() {
+        let reference = testkit::docs::command_reference(&super::Cli::command());
+        testkit::docs::check_section("configuration.md", "mc-server", &reference);
+    }
+}

@@ -8,7 +8,6 @@ use anyhow::Context;
 use mc_core::auth::{AuthConfig, JwtKey};
 use mc_core::protocol::close_code;
 use mc_core::{InProcessBus, RegistryConfig, Relay, Services};
-use mc_transport_ws::server::HttpConfig;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -155,7 +154,7 @@ async fn serve_with(
     let auth = AuthConfig::new(JwtKey::new(jwt_secret(&settings)?)?)
         .access_token_ttl(settings.access_token_ttl)
         .open_registration(settings.open_registration);
-    let registry = RegistryConfig::default().heartbeat_interval(settings.heartbeat_interval);
+    let registry = RegistryConfig::default().with_heartbeat_interval(settings.heartbeat_interval);
     let services = Services::builder(store.shared(), auth).registry(registry).build()?;
     let demo_setup = if settings.demo {
         Some(demo::bootstrap(&services, settings.sqlite_file().as_deref()).await?)
@@ -165,11 +164,7 @@ async fn serve_with(
 
     let bus = open_bus(&settings).await?;
     let relay = Relay::new(services.clone(), bus, settings.limits.clone());
-    let http = HttpConfig::default()
-        .max_body_bytes(64 * 1024)
-        .public_url(settings.public_url.clone())
-        .trust_forwarded_for(settings.trust_forwarded_for);
-    let app = mc_transport_ws::server::app_with(relay.clone(), http)
+    let app = mc_transport_ws::server::app_with(relay.clone(), settings.http.clone())
         .merge(metrics::routes(prometheus, store.shared()));
 
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// Seconds a socket has to authenticate [default: 10].
     #[arg(long, env = "MC_AUTH_TIMEOUT_SECS")]
     pub auth_timeout_secs: Option<u64>,
+    /// Seconds one write to a socket may take; a peer that does not read is closed then and
+    /// its place freed [default: 10].
+    #[arg(long, env = "MC_WRITE_TIMEOUT_SECS")]
+    pub write_timeout_secs: Option<u64>,
+    /// Bad frames a socket may send in a minute (before authenticating, anything but `auth`
+    /// counts) before it is closed with 4008 [default: 100].
+    #[arg(long, env = "MC_MAX_VIOLATIONS_PER_MINUTE")]
+    pub max_violations_per_minute: Option<u64>,
     /// Heartbeat interval of sockets and gateways, seconds [default: 30].
     #[arg(long, env = "MC_HEARTBEAT_INTERVAL_SECS")]
     pub heartbeat_interval_secs: Option<u64>,
@@ -148,6 +156,8 @@ struct FileSettings {
     max_unauthenticated: Option<u64>,
     max_unauthenticated_per_ip: Option<u64>,
     auth_timeout_secs: Option<u64>,
+    write_timeout_secs: Option<u64>,
+    max_violations_per_minute: Option<u64>,
     heartbeat_interval_secs: Option<u64>,
     gateway_timeout_secs: Option<u64>,
     offline_grace_secs: Option<u64>,
@@ -191,8 +201,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Browser origins allowed.
     pub allowed_origins: Vec<String>,
-    /// Socket limits.
+    /// The relay engine's limits.
     pub limits: mc_core::RelayLimits,
+    /// The HTTP API's and the sockets' settings.
+    pub http: mc_transport_ws::server::HttpConfig,
     /// Heartbeat interval (sockets and gateways).
     pub heartbeat_interval: Duration,
     /// Access-token lifetime.
@@ -418,6 +430,20 @@ impl Settings {
             10,
             600,
         )?;
+        let write_timeout = positive(
+            "write-timeout-secs",
+            "MC_WRITE_TIMEOUT_SECS",
+            pick!(write_timeout_secs),
+            10,
+            600,
+        )?;
+        let violations = positive(
+            "max-violations-per-minute",
+            "MC_MAX_VIOLATIONS_PER_MINUTE",
+            pick!(max_violations_per_minute),
+            100,
+            1_000_000,
+        )?;
         let heartbeat = positive(
             "heartbeat-interval-secs",
             "MC_HEARTBEAT_INTERVAL_SECS",
@@ -465,20 +491,29 @@ impl Settings {
             }
         };
         let limits = mc_core::RelayLimits::default()
-            .max_frame_bytes(frame as usize)
-            .max_content_bytes(content as usize)
-            .max_reply_bytes(reply as usize)
-            .rate_per_sec(pick!(rate_limit_per_sec).unwrap_or(20))
-            .rate_burst(pick!(rate_limit_burst).unwrap_or(40))
-            .max_connections(max_connections as usize)
-            .max_connections_per_user(per_user as usize)
-            .max_unauthenticated(unauthenticated as usize)
-            .max_unauthenticated_per_ip(unauthenticated_per_ip as usize)
-            .auth_timeout(Duration::from_secs(auth_timeout))
-            .heartbeat_interval(Duration::from_secs(heartbeat))
-            .gateway_timeout(Duration::from_secs(gateway_timeout))
-            .offline_grace(Duration::from_secs(grace))
-            .allowed_origins(allowed_origins.clone());
+            .with_max_content_bytes(content as usize)
+            .with_max_reply_bytes(reply as usize)
+            .with_rate_per_sec(pick!(rate_limit_per_sec).unwrap_or(20))
+            .with_rate_burst(pick!(rate_limit_burst).unwrap_or(40))
+            .with_max_connections_per_user(per_user as usize)
+            .with_heartbeat_interval(Duration::from_secs(heartbeat))
+            .with_gateway_timeout(Duration::from_secs(gateway_timeout))
+            .with_offline_grace(Duration::from_secs(grace));
+        let socket_limits = mc_core::socket::SocketLimits::default()
+            .with_auth_timeout(Duration::from_secs(auth_timeout))
+            .with_write_timeout(Duration::from_secs(write_timeout))
+            .with_max_violations_per_minute(violations as u32);
+        let trust_forwarded_for = pick!(trust_forwarded_for).unwrap_or(false);
+        let http = mc_transport_ws::server::HttpConfig::default()
+            .with_max_frame_bytes(frame as usize)
+            .with_max_connections(max_connections as usize)
+            .with_max_unauthenticated(unauthenticated as usize)
+            .with_max_unauthenticated_per_ip(unauthenticated_per_ip as usize)
+            .with_allowed_origins(allowed_origins.clone())
+            .with_socket_limits(socket_limits)
+            .with_public_url(public_url.clone())
+            .with_trust_forwarded_for(trust_forwarded_for)
+            .with_instance_id(instance_id.clone());
         Ok(Self {
             listen,
             database,
@@ -490,10 +525,11 @@ impl Settings {
             public_url,
             allowed_origins,
             limits,
+            http,
             heartbeat_interval: Duration::from_secs(heartbeat),
             access_token_ttl: Duration::from_secs(ttl),
             open_registration: pick!(open_registration).unwrap_or(false),
-            trust_forwarded_for: pick!(trust_forwarded_for).unwrap_or(false),
+            trust_forwarded_for,
             shutdown_timeout: Duration::from_secs(shutdown),
             log_format,
             demo: pick!(demo).unwrap_or(false),

@@ -23,7 +23,9 @@ fn defaults_are_the_spec_defaults() {
     let s = Settings::resolve(&ServeArgs::default()).unwrap();
     assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(s.database, "sqlite://mc.db");
-    assert_eq!(s.limits.frame_limit(), 65_536);
+    assert_eq!(s.http.max_frame_bytes(), 65_536);
+    assert_eq!(s.http.socket_limits().write_timeout(), std::time::Duration::from_secs(10));
+    assert_eq!(s.limits.max_content_bytes(), 16_384);
     assert_eq!(s.sqlite_synchronous, mc_store_sqlite::Synchronous::Normal);
     assert_eq!(s.sqlite_cache_kib, None);
     assert!(!s.demo);

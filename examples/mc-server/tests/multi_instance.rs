@@ -1,4 +1,4 @@
-//! Several instances as real processes on loopback (SPEC §10, issue 13): two `mc-server serve
+//! Several instances as real processes on loopback (README, "Several instances"): two `mc-server serve
 //! --redis` on one PostgreSQL and one Redis, the shipped nginx configuration in front of them,
 //! the echo bridge as its own process, users on WebSockets. Chat, admin events, devices and
 //! the per-user socket limit across instances; an instance killed with SIGKILL (the user's,

@@ -77,7 +77,7 @@ impl Default for PasswordParams {
 }
 
 /// Settings of [`AuthService`](super::AuthService). Built with [`AuthConfig::new`] and chained
-/// setters; every default is the safe value of SPEC §4.
+/// setters; every default is the safe value.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub(crate) key: JwtKey,

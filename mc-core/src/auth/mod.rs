@@ -1,4 +1,4 @@
-//! Authentication (SPEC §4): who is calling, and the built-in way to find out.
+//! Authentication: who is calling, and the built-in way to find out.
 //!
 //! [`Authenticator`] is what the relay's sockets and HTTP routes use to turn a bearer token into
 //! a [`Principal`]. The built-in one (feature `server`) verifies the relay's own JWTs; an

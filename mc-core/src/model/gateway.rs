@@ -29,7 +29,7 @@ pub struct RegistrationToken {
 }
 
 string_enum!(
-    /// A gateway's liveness (SPEC §5).
+    /// A gateway's liveness (docs/gateway-link.md).
     GatewayStatus, "gateway status" {
         /// Registered, never connected.
         Pending => "pending",
@@ -75,7 +75,7 @@ pub struct ConnectionInfo {
     pub metrics_at: Option<Timestamp>,
 }
 
-/// A process that runs agents and links to the relay (SPEC §5, §7).
+/// A process that runs agents and links to the relay (docs/gateway-link.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     /// Its id; kept across re-registration under the same name.

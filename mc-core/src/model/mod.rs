@@ -1,4 +1,4 @@
-//! The domain model of SPEC §3: entities and their statuses.
+//! The domain model of the relay: entities and their statuses.
 //!
 //! These are plain data. Stores persist them; services decide how they change.
 

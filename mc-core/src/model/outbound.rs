@@ -1,4 +1,4 @@
-//! [`OutboundLink`]: how the relay dials a gateway an admin added (SPEC §7.2).
+//! [`OutboundLink`]: how the relay dials a gateway an admin added (docs/openclaw.md).
 
 use crate::ids::GatewayId;
 

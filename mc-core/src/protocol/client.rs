@@ -1,4 +1,4 @@
-//! The users' socket protocol (SPEC §6): JSON text frames `{type, id?, payload?}`.
+//! The users' socket protocol (docs/protocol.md): JSON text frames `{type, id?, payload?}`.
 //!
 //! Pure data: [`decode_client_frame`] turns text into a typed [`ClientFrame`] or a
 //! [`DecodeError`] saying what is wrong, and [`ClientFrame::to_json`] renders one (what
@@ -23,7 +23,7 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// Most sessions one `resume` may name.
 pub const MAX_RESUME_SESSIONS: usize = 100;
 
-/// An admin event topic (SPEC §9).
+/// An admin event topic (docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Topic {
     /// Gateways going online, offline, error.

@@ -1,7 +1,7 @@
 //! The wire protocols as data: frames in, frames out, no sockets, no clock.
 //!
 //! - [`close_code`]: the sockets' close codes.
-//! - [`client`]: what users send on their sockets (SPEC §6), and its decoder.
+//! - [`client`]: what users send on their sockets (docs/protocol.md), and its decoder.
 //! - [`server`]: what the relay sends them; [`server_decode`] reads it back (for clients).
 //! - [`gateway_link`]: the gateway link: the relay's `auth`, `auth_ok`, `auth_error` and
 //!   `heartbeat` frames around OpenClaw's (typed in `mc-openclaw`), both ways.

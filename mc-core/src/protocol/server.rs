@@ -1,4 +1,4 @@
-//! What the relay sends on users' sockets (SPEC §6): [`ServerFrame`] and the types it carries,
+//! What the relay sends on users' sockets (docs/protocol.md): [`ServerFrame`] and the types it carries,
 //! rendered as JSON text once and shared by every connection that receives it.
 
 use std::borrow::Cow;
@@ -35,7 +35,7 @@ pub enum AuthFailure {
     Timeout,
 }
 
-/// Error codes of `error` frames (SPEC §6).
+/// Error codes of `error` frames (docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {

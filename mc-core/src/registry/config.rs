@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Settings of [`RegistryService`](super::RegistryService). Defaults are SPEC §5's.
+/// Settings of [`RegistryService`](super::RegistryService). Its defaults are the relay's.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     pub(crate) heartbeat_interval: Duration,
@@ -24,25 +24,35 @@ impl Default for RegistryConfig {
 
 impl RegistryConfig {
     /// How often gateways must heartbeat (default 30 s, at least 1 s).
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval.max(Duration::from_secs(1));
         self
     }
 
     /// Missed intervals after which a gateway is `offline` (default 3).
-    pub fn missed_heartbeats(mut self, n: u32) -> Self {
+    pub fn with_missed_heartbeats(mut self, n: u32) -> Self {
         self.missed_heartbeats = n.max(1);
         self
     }
 
     /// How often the liveness sweeper runs (default 10 s).
-    pub fn sweep_every(mut self, every: Duration) -> Self {
+    pub fn with_sweep_every(mut self, every: Duration) -> Self {
         self.sweep_every = every.max(Duration::from_millis(100));
         self
     }
 
-    /// The heartbeat interval.
-    pub fn interval(&self) -> Duration {
+    /// See [`with_heartbeat_interval`](Self::with_heartbeat_interval).
+    pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
+    }
+
+    /// See [`with_missed_heartbeats`](Self::with_missed_heartbeats).
+    pub fn missed_heartbeats(&self) -> u32 {
+        self.missed_heartbeats
+    }
+
+    /// See [`with_sweep_every`](Self::with_sweep_every).
+    pub fn sweep_every(&self) -> Duration {
+        self.sweep_every
     }
 }

@@ -1,4 +1,4 @@
-//! The gateway registry (SPEC §5): registration tokens, register / heartbeat / deregister, and
+//! The gateway registry (docs/gateway-link.md): registration tokens, register / heartbeat / deregister, and
 //! liveness.
 //!
 //! Gateways register with a token an admin handed out and get a relay token back; they prove
@@ -34,7 +34,7 @@ use crate::model::{
 };
 use crate::store::{ConsumeOutcome, StatusChange, Store, StoreError};
 
-/// Prefix of registration tokens (SPEC §5).
+/// Prefix of registration tokens (docs/gateway-link.md).
 pub const REGISTRATION_TOKEN_PREFIX: &str = "gw_reg_";
 /// Prefix of relay tokens.
 pub const RELAY_TOKEN_PREFIX: &str = "gw_relay_";
@@ -144,7 +144,7 @@ impl RegistryService {
         Ok(())
     }
 
-    /// Registers a gateway with a registration token (SPEC §5). A gateway whose name exists in
+    /// Registers a gateway with a registration token (docs/gateway-link.md). A gateway whose name exists in
     /// the organization is re-registered: same id, a new relay token, the old one revoked.
     /// Every field is checked before the token is used, so a bad request costs no use.
     pub async fn register(
@@ -291,7 +291,7 @@ impl RegistryService {
         Ok(gateway)
     }
 
-    /// Records a heartbeat (SPEC §5): last seen, IP, metrics, agents; `online` unless the
+    /// Records a heartbeat (docs/gateway-link.md): last seen, IP, metrics, agents; `online` unless the
     /// gateway reports an error. Returns the gateway after the heartbeat.
     pub async fn heartbeat(&self, beat: Heartbeat, client_ip: Option<IpAddr>) -> Result<Gateway> {
         beat.validate()?;

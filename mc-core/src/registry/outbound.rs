@@ -1,4 +1,4 @@
-//! Gateways the relay dials (SPEC §7.2): an admin adds one with its address and token; the
+//! Gateways the relay dials (docs/openclaw.md): an admin adds one with its address and token; the
 //! transport's pool reports how each connection goes, which becomes the gateway's status.
 
 use super::{RELAY_TOKEN_PREFIX, RegistryService};

@@ -12,7 +12,7 @@ pub const MAX_CAPABILITIES: usize = 64;
 /// Most agents a gateway may report.
 pub const MAX_AGENTS: usize = 1024;
 
-/// A gateway's registration request (SPEC §5).
+/// A gateway's registration request (docs/gateway-link.md).
 #[derive(Clone)]
 pub struct GatewayRegistration {
     /// The organization to join.
@@ -46,7 +46,7 @@ pub enum ReportedStatus {
     Error,
 }
 
-/// A heartbeat (SPEC §5).
+/// A heartbeat (docs/gateway-link.md).
 #[derive(Clone)]
 pub struct Heartbeat {
     /// Which gateway.

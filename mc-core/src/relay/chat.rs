@@ -79,7 +79,7 @@ impl Core {
 
     /// Step 1: the content is not empty and not too long.
     fn check_content(&self, content: &str) -> Result<(), Failure> {
-        let max = self.limits.max_content_bytes;
+        let max = self.limits.max_content_bytes();
         if content.len() > max {
             let message = format!("content is {} bytes; at most {max} are accepted", content.len());
             return Err(Failure::new(ErrorCode::PayloadTooLarge, message));

@@ -1,4 +1,4 @@
-//! Limits and timers of the relay (SPEC §12), and the per-user request budget.
+//! Limits and timers of the relay (docs/protocol.md, "Limits"), and the per-user request budget.
 //!
 //! Every request a user sends costs tokens from one bucket per user ([`Limiter`]): `chat`,
 //! `abort`, `history`, `sessions` and `subscribe` one each, `resume` one plus a tenth per
@@ -15,176 +15,102 @@ use tokio::time::Instant;
 use crate::ids::UserId;
 use crate::protocol::ClientRequest;
 
-/// Limits and timers of the relay. Every default is SPEC §12's.
+/// Limits and timers of the relay engine. Every default is the relay's documented one. (The
+/// sockets' own settings, such as frame size, origins and the auth deadline, belong to the
+/// transport.)
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) max_content_bytes: usize,
-    pub(crate) max_reply_bytes: usize,
-    pub(crate) rate_per_sec: u32,
-    pub(crate) rate_burst: u32,
-    pub(crate) max_connections_per_user: usize,
-    pub(crate) max_connections: usize,
-    pub(crate) auth_timeout: Duration,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) gateway_timeout: Duration,
-    pub(crate) outbound_queue: usize,
-    pub(crate) offline_grace: Duration,
-    pub(crate) run_idle_timeout: Duration,
-    pub(crate) allowed_origins: Vec<String>,
-    pub(crate) max_violations_per_minute: u32,
-    pub(crate) max_unauthenticated: usize,
-    pub(crate) max_unauthenticated_per_ip: usize,
+    max_content_bytes: usize,
+    max_reply_bytes: usize,
+    rate_per_sec: u32,
+    rate_burst: u32,
+    max_connections_per_user: usize,
+    heartbeat_interval: Duration,
+    gateway_timeout: Duration,
+    outbound_queue: usize,
+    offline_grace: Duration,
+    run_idle_timeout: Duration,
 }
 
 impl Default for RelayLimits {
     fn default() -> Self {
         Self {
-            max_frame_bytes: 64 * 1024,
             max_content_bytes: 16 * 1024,
             max_reply_bytes: 256 * 1024,
             rate_per_sec: 20,
             rate_burst: 40,
             max_connections_per_user: 8,
-            max_connections: 10_000,
-            auth_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             gateway_timeout: Duration::from_secs(30),
             outbound_queue: 256,
             offline_grace: Duration::from_secs(10),
             run_idle_timeout: Duration::from_secs(300),
-            allowed_origins: Vec::new(),
-            max_violations_per_minute: 100,
-            max_unauthenticated: 1_000,
-            max_unauthenticated_per_ip: 64,
         }
     }
 }
 
-/// A chained setter and a getter of the same name.
+/// A chained setter `with_<name>` and a getter `<name>`.
 macro_rules! limit {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+    ($(#[$doc:meta])* $with:ident, $name:ident: $ty:ty) => {
         $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
+        pub fn $with(mut self, value: $ty) -> Self {
             self.$name = value;
             self
+        }
+
+        #[doc = concat!("See [`", stringify!($with), "`](Self::", stringify!($with), ").")]
+        pub fn $name(&self) -> $ty {
+            self.$name
         }
     };
 }
 
 impl RelayLimits {
     limit!(
-        /// Largest WebSocket message accepted (default 64 KiB); larger ones close with 1009.
-        max_frame_bytes: usize
-    );
-    limit!(
         /// Longest chat content in UTF-8 bytes (default 16 KiB).
-        max_content_bytes: usize
+        with_max_content_bytes, max_content_bytes: usize
     );
     limit!(
         /// Longest agent reply in UTF-8 bytes (default 256 KiB): past it the run is stopped at
         /// the gateway and the user is told (`GATEWAY_ERROR`).
-        max_reply_bytes: usize
+        with_max_reply_bytes, max_reply_bytes: usize
     );
     limit!(
         /// Request tokens per second per user (default 20; a `chat` costs one); 0 turns the
         /// limit off.
-        rate_per_sec: u32
+        with_rate_per_sec, rate_per_sec: u32
     );
     limit!(
         /// Burst allowance of the rate limit (default 40); 0 turns the limit off.
-        rate_burst: u32
+        with_rate_burst, rate_burst: u32
     );
     limit!(
         /// Sockets one user may hold at once (default 8).
-        max_connections_per_user: usize
+        with_max_connections_per_user, max_connections_per_user: usize
     );
     limit!(
-        /// Sockets this instance accepts (default 10 000); more are closed with 1013.
-        max_connections: usize
-    );
-    limit!(
-        /// Time to send the `auth` frame (default 10 s).
-        auth_timeout: Duration
-    );
-    limit!(
-        /// Heartbeat interval; a socket silent for three is closed (default 30 s).
-        heartbeat_interval: Duration
+        /// Heartbeat interval of users' sockets (told in `auth_ok`); a socket silent for three
+        /// is closed (default 30 s).
+        with_heartbeat_interval, heartbeat_interval: Duration
     );
     limit!(
         /// Time a gateway has to answer a request (default 30 s).
-        gateway_timeout: Duration
+        with_gateway_timeout, gateway_timeout: Duration
     );
     limit!(
         /// Live frames (those the user did not ask for: chunks, messages, events) queued for
         /// one socket before it counts as too slow and is closed with 1013 (default 256).
-        outbound_queue: usize
+        with_outbound_queue, outbound_queue: usize
     );
     limit!(
         /// Time a gateway's link may be down before its runs fail and its agents are announced
         /// offline (default 10 s). Messages sent meanwhile wait for it.
-        offline_grace: Duration
+        with_offline_grace, offline_grace: Duration
     );
     limit!(
         /// A run with no event for this long is given up with `GATEWAY_TIMEOUT` (default 5 min).
-        run_idle_timeout: Duration
+        with_run_idle_timeout, run_idle_timeout: Duration
     );
-    limit!(
-        /// Origins browsers may open sockets from (`https://app.example.com`); empty allows any.
-        allowed_origins: Vec<String>
-    );
-    limit!(
-        /// Bad frames tolerated per minute before the socket is closed with 4008 (default 100).
-        max_violations_per_minute: u32
-    );
-
-    limit!(
-        /// Sockets (users' and gateways') not authenticated yet that this instance holds at
-        /// once (default 1 000); more are refused with 503 before the WebSocket handshake.
-        /// They do not count against `max_connections` until they authenticate.
-        max_unauthenticated: usize
-    );
-    limit!(
-        /// Unauthenticated sockets from one source IP (default 64). Behind a proxy every client
-        /// has the proxy's address unless `HttpConfig::trust_forwarded_for` is set.
-        max_unauthenticated_per_ip: usize
-    );
-
-    /// The caps on unauthenticated sockets: in all, and per source IP.
-    pub fn unauthenticated_caps(&self) -> (usize, usize) {
-        (self.max_unauthenticated, self.max_unauthenticated_per_ip)
-    }
-
-    /// The largest frame accepted.
-    pub fn frame_limit(&self) -> usize {
-        self.max_frame_bytes
-    }
-    /// The auth deadline.
-    pub fn auth_deadline(&self) -> Duration {
-        self.auth_timeout
-    }
-    /// The heartbeat interval.
-    pub fn heartbeat(&self) -> Duration {
-        self.heartbeat_interval
-    }
-    /// The instance's socket cap.
-    pub fn connection_cap(&self) -> usize {
-        self.max_connections
-    }
-    /// Tolerated bad frames per minute.
-    pub fn violations_per_minute(&self) -> u32 {
-        self.max_violations_per_minute
-    }
-    /// Whether a browser `Origin` may open a socket.
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        match origin {
-            None => true,
-            Some(_) if self.allowed_origins.is_empty() => true,
-            Some(o) => {
-                self.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/')))
-            }
-        }
-    }
 }
 
 /// What a request costs from the user's bucket.
@@ -306,15 +232,5 @@ mod tests {
         assert_eq!(cost(&resume), 1.0);
         assert_eq!(cost(&ClientRequest::Heartbeat), 0.0);
         assert_eq!(cost(&ClientRequest::Sessions), 1.0);
-    }
-
-    #[test]
-    fn origins() {
-        let open = RelayLimits::default();
-        assert!(open.origin_allowed(Some("https://evil.example")));
-        let strict = RelayLimits::default().allowed_origins(vec!["https://app.example.com".into()]);
-        assert!(strict.origin_allowed(None), "apps send no Origin");
-        assert!(strict.origin_allowed(Some("https://APP.example.com/")));
-        assert!(!strict.origin_allowed(Some("https://evil.example")));
     }
 }

@@ -64,7 +64,7 @@ impl Core {
         link: Arc<dyn GatewayLink>,
     ) -> crate::Result<u64> {
         let answers: Weak<dyn super::driver::Answers> = self.me.clone();
-        let driver = Driver::start(answers, gateway, link.clone(), self.limits.gateway_timeout);
+        let driver = Driver::start(answers, gateway, link.clone(), self.limits.gateway_timeout());
         let linked = self.gateways.link(gateway, link, driver);
         if let Some(old) = linked.replaced {
             // A reconnect won the race with the old socket's close: the new link takes over
@@ -155,7 +155,7 @@ impl Core {
 
     /// The link `generation` of a gateway ended: the gateway is away for the grace period.
     pub(crate) fn detach(&self, gateway: GatewayId, generation: u64) {
-        let until = Instant::now() + self.limits.offline_grace;
+        let until = Instant::now() + self.limits.offline_grace();
         if let Some(link) = self.gateways.unlink(gateway, generation, until) {
             link.close(crate::protocol::close_code::NORMAL);
             self.outbox.link_lost(gateway);
@@ -167,7 +167,7 @@ impl Core {
         for gateway in self.gateways.expire(now) {
             self.gateway_gone(gateway).await;
         }
-        for delivery in self.outbox.take_silent(now, self.limits.run_idle_timeout) {
+        for delivery in self.outbox.take_silent(now, self.limits.run_idle_timeout()) {
             self.fail_delivery(
                 &delivery.send,
                 ErrorCode::GatewayTimeout,
@@ -230,7 +230,7 @@ impl Core {
 /// once, a grace period after start, orphans.
 pub(crate) fn start_sweeper(core: &Arc<Core>, every: Duration) {
     let me: Weak<Core> = Arc::downgrade(core);
-    let orphans_at = Instant::now() + core.limits.offline_grace;
+    let orphans_at = Instant::now() + core.limits.offline_grace();
     core.tasks.spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

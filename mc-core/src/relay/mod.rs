@@ -1,4 +1,4 @@
-//! The relay engine (SPEC §6, §7.1, §9): [`Relay`] decides what to store and whom to send what.
+//! The relay engine (docs/protocol.md; docs/gateway-link.md): [`Relay`] decides what to store and whom to send what.
 //! It knows no sockets: transports attach user connections ([`Relay::connect_user`] gives a
 //! [`UserSession`]) and gateway links ([`Relay::attach_gateway`] with any
 //! [`GatewayLink`]), feed it decoded frames, and write out what it queues.
@@ -76,7 +76,7 @@ impl Relay {
         let feed = services.events().attach_feed();
         let (writer, _writer_task) = writer::MessageWriter::start(services.store().clone());
         let core = Arc::new_cyclic(|me| Core {
-            limiter: limits::Limiter::new(limits.rate_per_sec, limits.rate_burst),
+            limiter: limits::Limiter::new(limits.rate_per_sec(), limits.rate_burst()),
             services,
             bus,
             limits,
@@ -89,7 +89,7 @@ impl Relay {
         });
         control::start(&core, feed);
         control::watch_bus_gaps(&core);
-        let every = (core.limits.offline_grace.min(core.limits.run_idle_timeout) / 4)
+        let every = (core.limits.offline_grace().min(core.limits.run_idle_timeout()) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         links::start_sweeper(&core, every);
         Relay { core }
@@ -144,7 +144,7 @@ impl Relay {
             ConnectRefusal::Unavailable
         })?;
         let infos = assignment_infos(&assignments);
-        let max_per_user = core.limits.max_connections_per_user;
+        let max_per_user = core.limits.max_connections_per_user();
         match core.bus.join_user(user, max_per_user).await {
             Ok(true) => {}
             Ok(false) => return Err(ConnectRefusal::TooManyForUser(max_per_user)),
@@ -157,7 +157,7 @@ impl Relay {
             principal,
             assignments,
             max_per_user,
-            core.limits.outbound_queue,
+            core.limits.outbound_queue(),
         ) {
             Ok(attached) => attached,
             Err(refusal) => {
@@ -188,7 +188,7 @@ impl Relay {
         let auth_ok = ServerFrame::AuthOk {
             user_id: user,
             organization_id: organization,
-            heartbeat_interval_seconds: core.limits.heartbeat_interval.as_secs(),
+            heartbeat_interval_seconds: core.limits.heartbeat_interval().as_secs(),
             assignments: infos,
         };
         Ok((session, auth_ok))

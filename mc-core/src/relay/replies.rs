@@ -275,7 +275,7 @@ impl Core {
     async fn apply_text(&self, gateway: GatewayId, id: MessageId, update: TextUpdate<'_>) {
         let Some(gate) = self.gateways.gate(gateway) else { return };
         let _order = gate.lock().await;
-        let cap = self.limits.max_reply_bytes;
+        let cap = self.limits.max_reply_bytes();
         match self.outbox.apply(gateway, id, update, cap, tokio::time::Instant::now()) {
             Progress::Nothing => {}
             Progress::Chunk { send, offset, delta } => {
@@ -295,7 +295,7 @@ impl Core {
         self.stop_run(gateway, &delivery.send);
         let text = format!(
             "The agent's reply was longer than {} KiB, so it was stopped.",
-            self.limits.max_reply_bytes / 1024
+            self.limits.max_reply_bytes() / 1024
         );
         self.spawn(move |core| async move {
             core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
@@ -319,7 +319,7 @@ impl Core {
             });
             return;
         }
-        if text.len() > self.limits.max_reply_bytes {
+        if text.len() > self.limits.max_reply_bytes() {
             self.reply_too_long(gateway, delivery);
             return;
         }

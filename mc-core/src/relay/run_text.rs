@@ -1,5 +1,5 @@
 //! [`RunText`]: the reply text of a run so far, and the `chunk`s that bring a client from the
-//! text it has to the text the gateway has (SPEC §6: `offset` = UTF-8 bytes before `delta`; a
+//! text it has to the text the gateway has (docs/protocol.md: `offset` = UTF-8 bytes before `delta`; a
 //! client appends when `offset` equals its length and replaces from `offset` otherwise).
 
 use mc_openclaw::TextUpdate;
@@ -126,7 +126,7 @@ mod tests {
 
 /// Property tests (proptest; `PROPTEST_CASES` sets how many, 256 by default, see
 /// BENCHMARKS.md for the long run): whatever updates a gateway sends, a client that applies
-/// the chunks by SPEC §6's rule ends with exactly the run's text.
+/// the chunks by the protocol's rule ends with exactly the run's text.
 #[cfg(test)]
 mod properties {
     use proptest::prelude::*;

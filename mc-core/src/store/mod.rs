@@ -1,4 +1,4 @@
-//! Storage traits (SPEC §3).
+//! Storage traits.
 //!
 //! Each concept has its own trait; [`Store`] is all of them together, which is what a relay
 //! holds as `Arc<dyn Store>`. An `Arc<dyn Store>` coerces to any one of the narrower traits

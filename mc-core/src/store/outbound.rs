@@ -1,4 +1,4 @@
-//! Storage of the gateways the relay dials (SPEC §7.2) and of the relay's own settings (its
+//! Storage of the gateways the relay dials (docs/openclaw.md) and of the relay's own settings (its
 //! OpenClaw device key).
 
 use async_trait::async_trait;

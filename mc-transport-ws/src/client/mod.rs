@@ -1,4 +1,4 @@
-//! The users' client SDK (SPEC §11): [`McClient`] signs in over HTTP(S), keeps one socket to
+//! The users' client SDK: [`McClient`] signs in over HTTP(S), keeps one socket to
 //! the relay through drops, and hands the app stored messages, reply text and events through
 //! a [`Listener`]. `mc-ffi` gives it to Kotlin, Swift and Python; `mc-chat` is built on it.
 //!

@@ -93,7 +93,7 @@ pub trait Listener: Send + Sync {
     fn on_outbox(&self, _pending: usize) {}
 }
 
-/// Why a call failed. `Relay` carries the relay's own error code (SPEC §6).
+/// Why a call failed. `Relay` carries the relay's own error code (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The relay refused the request.

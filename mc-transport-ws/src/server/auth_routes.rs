@@ -25,7 +25,7 @@ where
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
     organization: Option<String>,
-    /// Seed 000's name for the organization (its id).
+    /// The H5 app's name for the organization (its id).
     organization_id: Option<String>,
     username: String,
     password: String,
@@ -39,7 +39,7 @@ pub(crate) struct RegisterBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     organization: Option<String>,
-    /// Seed 000's name for the organization (its id).
+    /// The H5 app's name for the organization (its id).
     organization_id: Option<String>,
     username: String,
     password: String,
@@ -116,7 +116,7 @@ fn signed_in(s: SignedIn) -> TokenView {
     }
 }
 
-/// The organization a body names: `organization` (an id or a name) or seed 000's
+/// The organization a body names: `organization` (an id or a name) or the H5 app's
 /// `organization_id` (an id); both may be given only if they agree.
 fn organization_of(
     organization: Option<&str>,

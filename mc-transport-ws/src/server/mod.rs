@@ -2,12 +2,12 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /`, `GET /admin` | the chat page and the admin console; `/assets/*` their scripts and style ([`web`]; `HttpConfig::web_pages(false)` leaves them out) |
-//! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (SPEC §6) |
-//! | `GET /ws/gateway/{id}/relay` | gateways' sockets (SPEC §7.1) |
+//! | `GET /`, `GET /admin` | the chat page and the admin console; `/assets/*` their scripts and style ([`web`]; `HttpConfig::with_web_pages(false)` leaves them out) |
+//! | `GET /ws/chat` (alias `/ws/h5/chat`) | users' sockets (docs/protocol.md) |
+//! | `GET /ws/gateway/{id}/relay` | gateways' sockets (docs/gateway-link.md) |
 //! | `GET /healthz` | liveness: always 200 while the process serves |
 //! | `GET /readyz` | readiness: 200 when the store and the bus (Redis, with several instances) answer, else 503 |
-//! | `/api/v1/h5/auth/*`, `/api/v1/h5/users…` | seed 000's paths: aliases of `/auth/*`, `/users…` |
+//! | `/api/v1/h5/auth/*`, `/api/v1/h5/users…` | the H5 app's paths: aliases of `/auth/*`, `/users…` |
 //! | `POST /api/v1/auth/register` | create an account (admin, or open registration) |
 //! | `POST /api/v1/auth/login` | sign in → user, access and refresh tokens |
 //! | `POST /api/v1/auth/refresh` | rotate a refresh token → new tokens |
@@ -28,6 +28,7 @@
 
 mod admin_routes;
 mod auth_routes;
+mod config;
 mod error;
 mod extract;
 mod handshake;
@@ -35,6 +36,7 @@ mod link_board;
 mod outbound;
 mod outbound_routes;
 mod pre_auth;
+mod pump;
 mod read_budget;
 mod registry_routes;
 mod serve;
@@ -54,6 +56,7 @@ use axum::routing::{delete, get, post};
 use mc_core::{Relay, Services};
 use tokio::sync::Semaphore;
 
+pub use config::HttpConfig;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -69,76 +72,13 @@ pub(crate) struct AppState {
     pub(crate) board: link_board::LinkBoard,
     /// The gateways this relay dials.
     pub(crate) outbound: outbound::OutboundPool,
+    /// The settings of the API and the sockets.
+    pub(crate) config: Arc<HttpConfig>,
 }
 
 impl FromRef<AppState> for Services {
     fn from_ref(state: &AppState) -> Services {
         state.services.clone()
-    }
-}
-
-/// Settings of the HTTP API.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    max_body_bytes: usize,
-    public_url: Option<String>,
-    trust_forwarded_for: bool,
-    instance_id: String,
-    request_timeout: std::time::Duration,
-    web_pages: bool,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            public_url: None,
-            trust_forwarded_for: false,
-            instance_id: "local".into(),
-            request_timeout: serve::REQUEST_TIMEOUT,
-            web_pages: true,
-        }
-    }
-}
-
-impl HttpConfig {
-    /// Serve the browser pages ([`web`]) at `/` (default on; off leaves `/` to the embedder).
-    pub fn web_pages(mut self, serve: bool) -> Self {
-        self.web_pages = serve;
-        self
-    }
-
-    /// Time to receive and handle one request, its body included (default 30 s); past it
-    /// the answer is 408.
-    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// This instance's name in `GET /gateways/{id}/connections` (default `local`).
-    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
-        self.instance_id = id.into();
-        self
-    }
-
-    /// The URL clients reach this relay at (e.g. `https://relay.example.com`), used to tell
-    /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `ws://`.
-    pub fn public_url(mut self, url: Option<String>) -> Self {
-        self.public_url = url;
-        self
-    }
-
-    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy you run;
-    /// default off, which uses the socket peer when served with connect info).
-    pub fn trust_forwarded_for(mut self, trust: bool) -> Self {
-        self.trust_forwarded_for = trust;
-        self
-    }
-
-    /// The largest request body accepted (default 64 KiB); larger ones get 413.
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
-        self
     }
 }
 
@@ -151,14 +91,23 @@ pub fn app(relay: Relay) -> Router {
 
 /// The relay's HTTP API and sockets over `relay`, with `config`.
 pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
-    let slots = Arc::new(Semaphore::new(relay.limits().connection_cap()));
-    let (unauthenticated, per_ip) = relay.limits().unauthenticated_caps();
-    let pre_auth = pre_auth::PreAuthGate::new(unauthenticated, per_ip);
-    let board = link_board::LinkBoard::new(&config.instance_id);
+    let slots = Arc::new(Semaphore::new(config.max_connections()));
+    let pre_auth = pre_auth::PreAuthGate::new(
+        config.max_unauthenticated(),
+        config.max_unauthenticated_per_ip(),
+    );
+    let board = link_board::LinkBoard::new(config.instance_id());
     let outbound = start_outbound(&relay, &board);
-    let state =
-        AppState { services: relay.services().clone(), relay, slots, pre_auth, board, outbound };
-    // Users' routes, also served under seed 000's `/h5` prefix.
+    let state = AppState {
+        services: relay.services().clone(),
+        relay,
+        slots,
+        pre_auth,
+        board,
+        outbound,
+        config: Arc::new(config.clone()),
+    };
+    // Users' routes, also served under the H5 app's `/h5` prefix.
     let users_api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
@@ -193,7 +142,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/gateway-registry/register", post(registry_routes::register))
         .route("/gateway-registry/heartbeat", post(registry_routes::heartbeat))
         .route("/gateway-registry/deregister", delete(registry_routes::deregister));
-    let pages = if config.web_pages { web::routes() } else { Router::new() };
+    let pages = if config.web_pages() { web::routes() } else { Router::new() };
     Router::new()
         .merge(pages)
         .route("/healthz", get(healthz))
@@ -206,7 +155,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(serve::bound_request))
         .layer(axum::middleware::from_fn(count_request))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes()))
         .layer(axum::Extension(config))
         .with_state(state)
 }

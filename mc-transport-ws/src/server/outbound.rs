@@ -1,4 +1,4 @@
-//! [`OutboundPool`]: the gateways this relay dials (SPEC §7.2), one [`OpenClawConnection`]
+//! [`OutboundPool`]: the gateways this relay dials (docs/openclaw.md), one [`OpenClawConnection`]
 //! each, kept up for as long as the gateway exists.
 //!
 //! Each connection has a task that turns what happens into the relay's terms: once connected
@@ -9,7 +9,7 @@
 //! an operator approves with `openclaw devices approve <id>`; the connection keeps retrying,
 //! so after the approval it connects by itself and keeps the device token the gateway issues.
 //!
-//! Connections stay open while idle (seed 001 closes them after 30 s without use): a closed
+//! Connections stay open while idle (a client that closed them after 30 s without use would miss events): a closed
 //! connection would hear neither the agents' status nor replies the gateway finishes, and
 //! users would see the agents offline between chats.
 //!
@@ -162,7 +162,7 @@ async fn drive(
 ) {
     let mut attached: Option<(u64, super::link_board::OnBoard)> = None;
     let interval = match pool.upgrade() {
-        Some(p) => p.relay.services().registry().config().interval(),
+        Some(p) => p.relay.services().registry().config().heartbeat_interval(),
         None => return,
     };
     let mut ticks = tokio::time::interval(interval);

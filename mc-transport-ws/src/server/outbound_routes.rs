@@ -1,4 +1,4 @@
-//! `POST /api/v1/gateways` (add a gateway the relay dials, SPEC §7.2) and
+//! `POST /api/v1/gateways` (add a gateway the relay dials: docs/openclaw.md) and
 //! `GET /api/v1/gateways/{id}/connections` (the gateway's live links on this instance).
 
 use axum::Json;

@@ -29,7 +29,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let trust = parts.extensions.get::<HttpConfig>().is_some_and(|c| c.trust_forwarded_for);
+        let trust = parts.extensions.get::<HttpConfig>().is_some_and(|c| c.trust_forwarded_for());
         if trust
             && let Some(ip) = parts
                 .headers
@@ -109,7 +109,7 @@ fn gateway_id(text: &str) -> Result<GatewayId, ApiError> {
 /// `ws(s)://<public host>/ws/gateway/<id>/relay`, from the configured public URL or else the
 /// request's `Host`.
 fn relay_ws_url(config: Option<&HttpConfig>, parts_host: Option<&str>, id: GatewayId) -> String {
-    let base = match config.and_then(|c| c.public_url.as_deref()) {
+    let base = match config.and_then(|c| c.public_url().as_deref()) {
         Some(url) => url
             .trim_end_matches('/')
             .replacen("https://", "wss://", 1)

@@ -23,7 +23,7 @@ use super::error::ApiError;
 /// Time for a client to send a request's headers (slowloris).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to handle one request, reading its body included (default of
-/// [`HttpConfig::request_timeout`]).
+/// [`HttpConfig::with_request_timeout`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes of an oversized body read away before answering 413.
 pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
@@ -140,8 +140,8 @@ pub(crate) async fn bound_request(
     next: axum::middleware::Next,
 ) -> Response {
     let config = request.extensions().get::<HttpConfig>();
-    let limit = config.map_or(64 * 1024, |c| c.max_body_bytes) as u64;
-    let timeout = config.map_or(REQUEST_TIMEOUT, |c| c.request_timeout);
+    let limit = config.map_or(64 * 1024, |c| c.max_body_bytes()) as u64;
+    let timeout = config.map_or(REQUEST_TIMEOUT, |c| c.request_timeout());
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)

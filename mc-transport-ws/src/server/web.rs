@@ -61,7 +61,7 @@ async fn app_css() -> Response {
     page("text/css; charset=utf-8", APP_CSS)
 }
 
-/// The pages' routes (merged into the app unless `HttpConfig::web_pages(false)`).
+/// The pages' routes (merged into the app unless `HttpConfig::with_web_pages(false)`).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))

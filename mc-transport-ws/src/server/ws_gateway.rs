@@ -1,32 +1,37 @@
-//! `/ws/gateway/{id}/relay`: a gateway's socket (SPEC §7.1). After the relay's `auth`
-//! handshake the frames are OpenClaw's: the relay sends `req`, the gateway answers `res` and
-//! pushes `event`s; a `heartbeat` frame may replace HTTP heartbeats.
+//! `/ws/gateway/{id}/relay`: a gateway's socket. After the relay's `auth` handshake the frames
+//! are OpenClaw's: the relay sends `req`, the gateway answers `res` and pushes `event`s; a
+//! `heartbeat` frame may replace HTTP heartbeats. Its I/O is the socket pump's (`pump`), its
+//! rules mc-core's `SocketRules` (the auth deadline, silence for three heartbeat intervals, a
+//! deadline on every write); the relay pings it every interval.
 //!
 //! The socket is read through a [`ReadBudget`] (the handshake is [`super::handshake`]'s): a
 //! gateway may send 4 MiB frames once it is known, but before its `auth` frame is checked it
 //! cannot make the relay read more than [`PRE_AUTH_BYTES`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
 use mc_core::link::LinkOutbound;
 use mc_core::protocol::close_code;
 use mc_core::protocol::{GatewayToRelay, RelayToGateway, decode_gateway_frame};
+use mc_core::socket::{Close, SocketRules};
 use mc_core::{FrameLink, GatewayId};
 use mc_openclaw::{ErrorShape, Frame};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::AppState;
 use super::error::ApiError;
 use super::handshake::{Upgrade, UpgradedIo};
 use super::link_board::Probe;
+use super::pump::{Flow, Outgoing, Peer, PreAuth, Pump, Read};
 use super::read_budget::{BudgetLift, ReadBudget};
 
 /// A gateway's socket carries every run of its users: read it in large pieces (one socket per
@@ -41,7 +46,7 @@ const GATEWAY_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 /// few hundred bytes): a larger first frame ends the connection before it is buffered.
 pub(crate) const PRE_AUTH_BYTES: usize = 16 * 1024;
 
-type GatewaySocket = WebSocketStream<ReadBudget<UpgradedIo>>;
+type GatewayPump = Pump<ReadBudget<UpgradedIo>>;
 
 // The upgrade's closure yields the socket's future on purpose: `Upgrade::accept` spawns it.
 #[allow(clippy::async_yields_async)]
@@ -79,13 +84,24 @@ pub(crate) async fn upgrade(
     })
 }
 
-async fn send_text(socket: &mut GatewaySocket, text: String) -> bool {
-    socket.send(Message::Text(text.into())).await.is_ok()
+fn text(frame: &RelayToGateway) -> Message {
+    Message::Text(frame.to_json().into())
 }
 
-async fn close(socket: &mut GatewaySocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame { code: code.into(), reason: reason.into() };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+/// What a gateway's first frame is: its `auth` frame, checked; anything else is refused.
+async fn judge(state: AppState, id: GatewayId, read: Result<Utf8Bytes, Read>) -> PreAuth<()> {
+    let accepted = match read.as_deref().map(decode_gateway_frame) {
+        Ok(Ok(GatewayToRelay::Auth { relay_token })) => {
+            state.services.registry().authenticate_gateway(id, relay_token.expose()).await.is_ok()
+        }
+        _ => false,
+    };
+    if accepted {
+        return PreAuth::Accepted(());
+    }
+    let refused = text(&RelayToGateway::AuthError { reason: "invalid_token".into() });
+    let reason = "unknown gateway or wrong relay token";
+    PreAuth::Refuse(Some(refused), Close { code: close_code::UNAUTHORIZED, reason })
 }
 
 async fn run(
@@ -93,175 +109,170 @@ async fn run(
     id: GatewayId,
     remote: Option<String>,
     pass: super::pre_auth::PreAuthPass,
-    mut socket: GatewaySocket,
+    socket: WebSocketStream<ReadBudget<UpgradedIo>>,
     budget: BudgetLift,
 ) {
-    let deadline = state.relay.limits().auth_deadline();
-    let authenticated = tokio::time::timeout(deadline, async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    return match decode_gateway_frame(&text) {
-                        Ok(GatewayToRelay::Auth { relay_token }) => Some(
-                            state
-                                .services
-                                .registry()
-                                .authenticate_gateway(id, relay_token.expose())
-                                .await
-                                .is_ok(),
-                        ),
-                        _ => Some(false),
-                    };
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await;
-    match authenticated {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => {
-            let refused = RelayToGateway::AuthError { reason: "invalid_token".into() };
-            send_text(&mut socket, refused.to_json()).await;
-            close(&mut socket, close_code::UNAUTHORIZED, "unknown gateway or wrong relay token")
-                .await;
-            return;
-        }
-        Ok(None) => return,
-        Err(_) => {
-            send_text(
-                &mut socket,
-                RelayToGateway::AuthError { reason: "timeout".into() }.to_json(),
-            )
-            .await;
-            close(&mut socket, close_code::UNAUTHORIZED, "no auth frame in time").await;
-            return;
-        }
+    let limits = state.config.socket_limits();
+    let interval = state.services.registry().config().heartbeat_interval();
+    let mut pump: GatewayPump = Pump::new(socket, &limits);
+    let mut rules = SocketRules::new(&limits, interval, Instant::now());
+    let timed_out = text(&RelayToGateway::AuthError { reason: "timeout".into() });
+    let judged = pump.authenticate(&mut rules, timed_out, |read| judge(state.clone(), id, read));
+    if judged.await.is_none() {
+        return;
     }
     drop(pass);
     budget.lift();
-    let interval = state.services.registry().config().interval();
     let auth_ok =
         RelayToGateway::AuthOk { gateway_id: id, heartbeat_interval_seconds: interval.as_secs() };
-    if !send_text(&mut socket, auth_ok.to_json()).await {
+    if !pump.send(text(&auth_ok)).await {
         return;
     }
-    let (link, mut outbound) = FrameLink::new(LINK_QUEUE);
+    rules.authenticated(None, Instant::now());
+    let (link, outbound) = FrameLink::new(LINK_QUEUE);
     let link = Arc::new(link);
     let generation = match state.relay.attach_gateway(id, link.clone()).await {
         Ok(generation) => generation,
         Err(err) => {
             tracing::warn!(error = %err, gateway = %id, "cannot attach the gateway");
-            close(&mut socket, close_code::OVERLOADED, "the relay cannot take this gateway now")
-                .await;
+            let reason = "the relay cannot take this gateway now";
+            pump.close(None, Close { code: close_code::OVERLOADED, reason }).await;
             return;
         }
     };
     tracing::info!(gateway = %id, "gateway linked");
     let _gauge = super::handshake::ConnectionGauge::new("gateway");
     let opened = Instant::now();
-    let last_frame_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let last_frame_ms = Arc::new(AtomicU64::new(0));
     let probe = Probe::Inbound { link: link.clone(), opened, last_frame_ms: last_frame_ms.clone() };
     let _on_board = state.board.add(id, "inbound", remote, probe);
-    let heard = || {
-        let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        last_frame_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    let mut gateway = GatewayPeer {
+        state: state.clone(),
+        id,
+        link: link.clone(),
+        outbound,
+        answers: VecDeque::new(),
+        closing: None,
+        opened,
+        last_frame_ms,
+        heard_since_touch: false,
     };
-
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let mut last_heard = Instant::now();
-    let mut heard_since_touch = false;
-    loop {
-        tokio::select! {
-            incoming = socket.next() => {
-                match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        last_heard = Instant::now();
-                        heard();
-                        heard_since_touch = true;
-                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
-                        match decode_gateway_frame(&text) {
-                            Ok(GatewayToRelay::OpenClaw(Frame::Response(response))) => link.resolve(response),
-                            Ok(GatewayToRelay::OpenClaw(Frame::Event(event))) => state.relay.gateway_event(id, &event).await,
-                            Ok(GatewayToRelay::Heartbeat(beat)) => {
-                                if let Err(err) = state.services.registry().link_heartbeat(id, beat).await {
-                                    tracing::info!(error = %err, gateway = %id, "gateway heartbeat refused");
-                                }
-                                heard_since_touch = false;
-                            }
-                            Ok(GatewayToRelay::OpenClaw(Frame::Request(request))) => {
-                                let refusal = ErrorShape::new(
-                                    "INVALID_REQUEST",
-                                    format!("the relay serves no method {:?}", request.method),
-                                );
-                                let answer = RelayToGateway::OpenClaw(Frame::Response(mc_openclaw::Response::error(request.id, refusal)));
-                                if !send_text(&mut socket, answer.to_json()).await { break; }
-                            }
-                            Ok(GatewayToRelay::Auth { .. }) => {}
-                            Err(err) => tracing::debug!(gateway = %id, error = %err, "undecodable gateway frame ignored"),
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        last_heard = Instant::now();
-                        heard_since_touch = true;
-                    }
-                    Some(Ok(Message::Binary(_))) => tracing::debug!(gateway = %id, "binary gateway frame ignored"),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(Message::Frame(_))) => {}
-                }
-            }
-            out = outbound.recv() => {
-                match out {
-                    Some(LinkOutbound::Frame(frame)) => {
-                        // Everything already queued goes out in one write.
-                        let mut written = 1;
-                        let mut ok = socket.feed(Message::Text(frame.into())).await.is_ok();
-                        let mut close_with = None;
-                        while ok && written < super::ws_user::WRITE_BATCH {
-                            match outbound.try_recv() {
-                                Ok(LinkOutbound::Frame(more)) => {
-                                    ok = socket.feed(Message::Text(more.into())).await.is_ok();
-                                    written += 1;
-                                }
-                                Ok(LinkOutbound::Close(code)) => {
-                                    close_with = Some(code);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "out").increment(written);
-                        if !ok || socket.flush().await.is_err() { break; }
-                        if let Some(code) = close_with {
-                            close(&mut socket, code, "closing").await;
-                            break;
-                        }
-                    }
-                    Some(LinkOutbound::Close(code)) => {
-                        let reason = if code == close_code::UNAUTHORIZED { "relay token revoked" } else { "closing" };
-                        close(&mut socket, code, reason).await;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            _ = ticks.tick() => {
-                if last_heard.elapsed() > interval * 3 {
-                    close(&mut socket, close_code::GOING_AWAY, "no frames for three heartbeat intervals").await;
-                    break;
-                }
-                if heard_since_touch {
-                    heard_since_touch = false;
-                    if let Err(err) = state.services.registry().touch(id).await {
-                        tracing::warn!(error = %err, gateway = %id, "cannot record gateway liveness");
-                    }
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
-            }
-        }
-    }
+    pump.serve(&mut gateway, &mut rules).await;
     link.shutdown();
     state.relay.detach_gateway(id, generation);
     tracing::info!(gateway = %id, "gateway unlinked");
+}
+
+/// An authenticated gateway: its link to the relay engine.
+struct GatewayPeer {
+    state: AppState,
+    id: GatewayId,
+    link: Arc<FrameLink>,
+    /// What the engine sends the gateway.
+    outbound: mpsc::Receiver<LinkOutbound>,
+    /// The relay's answers to the gateway's own requests (it serves none).
+    answers: VecDeque<String>,
+    /// A close the engine asked for, met while batching.
+    closing: Option<u16>,
+    opened: Instant,
+    /// When a frame last came, in ms since `opened` (for `GET /gateways/{id}/connections`).
+    last_frame_ms: Arc<AtomicU64>,
+    /// Whether anything came since the gateway's liveness was last recorded.
+    heard_since_touch: bool,
+}
+
+/// A close the engine asked for.
+fn close_of(code: u16) -> Close {
+    let reason = if code == close_code::UNAUTHORIZED { "relay token revoked" } else { "closing" };
+    Close { code, reason }
+}
+
+impl Peer for GatewayPeer {
+    async fn outgoing(&mut self) -> Outgoing {
+        if let Some(answer) = self.answers.pop_front() {
+            return Outgoing::Frame(Message::Text(answer.into()));
+        }
+        if let Some(code) = self.closing.take() {
+            return Outgoing::Close(close_of(code));
+        }
+        match self.outbound.recv().await {
+            Some(LinkOutbound::Frame(frame)) => Outgoing::Frame(Message::Text(frame.into())),
+            Some(LinkOutbound::Close(code)) => Outgoing::Close(close_of(code)),
+            None => Outgoing::Ended,
+        }
+    }
+
+    fn queued(&mut self) -> Option<Message> {
+        if let Some(answer) = self.answers.pop_front() {
+            return Some(Message::Text(answer.into()));
+        }
+        if self.closing.is_some() {
+            return None;
+        }
+        match self.outbound.try_recv() {
+            Ok(LinkOutbound::Frame(frame)) => Some(Message::Text(frame.into())),
+            Ok(LinkOutbound::Close(code)) => {
+                self.closing = Some(code);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn heard(&mut self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_frame_ms.store(ms, Ordering::Relaxed);
+        self.heard_since_touch = true;
+    }
+
+    async fn on_text(&mut self, text: Utf8Bytes, _rules: &mut SocketRules) -> Flow {
+        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "in").increment(1);
+        let id = self.id;
+        match decode_gateway_frame(&text) {
+            Ok(GatewayToRelay::OpenClaw(Frame::Response(response))) => self.link.resolve(response),
+            Ok(GatewayToRelay::OpenClaw(Frame::Event(event))) => {
+                self.state.relay.gateway_event(id, &event).await;
+            }
+            Ok(GatewayToRelay::Heartbeat(beat)) => {
+                if let Err(err) = self.state.services.registry().link_heartbeat(id, beat).await {
+                    tracing::info!(error = %err, gateway = %id, "gateway heartbeat refused");
+                }
+                self.heard_since_touch = false;
+            }
+            Ok(GatewayToRelay::OpenClaw(Frame::Request(request))) => {
+                let message = format!("the relay serves no method {:?}", request.method);
+                let refusal = ErrorShape::new("INVALID_REQUEST", message);
+                let answer = mc_openclaw::Response::error(request.id, refusal);
+                self.answers.push_back(Frame::Response(answer).to_json());
+            }
+            Ok(GatewayToRelay::Auth { .. }) => {}
+            Err(err) => {
+                tracing::debug!(gateway = %id, error = %err, "undecodable gateway frame ignored");
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_binary(&mut self, _rules: &mut SocketRules) -> Flow {
+        tracing::debug!(gateway = %self.id, "binary gateway frame ignored");
+        Flow::Continue
+    }
+
+    async fn heartbeat(&mut self, _n: u64) -> Message {
+        if std::mem::take(&mut self.heard_since_touch)
+            && let Err(err) = self.state.services.registry().touch(self.id).await
+        {
+            tracing::warn!(error = %err, gateway = %self.id, "cannot record gateway liveness");
+        }
+        Message::Ping(Default::default())
+    }
+
+    fn farewell(&self, _close: &Close) -> bool {
+        true
+    }
+
+    fn wrote(&self, frames: u64) {
+        metrics::counter!("mc_frames_total", "kind" => "gateway", "direction" => "out")
+            .increment(frames);
+    }
 }

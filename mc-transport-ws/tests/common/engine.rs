@@ -1,7 +1,7 @@
 //! The relay engine driven directly, with no socket: an in-memory SQLite store holding one
 //! user assigned to one agent, `UserSession`s standing for users' sockets, and a
 //! `FrameLink` standing for a gateway's link, whose requests the test reads and answers the
-//! way OpenClaw does (OPENCLAW.md §3). The answers are written by hand in each test: this is
+//! way OpenClaw does (docs/openclaw.md). The answers are written by hand in each test: this is
 //! the one test double here, because the cases (a link dropping mid-run, a gateway that
 //! finished a run while the relay was away) must happen at exact points; the real OpenClaw
 //! gateway is exercised by its own suite.

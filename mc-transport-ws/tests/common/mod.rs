@@ -9,6 +9,7 @@ use chrono::TimeDelta;
 use mc_core::auth::{AuthConfig, JwtKey, PasswordParams};
 use mc_core::*;
 use mc_store_sqlite::SqliteStore;
+pub use mc_transport_ws::server::HttpConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -68,7 +69,7 @@ impl TestServer {
         limits: RelayLimits,
     ) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        Self::start_on(store, configure, registry, limits).await
+        Self::start_on(store, configure, registry, limits, HttpConfig::default()).await
     }
 
     pub async fn start_on(
@@ -76,6 +77,7 @@ impl TestServer {
         configure: impl FnOnce(AuthConfig) -> AuthConfig,
         registry: RegistryConfig,
         limits: RelayLimits,
+        http: HttpConfig,
     ) -> Self {
         let clock = Arc::new(ManualClock::starting_now());
         let auth = configure(AuthConfig::new(JwtKey::new(SECRET).unwrap()));
@@ -84,7 +86,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let relay = Relay::new(services.clone(), Arc::new(InProcessBus::new()), limits);
-        let app = mc_transport_ws::server::app(relay.clone());
+        let app = mc_transport_ws::server::app_with(relay.clone(), http);
         tokio::spawn(mc_transport_ws::server::serve(listener, app, std::future::pending()));
 
         let org = Organization { id: OrgId::new(), name: "acme".into(), created_at: clock.now() };
@@ -332,16 +334,30 @@ impl ChatFixture {
     }
 
     pub async fn with_limits(limits: RelayLimits) -> Self {
+        Self::with(limits, HttpConfig::default()).await
+    }
+
+    /// A fixture whose sockets follow `http`.
+    pub async fn with_http(http: HttpConfig) -> Self {
+        Self::with(RelayLimits::default(), http).await
+    }
+
+    pub async fn with(limits: RelayLimits, http: HttpConfig) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        Self::on(store, limits).await
+        Self::on_with(store, limits, http).await
     }
 
     pub async fn on(store: Arc<dyn Store>, limits: RelayLimits) -> Self {
+        Self::on_with(store, limits, HttpConfig::default()).await
+    }
+
+    pub async fn on_with(store: Arc<dyn Store>, limits: RelayLimits, http: HttpConfig) -> Self {
         let s = TestServer::start_on(
             store,
             |c| c.password_params(cheap_passwords()),
             RegistryConfig::default(),
             limits,
+            http,
         )
         .await;
         let reg = s.registration_token(json!({})).await;

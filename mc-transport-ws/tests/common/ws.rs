@@ -1,5 +1,5 @@
 //! Socket-level test helpers: a user client, and a test gateway speaking the relay's gateway
-//! link (auth, then OpenClaw v4 `req`/`res`/`event` frames as captured in OPENCLAW.md §7).
+//! link (auth, then OpenClaw v4 `req`/`res`/`event` frames as captured in docs/openclaw.md).
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 

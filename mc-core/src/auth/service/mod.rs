@@ -30,7 +30,7 @@ pub use requests::{
     NewAccount, OrgSelector, PasswordChange, ProfileUpdate, Refreshed, Registered, SignedIn,
 };
 
-/// Accounts and sessions with the relay's own user store (SPEC §4).
+/// Accounts and sessions with the relay's own user store.
 #[derive(Debug, Clone)]
 pub struct AuthService {
     store: Arc<dyn Store>,
