@@ -29,6 +29,8 @@ fn remember_stored(
     Ok(())
 }
 
+// One transaction, statement after statement, as the PostgreSQL store's batch function is one
+// SQL function: the two read side by side.
 /// Appends `messages`, then applies `deliveries`, inside `tx`. An `Err` means the batch could
 /// not be written as a whole: the caller rolls back and writes one by one instead.
 pub(crate) async fn write_batch(

@@ -33,6 +33,7 @@ impl Load {
     }
 }
 
+// The two-instance benchmark's script, top to bottom, like `round_trips::run`.
 /// Runs `mc-bench instances`.
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let Some(database) = args.database.as_deref().filter(|d| d.starts_with("postgres")) else {
@@ -67,8 +68,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     else {
         bail!("instance A registered {} gateways, not 2", a.gateways.len());
     };
-    let _single = relay::echo_gateway(&a.base, gw_single, token_single, args.deltas).await?;
-    let _cross = relay::echo_gateway(&b_base, gw_cross, token_cross, args.deltas).await?;
+    let _single =
+        relay::echo_gateway(&a.base, gw_single, token_single, args.first_deltas()).await?;
+    let _cross = relay::echo_gateway(&b_base, gw_cross, token_cross, args.first_deltas()).await?;
     let mut on_single = Vec::with_capacity(args.users);
     for token in &a.tokens[..args.users] {
         on_single.push((relay::user_socket(&a.base, token).await?, None));

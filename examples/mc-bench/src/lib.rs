@@ -80,9 +80,10 @@ pub struct Args {
     #[arg(long)]
     pub no_nats: bool,
     /// How many streamed pieces each reply comes in (the gateway's deltas; NATS's responder
-    /// publishes as many messages before its answer).
-    #[arg(long, default_value_t = 1, global = true)]
-    pub deltas: usize,
+    /// publishes as many messages before its answer): one round-trip workload per value,
+    /// comma-separated; the other benchmarks use the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 20], global = true)]
+    pub deltas: Vec<usize>,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -92,6 +93,12 @@ pub struct Args {
 }
 
 impl Args {
+    /// The first workload's deltas, as the benchmarks other than round trips use it.
+    pub fn first_deltas(&self) -> round_trips::Deltas {
+        let first = self.deltas.first().copied().unwrap_or(1).max(1);
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(first))
+    }
+
     /// How the relay's store is opened.
     fn store_options(&self) -> relay::StoreOptions {
         relay::StoreOptions {
@@ -368,9 +375,13 @@ async fn soak_run(args: &Args, minutes: u64, drop_every: Duration) -> anyhow::Re
 
 async fn storm(args: &Args, sign_ins: usize) -> anyhow::Result<()> {
     let relay = start_relay(args, args.users, sign_ins)?;
-    let _gateway =
-        relay::echo_gateway(&relay.base, &relay.gateway_id, &relay.relay_token, args.deltas)
-            .await?;
+    let _gateway = relay::echo_gateway(
+        &relay.base,
+        &relay.gateway_id,
+        &relay.relay_token,
+        args.first_deltas(),
+    )
+    .await?;
     let mut sockets = Vec::with_capacity(args.users);
     for token in &relay.tokens[..args.users] {
         sockets.push((relay::user_socket(&relay.base, token).await?, None));

@@ -151,38 +151,57 @@ impl Conn {
         reply: Option<&str>,
         payload: &[u8],
     ) -> anyhow::Result<()> {
-        let mut frame = match reply {
-            Some(r) => format!("PUB {subject} {r} {}\r\n", payload.len()).into_bytes(),
-            None => format!("PUB {subject} {}\r\n", payload.len()).into_bytes(),
-        };
-        frame.extend_from_slice(payload);
-        frame.extend_from_slice(b"\r\n");
-        self.send(&frame).await
+        self.send(&pub_frame(subject, reply, payload)).await
     }
+}
+
+/// A `PUB` of `payload` to `subject`.
+fn pub_frame(subject: &str, reply: Option<&str>, payload: &[u8]) -> Vec<u8> {
+    let mut frame = match reply {
+        Some(r) => format!("PUB {subject} {r} {}\r\n", payload.len()).into_bytes(),
+        None => format!("PUB {subject} {}\r\n", payload.len()).into_bytes(),
+    };
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(b"\r\n");
+    frame
 }
 
 const SUBJECT: &str = "bench.echo";
 
-/// The responder: answers every request with its payload. Runs until the server goes.
-pub async fn responder(url: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// The responder: answers every request with its payload, first in `deltas` pieces, then
+/// whole (as the relay's gateway streams a reply, then ends it), every message of one answer
+/// written with one flush. Runs until the server goes.
+pub async fn responder(
+    url: &str,
+    deltas: super::round_trips::Deltas,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut conn = Conn::connect(url).await?;
     conn.send(format!("SUB {SUBJECT} 1\r\nPING\r\n").as_bytes()).await?;
     while !conn.control_line().await?.starts_with(b"PONG") {}
     Ok(tokio::spawn(async move {
         while let Ok(msg) = conn.next_msg().await {
             let Some(reply) = msg.reply else { continue };
-            if conn.publish(&reply, None, &msg.payload).await.is_err() {
+            let n = deltas.load(std::sync::atomic::Ordering::Relaxed).max(1);
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            let mut frames = Vec::new();
+            for piece in super::relay::pieces(&text, n) {
+                frames.extend(pub_frame(&reply, None, piece.as_bytes()));
+            }
+            frames.extend(pub_frame(&reply, None, &msg.payload));
+            if conn.send(&frames).await.is_err() {
                 return;
             }
         }
     }))
 }
 
-/// One closed-loop run of `users` requesters, `messages` each.
+/// One closed-loop run of `users` requesters, `messages` each, every answer in `deltas`
+/// pieces and then whole.
 pub async fn run(
     url: &str,
     users: usize,
     messages: usize,
+    deltas: usize,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let mut conns = Vec::with_capacity(users);
     for i in 0..users {
@@ -201,7 +220,9 @@ pub async fn run(
                 let t = Instant::now();
                 let payload = super::chat_frame(i, m, None);
                 conn.publish(SUBJECT, Some(&inbox), payload.as_bytes()).await?;
-                conn.next_msg().await?;
+                for _ in 0..=deltas.max(1) {
+                    conn.next_msg().await?;
+                }
                 latencies.push(t.elapsed());
             }
             anyhow::Ok(latencies)

@@ -128,6 +128,8 @@ fn bench_http() -> mc_transport_ws::server::HttpConfig {
         .with_max_unauthenticated_per_ip(60_000)
 }
 
+// The benchmark relay's set-up, top to bottom (store, services, bus, accounts, gateways, the
+// lines the parent reads): one script of steps, in the order the parent expects their output.
 /// Serves a relay; prints `TOKEN …` lines, `GATEWAY …` lines, then `READY <base> <org>
 /// <gateway_id> <relay_token> <agent_id>` (the first gateway).
 pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
@@ -299,7 +301,7 @@ pub async fn echo_gateway(
     base: &str,
     gateway_id: &str,
     relay_token: &str,
-    deltas: usize,
+    deltas: super::round_trips::Deltas,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let url = format!("{}/ws/gateway/{gateway_id}/relay", base.replacen("http://", "ws://", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
@@ -322,6 +324,7 @@ pub async fn echo_gateway(
                 continue;
             }
             let Ok(params) = request.params_of::<ChatSend>() else { continue };
+            let deltas = deltas.load(std::sync::atomic::Ordering::Relaxed).max(1);
             for frame in echo_answer(&request.id, &params, deltas) {
                 if sink.feed(Message::Text(frame.into())).await.is_err() {
                     return;

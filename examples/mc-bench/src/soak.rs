@@ -143,7 +143,8 @@ pub async fn flapping_gateway(
 ) -> usize {
     let mut drops = 0;
     while Instant::now() < deadline {
-        let Ok(link) = echo_gateway(&base, &gateway_id, &relay_token, 1).await else {
+        let Ok(link) = echo_gateway(&base, &gateway_id, &relay_token, Default::default()).await
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

@@ -164,6 +164,8 @@ pub async fn run(
     }
 }
 
+// One link's life, top to bottom: dial, authenticate, hand the link to the backend, serve,
+// take it back.
 async fn session(
     settings: &BridgeSettings,
     backend: &Backend,

@@ -58,6 +58,8 @@ async fn user(
     Ok((created, Some(password)))
 }
 
+// The demo's set-up, top to bottom: organization, users, gateway, assignment, printed
+// credentials, each created once (a second start finds them).
 /// Creates (once) the demo's organization, users, gateway and assignment; prints how to chat.
 pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result<DemoSetup> {
     let store = services.store();

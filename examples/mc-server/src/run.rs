@@ -142,6 +142,8 @@ async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn mc_core::Bus>> 
     Ok(Arc::new(bus))
 }
 
+// The server's life, top to bottom: open, build, listen, serve, drain, close. The order is
+// what shutdown relies on, so it stays in one place.
 async fn serve_with(
     settings: Settings,
     tls: Option<mc_transport_ws::server::tls::TlsAcceptor>,

@@ -282,6 +282,8 @@ fn render<P: Serialize>(kind: &'static str, id: Option<&str>, payload: P) -> Str
 }
 
 impl ServerFrame {
+    // One arm per frame type, each rendering its own fields: the wire format of every frame
+    // the relay sends, in one place.
     /// Renders the frame as JSON text.
     pub fn to_json(&self) -> String {
         use serde_json::json;

@@ -107,6 +107,7 @@ struct Event {
     ts: Timestamp,
 }
 
+// One arm per frame type, mirroring `ServerFrame::to_json`: the two read side by side.
 /// Decodes one text frame the relay sent on a user's socket. An unknown `type` is an error
 /// (a client built for an older protocol skips such frames).
 pub fn decode_server_frame(text: &str) -> Result<ServerFrame, DecodeError> {

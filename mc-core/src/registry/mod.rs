@@ -144,6 +144,8 @@ impl RegistryService {
         Ok(())
     }
 
+    // Registration's checks and writes in the order they must happen (token, name, re-register,
+    // agents, activity); each step is short and they share the transaction's values.
     /// Registers a gateway with a registration token (docs/gateway-link.md). A gateway whose name exists in
     /// the organization is re-registered: same id, a new relay token, the old one revoked.
     /// Every field is checked before the token is used, so a bad request costs no use.

@@ -132,6 +132,8 @@ fn close_code(code: Option<u16>) -> Ended {
     }
 }
 
+// One connection's life, top to bottom (open, auth, resume, write the outbox, read): the
+// order is the protocol, and each step is a few lines.
 async fn connection(
     inner: &Arc<Inner>,
     commands: &mut mpsc::UnboundedReceiver<Command>,

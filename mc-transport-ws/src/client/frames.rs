@@ -20,6 +20,8 @@ enum Call {
 }
 
 impl Inner {
+    // One arm per frame the relay sends, each a few lines: what a frame does to the client's
+    // state reads best as this one table.
     /// Handles one frame; returns a frame to send back (a heartbeat's answer).
     pub(crate) fn on_frame(&self, text: &str) -> Option<String> {
         let frame = match decode_server_frame(text) {

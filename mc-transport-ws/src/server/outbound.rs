@@ -151,6 +151,8 @@ impl GatewayLink for SessionLink {
     }
 }
 
+// One arm per connection event, each the registry call and the link change it makes: the
+// state of an outbound gateway moves only here, so it reads as one table.
 /// Follows one connection until it closes for good (the gateway was deleted, or the relay
 /// closed its link).
 async fn drive(
