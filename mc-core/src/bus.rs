@@ -211,6 +211,11 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+    /// Whether this bus serves one instance only (the in-process bus): the relay then hands
+    /// a message for a gateway or a user straight to its link or sockets, without publishing.
+    fn single_instance(&self) -> bool {
+        false
+    }
 }
 
 type Handlers = HashMap<BusTopic, Vec<(u64, Arc<dyn BusHandler>)>>;
@@ -284,6 +289,10 @@ impl Drop for Unsubscribe {
 
 #[async_trait]
 impl Bus for InProcessBus {
+    fn single_instance(&self) -> bool {
+        true
+    }
+
     async fn publish(&self, topic: BusTopic, message: BusMessage) -> Result<usize> {
         let targets: Vec<Arc<dyn BusHandler>> = {
             let handlers = self.inner.handlers.read().unwrap_or_else(|p| p.into_inner());

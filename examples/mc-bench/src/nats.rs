@@ -220,7 +220,8 @@ pub async fn run(
                 let t = Instant::now();
                 let payload = super::chat_frame(i, m, None);
                 conn.publish(SUBJECT, Some(&inbox), payload.as_bytes()).await?;
-                for _ in 0..=deltas.max(1) {
+                // The pieces, then the whole answer.
+                for _ in 0..=deltas.max(1).min(payload.chars().count()) {
                     conn.next_msg().await?;
                 }
                 latencies.push(t.elapsed());

@@ -369,21 +369,19 @@ fn echo_answer(id: &str, params: &ChatSendParams, deltas: usize) -> Vec<String> 
     frames
 }
 
-/// `text` cut into `n` pieces of about equal length, on character boundaries (fewer when the
-/// text has fewer characters).
+/// `text` cut into `n` pieces of about equal length (their lengths differ by at most one
+/// character), on character boundaries; as many pieces as characters when it has fewer.
 pub fn pieces(text: &str, n: usize) -> Vec<&str> {
-    let per = text.chars().count().div_ceil(n.max(1)).max(1);
-    let mut out = Vec::with_capacity(n);
-    let (mut start, mut count) = (0, 0);
-    for (i, _) in text.char_indices() {
-        if count == per {
-            out.push(&text[start..i]);
-            (start, count) = (i, 0);
-        }
-        count += 1;
-    }
-    if start < text.len() {
-        out.push(&text[start..]);
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let count = n.max(1).min(bounds.len());
+    let (base, extra) = (bounds.len() / count.max(1), bounds.len() % count.max(1));
+    let mut out = Vec::with_capacity(count);
+    let mut start = 0;
+    for k in 0..count {
+        let chars = base + usize::from(k < extra);
+        let end = bounds.get(start + chars).copied().unwrap_or(text.len());
+        out.push(&text[bounds[start]..end]);
+        start += chars;
     }
     out
 }
@@ -527,6 +525,8 @@ mod tests {
     #[test]
     fn a_reply_is_cut_into_pieces_of_about_equal_length() {
         assert_eq!(pieces("Echo: hi", 3), ["Ech", "o: ", "hi"]);
+        assert_eq!(pieces(&"x".repeat(101), 20).len(), 20, "exactly n pieces");
+        assert_eq!(pieces(&"x".repeat(101), 20).concat(), "x".repeat(101));
         assert_eq!(pieces("Echo: hi", 1), ["Echo: hi"]);
         assert_eq!(pieces("ab", 20), ["a", "b"]);
         assert_eq!(pieces("héé", 2), ["hé", "é"]);

@@ -113,7 +113,8 @@ impl Core {
     /// otherwise nothing is stored.
     async fn check_reachable(&self, gateway: crate::ids::GatewayId) -> Result<(), Failure> {
         let held = self.gateways.holds(gateway)
-            || self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false);
+            || (!self.single_instance
+                && self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false));
         if held {
             Ok(())
         } else {
@@ -260,6 +261,14 @@ impl Core {
         send: Arc<ChatSend>,
         retry: bool,
     ) -> bool {
+        if self.single_instance {
+            // The fast path: into this instance's outbox, no copy of the message.
+            if !self.gateways.holds(gateway) {
+                return false;
+            }
+            self.accept_delivery(gateway, send, retry);
+            return true;
+        }
         let command = GatewayCommand::ChatSend { send: (*send).clone(), retry };
         if self.to_gateway(gateway, command).await > 0 {
             return true;

@@ -60,6 +60,8 @@ impl From<crate::StoreError> for Failure {
 pub(crate) struct Core {
     pub(crate) services: Services,
     pub(crate) bus: Arc<dyn Bus>,
+    /// The bus serves this instance only: deliveries go straight to their target.
+    pub(crate) single_instance: bool,
     pub(crate) limits: RelayLimits,
     pub(crate) connections: Connections,
     pub(crate) limiter: Limiter,
@@ -105,6 +107,11 @@ impl Core {
 
     /// Publishes to a user's topic (every instance holding one of the user's sockets).
     pub(crate) async fn publish_user(&self, user: UserId, message: BusMessage) {
+        if self.single_instance {
+            // The fast path: this instance holds every socket there is.
+            self.connections.deliver(user, message);
+            return;
+        }
         if let Err(err) = self.bus.publish(BusTopic::User(user), message).await {
             tracing::warn!(error = %err, %user, "bus publish to user failed");
         }
@@ -128,6 +135,15 @@ impl Core {
         gateway: crate::ids::GatewayId,
         command: GatewayCommand,
     ) -> usize {
+        if self.single_instance {
+            // The fast path: a gateway is held here (linked, or away within its grace
+            // period) or nowhere.
+            if !self.gateways.holds(gateway) {
+                return 0;
+            }
+            self.on_gateway_command(gateway, command);
+            return 1;
+        }
         match self.bus.publish(BusTopic::Gateway(gateway), BusMessage::ToGateway(command)).await {
             Ok(n) => n,
             Err(err) => {

@@ -78,6 +78,7 @@ impl Relay {
         let core = Arc::new_cyclic(|me| Core {
             limiter: limits::Limiter::new(limits.rate_per_sec(), limits.rate_burst()),
             services,
+            single_instance: bus.single_instance(),
             bus,
             limits,
             connections: connections::Connections::default(),
