@@ -59,7 +59,7 @@ pub async fn call_method<M: Method>(
 
 /// What a [`FrameLink`] asks its transport to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkOutbound {
+pub enum LinkWrite {
     /// Send this text frame.
     Frame(String),
     /// Close the connection with this code.
@@ -70,13 +70,13 @@ pub enum LinkOutbound {
 /// queue is full: backpressure) and matches responses by id.
 #[derive(Debug)]
 pub struct FrameLink {
-    tx: mpsc::Sender<LinkOutbound>,
+    tx: mpsc::Sender<LinkWrite>,
     calls: Calls,
 }
 
 impl FrameLink {
-    /// A link whose outbound frames the transport reads from the returned receiver.
-    pub fn new(queue: usize) -> (Self, mpsc::Receiver<LinkOutbound>) {
+    /// A link whose frames to write the transport reads from the returned receiver.
+    pub fn new(queue: usize) -> (Self, mpsc::Receiver<LinkWrite>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
         (Self { tx, calls: Calls::new("r") }, rx)
     }
@@ -110,13 +110,13 @@ impl GatewayLink for FrameLink {
         params: Payload,
         timeout: Duration,
     ) -> Result<Payload, CallError> {
-        let send = |frame| async move { self.tx.send(LinkOutbound::Frame(frame)).await.is_ok() };
+        let send = |frame| async move { self.tx.send(LinkWrite::Frame(frame)).await.is_ok() };
         self.calls.call(method, params, timeout, send).await
     }
 
     fn close(&self, code: u16) {
         self.shutdown();
-        let _ = self.tx.try_send(LinkOutbound::Close(code));
+        let _ = self.tx.try_send(LinkWrite::Close(code));
     }
 }
 
@@ -127,8 +127,8 @@ mod tests {
     use mc_openclaw::method::ChatSend;
     use mc_openclaw::{ErrorShape, Frame};
 
-    fn sent(frame: LinkOutbound) -> mc_openclaw::Request {
-        let LinkOutbound::Frame(text) = frame else { panic!("{frame:?}") };
+    fn sent(frame: LinkWrite) -> mc_openclaw::Request {
+        let LinkWrite::Frame(text) = frame else { panic!("{frame:?}") };
         let Frame::Request(request) = Frame::decode(&text).unwrap() else { panic!("{text}") };
         request
     }
@@ -165,7 +165,7 @@ mod tests {
         rx.recv().await.unwrap();
         link.close(4001);
         assert_eq!(pending.await.unwrap().unwrap_err(), CallError::Closed);
-        assert_eq!(rx.recv().await, Some(LinkOutbound::Close(4001)));
+        assert_eq!(rx.recv().await, Some(LinkWrite::Close(4001)));
         let late = link.call("z", Payload::null(), Duration::from_secs(1)).await;
         assert_eq!(late.unwrap_err(), CallError::Closed);
     }

@@ -248,7 +248,7 @@ async fn bad_upgrade_requests_get_a_json_error_and_take_no_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013_and_others_are_unaffected() {
-    let f = ChatFixture::with_limits(RelayLimits::default().with_outbound_queue(8)).await;
+    let f = ChatFixture::with_limits(RelayLimits::default().with_live_queue(8)).await;
     let gw = f.gateway(Mode::Echo).await;
     let (_bob, bob_token) = f.another_user("bob").await;
     let (mut bob, _) = Client::authed(&f.s.base, &bob_token).await;
@@ -406,7 +406,7 @@ async fn fuzzed_frames_never_take_the_server_down() {
 #[tokio::test]
 async fn a_resume_larger_than_the_socket_queue_arrives_whole() {
     let f = ChatFixture::with_limits(
-        RelayLimits::default().with_outbound_queue(8).with_rate_per_sec(0).with_rate_burst(0),
+        RelayLimits::default().with_live_queue(8).with_rate_per_sec(0).with_rate_burst(0),
     )
     .await;
     let _gw = f.gateway(Mode::Quick).await;

@@ -133,7 +133,7 @@ async fn a_thousand_histories_and_a_thousand_big_resumes_are_rate_limited() {
 
 #[tokio::test]
 async fn a_resume_of_five_thousand_messages_reaches_a_slow_reader_whole() {
-    let limits = RelayLimits::default().with_outbound_queue(32);
+    let limits = RelayLimits::default().with_live_queue(32);
     let e = Engine::new(limits).await;
     let (mut gw, _) = e.link().await;
     let session = e.world.session.id;
@@ -295,8 +295,7 @@ async fn a_suspension_during_a_flood_of_events_still_closes_the_sockets() {
 async fn a_flood_of_requests_does_not_starve_live_frames() {
     // A client that keeps sending requests, reading only as much as it must to be read from
     // again, while a run streams to it: the live frames still get out, in turn.
-    let limits =
-        RelayLimits::default().with_outbound_queue(16).with_rate_per_sec(0).with_rate_burst(0);
+    let limits = RelayLimits::default().with_live_queue(16).with_rate_per_sec(0).with_rate_burst(0);
     let e = Engine::new(limits).await;
     let (mut gw, _) = e.link().await;
     let mut user = e.connect().await;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::connections::{SessionMeta, UserConnection};
-use super::core::{Core, Failure};
+use super::engine::{Engine, Failure};
 use crate::bus::{BusTopic, ChatSend, GatewayCommand};
 use crate::events::RelayEvent;
 use crate::ids::{AgentId, MessageId, SessionId};
@@ -32,7 +32,7 @@ pub(crate) struct ChatRequest {
     pub(crate) session_id: Option<SessionId>,
 }
 
-impl Core {
+impl Engine {
     /// Serves a `chat`: every step, in order.
     pub(crate) async fn chat(
         &self,

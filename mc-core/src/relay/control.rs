@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::json;
 
-use super::core::Core;
+use super::engine::Engine;
 use crate::bus::{BusMessage, BusTopic, GatewayCommand};
 use crate::events::{EventFeed, RelayEvent};
 use crate::ids::{GatewayId, OrgId};
@@ -19,10 +19,10 @@ use crate::protocol::close_code;
 use crate::protocol::{ServerFrame, Topic};
 
 /// Starts the task handling the feed; it ends with the relay.
-pub(crate) fn start(core: &Arc<Core>, feed: EventFeed) {
-    let me: Weak<Core> = Arc::downgrade(core);
+pub(crate) fn start(engine: &Arc<Engine>, feed: EventFeed) {
+    let me: Weak<Engine> = Arc::downgrade(engine);
     let EventFeed { mut access, mut other } = feed;
-    core.tasks.spawn(async move {
+    engine.tasks.spawn(async move {
         loop {
             let event = tokio::select! {
                 biased;
@@ -30,8 +30,8 @@ pub(crate) fn start(core: &Arc<Core>, feed: EventFeed) {
                 Some(event) = other.recv() => event,
                 else => return,
             };
-            let Some(core) = me.upgrade() else { return };
-            core.on_event(event).await;
+            let Some(engine) = me.upgrade() else { return };
+            engine.on_event(event).await;
         }
     });
 }
@@ -39,23 +39,23 @@ pub(crate) fn start(core: &Arc<Core>, feed: EventFeed) {
 /// Starts the task answering the bus's gaps (messages from other instances may have been
 /// lost): every user socket here is closed with 1012, so its client reconnects and resumes
 /// from the store, and every gateway linked here is sent what the store has pending for it.
-pub(crate) fn watch_bus_gaps(core: &Arc<Core>) {
-    let Some(mut gaps) = core.bus.gaps() else { return };
-    let me: Weak<Core> = Arc::downgrade(core);
-    core.tasks.spawn(async move {
+pub(crate) fn watch_bus_gaps(engine: &Arc<Engine>) {
+    let Some(mut gaps) = engine.bus.gaps() else { return };
+    let me: Weak<Engine> = Arc::downgrade(engine);
+    engine.tasks.spawn(async move {
         while gaps.changed().await.is_ok() {
-            let Some(core) = me.upgrade() else { return };
+            let Some(engine) = me.upgrade() else { return };
             tracing::warn!(
-                users = core.connections.count(),
+                users = engine.connections.count(),
                 "the bus may have lost messages: clients are asked to resume"
             );
-            core.connections.kick_all(close_code::RESTARTING);
-            core.recover_lost_hand_overs().await;
+            engine.connections.kick_all(close_code::RESTARTING);
+            engine.recover_lost_hand_overs().await;
         }
     });
 }
 
-impl Core {
+impl Engine {
     async fn on_event(&self, event: RelayEvent) {
         match event {
             RelayEvent::UserBlocked { user_id } => {

@@ -50,7 +50,7 @@ pub(crate) enum Outcome {
     History { send: Arc<Delivery>, answer: Result<ChatHistoryResult, CallError> },
 }
 
-/// Who hears the answers (the relay's core; held weakly, so a driver never keeps it alive).
+/// Who hears the answers (the relay's engine; held weakly, so a driver never keeps it alive).
 pub(crate) trait Answers: Send + Sync {
     /// Handles one answer to a request on `gateway`'s link.
     fn answered(&self, gateway: GatewayId, outcome: Outcome);

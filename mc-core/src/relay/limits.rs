@@ -27,7 +27,7 @@ pub struct RelayLimits {
     max_connections_per_user: usize,
     heartbeat_interval: Duration,
     gateway_timeout: Duration,
-    outbound_queue: usize,
+    live_queue: usize,
     offline_grace: Duration,
     run_idle_timeout: Duration,
 }
@@ -42,7 +42,7 @@ impl Default for RelayLimits {
             max_connections_per_user: 8,
             heartbeat_interval: Duration::from_secs(30),
             gateway_timeout: Duration::from_secs(30),
-            outbound_queue: 256,
+            live_queue: 256,
             offline_grace: Duration::from_secs(10),
             run_idle_timeout: Duration::from_secs(300),
         }
@@ -100,7 +100,7 @@ impl RelayLimits {
     limit!(
         /// Live frames (those the user did not ask for: chunks, messages, events) queued for
         /// one socket before it counts as too slow and is closed with 1013 (default 256).
-        with_outbound_queue, outbound_queue: usize
+        with_live_queue, live_queue: usize
     );
     limit!(
         /// Time a gateway's link may be down before its runs fail and its agents are announced

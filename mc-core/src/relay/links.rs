@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::Core;
 use super::driver::{Driver, Job};
+use super::engine::Engine;
 use crate::bus::{BusMessage, BusTopic, ChatSend, GatewayCommand};
 use crate::ids::GatewayId;
 use crate::link::GatewayLink;
@@ -56,7 +56,7 @@ fn chat_send(pending: PendingDelivery) -> ChatSend {
     }
 }
 
-impl Core {
+impl Engine {
     /// Attaches a gateway's link; returns its generation.
     pub(crate) async fn attach(
         &self,
@@ -75,8 +75,8 @@ impl Core {
         if linked.needs_subscription {
             let me = self.me.clone();
             let handler = Arc::new(move |message: BusMessage| {
-                if let (Some(core), BusMessage::ToGateway(command)) = (me.upgrade(), message) {
-                    core.on_gateway_command(gateway, command);
+                if let (Some(engine), BusMessage::ToGateway(command)) = (me.upgrade(), message) {
+                    engine.on_gateway_command(gateway, command);
                 }
             });
             let subscription = self.bus.subscribe(BusTopic::Gateway(gateway), handler).await?;
@@ -103,10 +103,10 @@ impl Core {
         if pending.is_empty() {
             return;
         }
-        self.spawn(move |core| async move {
+        self.spawn(move |engine| async move {
             for send in pending {
                 let command = GatewayCommand::ChatSend { send: (*send).clone(), retry: false };
-                if core.to_gateway(gateway, command).await == 0 {
+                if engine.to_gateway(gateway, command).await == 0 {
                     // The new holder is gone too; the store still has the message, and the
                     // gateway's next link (or the orphan sweep) picks it up.
                     tracing::warn!(%gateway, message = %send.message_id, "no holder to hand a pending message to");
@@ -228,25 +228,25 @@ impl Core {
 
 /// Starts the sweeper: every `every`, one sweep; every [`RECOVER_EVERY`], lost hand-overs;
 /// once, a grace period after start, orphans.
-pub(crate) fn start_sweeper(core: &Arc<Core>, every: Duration) {
-    let me: Weak<Core> = Arc::downgrade(core);
-    let orphans_at = Instant::now() + core.limits.offline_grace();
-    core.tasks.spawn(async move {
+pub(crate) fn start_sweeper(engine: &Arc<Engine>, every: Duration) {
+    let me: Weak<Engine> = Arc::downgrade(engine);
+    let orphans_at = Instant::now() + engine.limits.offline_grace();
+    engine.tasks.spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut orphans_done = false;
         let mut recover_at = Instant::now() + RECOVER_EVERY;
         loop {
             let now = ticks.tick().await;
-            let Some(core) = me.upgrade() else { return };
-            core.sweep(now).await;
+            let Some(engine) = me.upgrade() else { return };
+            engine.sweep(now).await;
             if now >= recover_at {
                 recover_at = now + RECOVER_EVERY;
-                core.recover_lost_hand_overs().await;
+                engine.recover_lost_hand_overs().await;
             }
             if !orphans_done && now >= orphans_at {
                 orphans_done = true;
-                core.fail_orphans().await;
+                engine.fail_orphans().await;
             }
         }
     });

@@ -5,7 +5,7 @@
 //!
 //! # Follow one message
 //! 1. The user's socket hands a decoded `chat` to [`UserSession::handle`], which charges the
-//!    user's request budget (`limits`) and calls `Core::chat` (`chat.rs`): check the content,
+//!    user's request budget (`limits`) and calls `Engine::chat` (`chat.rs`): check the content,
 //!    the assignment and that some instance holds the gateway; find or create the session
 //!    (one per first client id); store the message through the group-commit `writer`; show
 //!    it to the user's other devices; queue the `ack`; hand the message over as a bus command
@@ -26,8 +26,8 @@
 mod chat;
 mod connections;
 mod control;
-mod core;
 mod driver;
+mod engine;
 mod gateways;
 mod limits;
 mod links;
@@ -51,7 +51,7 @@ pub use limits::RelayLimits;
 pub use writer::MessageWriter;
 
 use self::chat::ChatRequest;
-use self::core::Core;
+use self::engine::Engine;
 use self::resume::Resume;
 use crate::Services;
 use crate::auth::Principal;
@@ -66,7 +66,7 @@ use crate::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ErrorCode, Ser
 /// clone (and the last [`UserSession`]) is dropped.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    core: Arc<Core>,
+    engine: Arc<Engine>,
 }
 
 impl Relay {
@@ -75,7 +75,7 @@ impl Relay {
     pub fn new(services: Services, bus: Arc<dyn Bus>, limits: RelayLimits) -> Self {
         let feed = services.events().attach_feed();
         let (writer, _writer_task) = writer::MessageWriter::start(services.store().clone());
-        let core = Arc::new_cyclic(|me| Core {
+        let engine = Arc::new_cyclic(|me| Engine {
             limiter: limits::Limiter::new(limits.rate_per_sec(), limits.rate_burst()),
             services,
             single_instance: bus.single_instance(),
@@ -88,48 +88,48 @@ impl Relay {
             tasks: tasks::Tasks::default(),
             me: me.clone(),
         });
-        control::start(&core, feed);
-        control::watch_bus_gaps(&core);
-        let every = (core.limits.offline_grace().min(core.limits.run_idle_timeout()) / 4)
+        control::start(&engine, feed);
+        control::watch_bus_gaps(&engine);
+        let every = (engine.limits.offline_grace().min(engine.limits.run_idle_timeout()) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        links::start_sweeper(&core, every);
-        Relay { core }
+        links::start_sweeper(&engine, every);
+        Relay { engine }
     }
 
     /// The services the relay runs on.
     pub fn services(&self) -> &Services {
-        &self.core.services
+        &self.engine.services
     }
 
     /// The limits.
     pub fn limits(&self) -> &RelayLimits {
-        &self.core.limits
+        &self.engine.limits
     }
 
     /// This instance's id (the bus's), as logs, metrics and presence show it.
     pub fn instance_id(&self) -> &str {
-        self.core.bus.instance_id()
+        self.engine.bus.instance_id()
     }
 
     /// Whether the bus works (readiness): always with one instance; Redis answering with
     /// several.
     pub async fn ping_bus(&self) -> crate::Result<()> {
-        self.core.bus.ping().await
+        self.engine.bus.ping().await
     }
 
     /// User sockets attached to this instance.
     pub fn connection_count(&self) -> usize {
-        self.core.connections.count()
+        self.engine.connections.count()
     }
 
     /// Gateway links attached to this instance.
     pub fn gateway_count(&self) -> usize {
-        self.core.gateways.linked()
+        self.engine.gateways.linked()
     }
 
     /// Messages accepted for gateways held here and not yet answered or failed.
     pub fn pending_deliveries(&self) -> usize {
-        self.core.outbox.len()
+        self.engine.outbox.len()
     }
 
     /// Attaches an authenticated user socket; returns it with its `auth_ok` frame.
@@ -137,16 +137,16 @@ impl Relay {
         &self,
         principal: Principal,
     ) -> Result<(UserSession, ServerFrame), ConnectRefusal> {
-        let core = &self.core;
+        let engine = &self.engine;
         let user = principal.user_id;
         let organization = principal.organization_id;
-        let assignments = core.load_assignments(user).await.map_err(|err| {
+        let assignments = engine.load_assignments(user).await.map_err(|err| {
             tracing::warn!(error = %err, %user, "cannot load assignments");
             ConnectRefusal::Unavailable
         })?;
         let infos = assignment_infos(&assignments);
-        let max_per_user = core.limits.max_connections_per_user();
-        match core.bus.join_user(user, max_per_user).await {
+        let max_per_user = engine.limits.max_connections_per_user();
+        match engine.bus.join_user(user, max_per_user).await {
             Ok(true) => {}
             Ok(false) => return Err(ConnectRefusal::TooManyForUser(max_per_user)),
             Err(err) => {
@@ -154,32 +154,32 @@ impl Relay {
                 return Err(ConnectRefusal::Unavailable);
             }
         }
-        let attached = match core.connections.attach(
+        let attached = match engine.connections.attach(
             principal,
             assignments,
             max_per_user,
-            core.limits.outbound_queue(),
+            engine.limits.live_queue(),
         ) {
             Ok(attached) => attached,
             Err(refusal) => {
-                core.bus.leave_user(user);
+                engine.bus.leave_user(user);
                 return Err(refusal);
             }
         };
         let session = UserSession {
-            core: core.clone(),
+            engine: engine.clone(),
             connection: attached.connection,
             resume: Resume::default(),
         };
         if let Some(generation) = attached.subscribe {
-            let me = core.me.clone();
+            let me = engine.me.clone();
             let handler = Arc::new(move |message: BusMessage| {
-                if let Some(core) = me.upgrade() {
-                    core.connections.deliver(user, message);
+                if let Some(engine) = me.upgrade() {
+                    engine.connections.deliver(user, message);
                 }
             });
-            match core.bus.subscribe(BusTopic::User(user), handler).await {
-                Ok(subscription) => core.connections.subscribed(user, generation, subscription),
+            match engine.bus.subscribe(BusTopic::User(user), handler).await {
+                Ok(subscription) => engine.connections.subscribed(user, generation, subscription),
                 Err(err) => {
                     tracing::warn!(error = %err, %user, "cannot subscribe to the user's topic");
                     return Err(ConnectRefusal::Unavailable);
@@ -189,7 +189,7 @@ impl Relay {
         let auth_ok = ServerFrame::AuthOk {
             user_id: user,
             organization_id: organization,
-            heartbeat_interval_seconds: core.limits.heartbeat_interval().as_secs(),
+            heartbeat_interval_seconds: engine.limits.heartbeat_interval().as_secs(),
             assignments: infos,
         };
         Ok((session, auth_ok))
@@ -202,25 +202,25 @@ impl Relay {
         gateway: GatewayId,
         link: Arc<dyn GatewayLink>,
     ) -> crate::Result<u64> {
-        self.core.attach(gateway, link).await
+        self.engine.attach(gateway, link).await
     }
 
     /// Detaches the link `generation` of a gateway (its socket ended). Its runs and messages
     /// wait for the offline grace period; past it they fail and its agents go offline.
     pub fn detach_gateway(&self, gateway: GatewayId, generation: u64) {
-        self.core.detach(gateway, generation);
+        self.engine.detach(gateway, generation);
     }
 
     /// Handles an event a gateway pushed: the relay's runs' `chat` and `agent` events become
     /// its users' chunks, statuses and stored replies; other events are not its business.
     pub async fn gateway_event(&self, gateway: GatewayId, event: &mc_openclaw::EventFrame) {
-        self.core.on_gateway_event(gateway, event).await;
+        self.engine.on_gateway_event(gateway, event).await;
     }
 
     /// Closes every user socket and gateway link on this instance with `code` (shutdown: 1012).
     pub fn close_all(&self, code: u16) {
-        self.core.connections.kick_all(code);
-        self.core.gateways.close_all(code);
+        self.engine.connections.kick_all(code);
+        self.engine.gateways.close_all(code);
     }
 }
 
@@ -258,7 +258,7 @@ pub enum Outgoing {
 /// Dropping it detaches the socket.
 #[derive(Debug)]
 pub struct UserSession {
-    core: Arc<Core>,
+    engine: Arc<Engine>,
     connection: Arc<UserConnection>,
     resume: Resume,
 }
@@ -290,7 +290,7 @@ impl UserSession {
             }
             if !self.resume.is_idle() {
                 // Boxed: a fetch reads the store and is rare; every idle socket waits here.
-                Box::pin(self.resume.fetch(&self.core)).await;
+                Box::pin(self.resume.fetch(&self.engine)).await;
                 continue;
             }
             self.connection.queue().changed().await;
@@ -302,16 +302,16 @@ impl UserSession {
         if let Some(frame) = self.connection.queue().pop() {
             return Some(frame);
         }
-        self.resume.next_buffered(&self.core, &self.connection)
+        self.resume.next_buffered(&self.engine, &self.connection)
     }
 
     /// Handles one decoded frame from the socket.
     pub async fn handle(&mut self, frame: ClientFrame) {
         let ClientFrame { id, request } = frame;
-        let core = &self.core;
+        let engine = &self.engine;
         let conn = &self.connection;
         let user = conn.principal().user_id;
-        if let Err(wait) = core.limiter.take(user, limits::cost(&request), Instant::now()) {
+        if let Err(wait) = engine.limiter.take(user, limits::cost(&request), Instant::now()) {
             let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
             conn.reply(&ServerFrame::Error {
                 id,
@@ -323,20 +323,20 @@ impl UserSession {
         }
         let result = match request {
             ClientRequest::Auth { .. } => {
-                Err(core::Failure::new(ErrorCode::BadRequest, "already authenticated"))
+                Err(engine::Failure::new(ErrorCode::BadRequest, "already authenticated"))
             }
             ClientRequest::Chat { client_id, agent_id, content, session_id } => {
-                core.chat(conn, ChatRequest { client_id, agent_id, content, session_id }).await
+                engine.chat(conn, ChatRequest { client_id, agent_id, content, session_id }).await
             }
             ClientRequest::History { session_id, before_seq, limit } => {
-                core.history(conn, id.clone(), session_id, before_seq, limit).await
+                engine.history(conn, id.clone(), session_id, before_seq, limit).await
             }
             ClientRequest::Resume { sessions } => {
-                self.resume.plan(core, conn, id.clone(), sessions).await
+                self.resume.plan(engine, conn, id.clone(), sessions).await
             }
-            ClientRequest::Sessions => core.sessions(conn, id.clone()).await,
+            ClientRequest::Sessions => engine.sessions(conn, id.clone()).await,
             ClientRequest::Abort { session_id, run_id } => {
-                core.abort(conn, id.clone(), session_id, run_id).await
+                engine.abort(conn, id.clone(), session_id, run_id).await
             }
             ClientRequest::Heartbeat => {
                 // An answer to the relay's own heartbeat is not answered again.
@@ -346,10 +346,10 @@ impl UserSession {
                 Ok(())
             }
             ClientRequest::Subscribe { topics } => {
-                core.set_topics(conn, Core::topics_after(conn, &topics, true)).await
+                engine.set_topics(conn, Engine::topics_after(conn, &topics, true)).await
             }
             ClientRequest::Unsubscribe { topics } => {
-                core.set_topics(conn, Core::topics_after(conn, &topics, false)).await
+                engine.set_topics(conn, Engine::topics_after(conn, &topics, false)).await
             }
         };
         if let Err(failure) = result {
@@ -370,7 +370,7 @@ impl UserSession {
 
 impl Drop for UserSession {
     fn drop(&mut self) {
-        self.core.connections.detach(&self.connection);
-        self.core.bus.leave_user(self.connection.principal().user_id);
+        self.engine.connections.detach(&self.connection);
+        self.engine.bus.leave_user(self.connection.principal().user_id);
     }
 }

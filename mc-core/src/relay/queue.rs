@@ -33,7 +33,7 @@ struct Lanes {
     live: usize,
 }
 
-/// One socket's outbound frames.
+/// The frames waiting to be written to one socket.
 #[derive(Debug)]
 pub(crate) struct FrameQueue {
     lanes: Mutex<Lanes>,

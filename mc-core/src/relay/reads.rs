@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::connections::{SessionMeta, UserConnection};
-use super::core::{Core, Failure};
 use super::driver::Asker;
+use super::engine::{Engine, Failure};
 use crate::bus::{BusMessage, BusTopic, GatewayCommand};
 use crate::ids::{AgentId, SessionId, UserId};
 use crate::protocol::{ChatMessage, ErrorCode, ServerFrame, SessionInfo, Topic};
 use crate::store::{AssignedAgent, Page};
 
-impl Core {
+impl Engine {
     /// The user's assignments, from the store.
     pub(crate) async fn load_assignments(
         &self,
@@ -158,8 +158,8 @@ impl Core {
         let org = conn.principal().organization_id;
         let me = self.me.clone();
         let handler = Arc::new(move |message: BusMessage| {
-            if let Some(core) = me.upgrade() {
-                core.connections.deliver_org(org, message);
+            if let Some(engine) = me.upgrade() {
+                engine.connections.deliver_org(org, message);
             }
         });
         match self.bus.subscribe(BusTopic::Org(org), handler).await {

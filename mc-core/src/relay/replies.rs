@@ -10,8 +10,8 @@ use mc_openclaw::chat::{ChatHistoryResult, ChatSendResult, SendStatus};
 use mc_openclaw::rpc::CallError;
 use mc_openclaw::{ChatEvent, ChatState, Event, EventFrame, TextUpdate};
 
-use super::core::Core;
 use super::driver::{Answers, Asker, Job, Outcome};
+use super::engine::Engine;
 use super::outbox::{Delivery, Progress, Stage};
 use crate::bus::{ChatSend, GatewayCommand};
 use crate::ids::{GatewayId, MessageId};
@@ -19,7 +19,7 @@ use crate::model::{DeliveryState, MessageRole, NewMessage};
 use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
 use crate::store::DeliveryUpdate;
 
-impl Core {
+impl Engine {
     /// Handles a command for a gateway held here (the gateway topic's bus handler).
     pub(crate) fn on_gateway_command(&self, gateway: GatewayId, command: GatewayCommand) {
         match command {
@@ -32,24 +32,24 @@ impl Core {
                 let asker = Asker { user: user_id, connection, request_id };
                 let job = Job::Abort { session_key, run_id, asked_by: Some(asker.clone()) };
                 if !self.gateways.jobs(gateway).is_some_and(|jobs| jobs.submit(job)) {
-                    self.spawn(move |core| async move {
+                    self.spawn(move |engine| async move {
                         let message = "the agent's gateway is not connected".to_owned();
-                        core.tell_asker(&asker, ErrorCode::AgentUnavailable, message).await;
+                        engine.tell_asker(&asker, ErrorCode::AgentUnavailable, message).await;
                     });
                 }
             }
             GatewayCommand::CatchUp { session_id, user_id, connection } => {
-                self.spawn(move |core| async move {
-                    let Some(gate) = core.gateways.gate(gateway) else { return };
+                self.spawn(move |engine| async move {
+                    let Some(gate) = engine.gateways.gate(gateway) else { return };
                     let _order = gate.lock().await;
-                    if let Some((run, text)) = core.outbox.streaming_text(gateway, session_id) {
+                    if let Some((run, text)) = engine.outbox.streaming_text(gateway, session_id) {
                         let chunk = ServerFrame::Chunk {
                             session_id,
                             run_id: run.to_string(),
                             delta: text,
                             offset: 0,
                         };
-                        core.send_to_user(user_id, &chunk, Some(connection), None).await;
+                        engine.send_to_user(user_id, &chunk, Some(connection), None).await;
                     }
                 });
             }
@@ -85,9 +85,9 @@ impl Core {
             Outcome::Sent { send, answer: Ok(answer) } => self.on_sent(gateway, send, &answer),
             Outcome::Sent { send, answer: Err(err) } => self.on_send_failed(gateway, send, err),
             Outcome::Aborted { asked_by: Some(asker), answer: Err(err) } => {
-                self.spawn(move |core| async move {
+                self.spawn(move |engine| async move {
                     let code = link_error_code(&err);
-                    core.tell_asker(&asker, code, format!("abort failed: {err}")).await;
+                    engine.tell_asker(&asker, code, format!("abort failed: {err}")).await;
                 });
             }
             Outcome::Aborted { .. } => {}
@@ -146,8 +146,8 @@ impl Core {
         if matches!(err, CallError::Timeout) {
             self.stop_run(gateway, &delivery.send);
         }
-        self.spawn(move |core| async move {
-            core.fail_delivery(&delivery.send, code, &text).await;
+        self.spawn(move |engine| async move {
+            engine.fail_delivery(&delivery.send, code, &text).await;
         });
     }
 
@@ -176,8 +176,8 @@ impl Core {
             return;
         }
         if let Some(text) = history.in_flight_text(&run).map(str::to_owned) {
-            self.spawn(move |core| async move {
-                core.apply_text(gateway, send.message_id, TextUpdate::Whole(&text)).await;
+            self.spawn(move |engine| async move {
+                engine.apply_text(gateway, send.message_id, TextUpdate::Whole(&text)).await;
             });
         }
     }
@@ -261,8 +261,8 @@ impl Core {
                     (_, true) => "The agent's run failed.".to_owned(),
                     (_, false) => format!("The agent's run failed: {why}"),
                 };
-                self.spawn(move |core| async move {
-                    core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
+                self.spawn(move |engine| async move {
+                    engine.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
                 });
             }
             ChatState::Status => self.announce(gateway, id, "preparing", ev.phase).await,
@@ -297,8 +297,8 @@ impl Core {
             "The agent's reply was longer than {} KiB, so it was stopped.",
             self.limits.max_reply_bytes() / 1024
         );
-        self.spawn(move |core| async move {
-            core.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
+        self.spawn(move |engine| async move {
+            engine.fail_delivery(&delivery.send, ErrorCode::GatewayError, &text).await;
         });
     }
 
@@ -314,8 +314,8 @@ impl Core {
             // the recovery of a turn a restart interrupted) or the agent chose to stay
             // silent: there is no reply to store, and the user must not wait for one.
             let text = "The agent finished without a reply.";
-            self.spawn(move |core| async move {
-                core.fail_delivery(&delivery.send, ErrorCode::GatewayError, text).await;
+            self.spawn(move |engine| async move {
+                engine.fail_delivery(&delivery.send, ErrorCode::GatewayError, text).await;
             });
             return;
         }
@@ -323,7 +323,7 @@ impl Core {
             self.reply_too_long(gateway, delivery);
             return;
         }
-        self.spawn(move |core| async move { core.store_reply(delivery, text).await });
+        self.spawn(move |engine| async move { engine.store_reply(delivery, text).await });
     }
 
     async fn store_reply(&self, delivery: Delivery, text: String) {
@@ -363,7 +363,7 @@ impl Core {
     }
 }
 
-impl Answers for Core {
+impl Answers for Engine {
     fn answered(&self, gateway: GatewayId, outcome: Outcome) {
         self.on_outcome(gateway, outcome);
     }

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::connections::UserConnection;
-use super::core::{Core, Failure};
+use super::engine::{Engine, Failure};
 use crate::bus::GatewayCommand;
 use crate::ids::{AgentId, GatewayId, SessionId};
 use crate::protocol::{ChatMessage, ErrorCode, ResumePoint, ServerFrame};
@@ -55,13 +55,13 @@ impl Resume {
     /// adds nothing).
     pub(crate) async fn plan(
         &mut self,
-        core: &Core,
+        engine: &Engine,
         conn: &UserConnection,
         request_id: Option<String>,
         points: Vec<ResumePoint>,
     ) -> Result<(), Failure> {
         let work = self.work.get_or_insert_with(Box::default);
-        let planned = work.plan(core, conn, request_id, points).await;
+        let planned = work.plan(engine, conn, request_id, points).await;
         self.forget_if_idle();
         planned
     }
@@ -72,16 +72,20 @@ impl Resume {
     }
 
     /// The next resumed frame already fetched, if any (see [`Work::next_buffered`]).
-    pub(crate) fn next_buffered(&mut self, core: &Core, conn: &UserConnection) -> Option<Arc<str>> {
-        let frame = self.work.as_mut()?.next_buffered(core, conn);
+    pub(crate) fn next_buffered(
+        &mut self,
+        engine: &Engine,
+        conn: &UserConnection,
+    ) -> Option<Arc<str>> {
+        let frame = self.work.as_mut()?.next_buffered(engine, conn);
         self.forget_if_idle();
         frame
     }
 
     /// Fetches the next page (see [`Work::fetch`]).
-    pub(crate) async fn fetch(&mut self, core: &Core) {
+    pub(crate) async fn fetch(&mut self, engine: &Engine) {
         if let Some(work) = self.work.as_mut() {
-            work.fetch(core).await;
+            work.fetch(engine).await;
         }
         self.forget_if_idle();
     }
@@ -104,7 +108,7 @@ struct Work {
 impl Work {
     async fn plan(
         &mut self,
-        core: &Core,
+        engine: &Engine,
         conn: &UserConnection,
         request_id: Option<String>,
         points: Vec<ResumePoint>,
@@ -118,7 +122,7 @@ impl Work {
         }
         let mut checked = Vec::with_capacity(unique.len());
         for point in unique {
-            let meta = core.session_meta(conn, point.session_id).await?;
+            let meta = engine.session_meta(conn, point.session_id).await?;
             checked.push(Point {
                 session: point.session_id,
                 after: point.after_seq,
@@ -161,7 +165,7 @@ impl Work {
     /// The next resumed frame already fetched, if any; a session's `resumed` frame also asks
     /// its gateway's holder to catch up its streaming run (which then arrives as a live
     /// frame, after the `resumed` frame the caller writes first).
-    fn next_buffered(&mut self, core: &Core, conn: &UserConnection) -> Option<Arc<str>> {
+    fn next_buffered(&mut self, engine: &Engine, conn: &UserConnection) -> Option<Arc<str>> {
         match self.buffer.pop_front()? {
             Buffered::Frame(frame) => Some(frame),
             Buffered::Done { frame, session, gateway } => {
@@ -170,8 +174,8 @@ impl Work {
                     user_id: conn.principal().user_id,
                     connection: conn.id(),
                 };
-                core.spawn(move |core| async move {
-                    core.to_gateway(gateway, catch_up).await;
+                engine.spawn(move |engine| async move {
+                    engine.to_gateway(gateway, catch_up).await;
                 });
                 Some(frame)
             }
@@ -180,12 +184,12 @@ impl Work {
 
     /// Fetches the next page of the current session (starting the next waiting one) into the
     /// buffer. Cancel-safe: nothing changes until the page is read.
-    async fn fetch(&mut self, core: &Core) {
+    async fn fetch(&mut self, engine: &Engine) {
         if self.current.is_none() {
             self.current = self.waiting.pop_front();
         }
         let Some(point) = self.current.clone() else { return };
-        let store = core.services.store();
+        let store = engine.services.store();
         let page = match store.messages_after(point.session, point.after, PAGE).await {
             Ok(page) => page,
             Err(err) => {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mc_core::link::LinkOutbound;
+use mc_core::link::LinkWrite;
 use mc_core::protocol::close_code;
 use mc_core::protocol::{GatewayToRelay, RelayToGateway, decode_gateway_frame};
 use mc_core::socket::{Close, SocketRules};
@@ -129,7 +129,7 @@ async fn run(
         return;
     }
     rules.authenticated(None, Instant::now());
-    let (link, outbound) = FrameLink::new(LINK_QUEUE);
+    let (link, writes) = FrameLink::new(LINK_QUEUE);
     let link = Arc::new(link);
     let generation = match state.relay.attach_gateway(id, link.clone()).await {
         Ok(generation) => generation,
@@ -150,7 +150,7 @@ async fn run(
         state: state.clone(),
         id,
         link: link.clone(),
-        outbound,
+        writes,
         answers: VecDeque::new(),
         closing: None,
         opened,
@@ -169,7 +169,7 @@ struct GatewayPeer {
     id: GatewayId,
     link: Arc<FrameLink>,
     /// What the engine sends the gateway.
-    outbound: mpsc::Receiver<LinkOutbound>,
+    writes: mpsc::Receiver<LinkWrite>,
     /// The relay's answers to the gateway's own requests (it serves none).
     answers: VecDeque<String>,
     /// A close the engine asked for, met while batching.
@@ -195,9 +195,9 @@ impl Peer for GatewayPeer {
         if let Some(code) = self.closing.take() {
             return Outgoing::Close(close_of(code));
         }
-        match self.outbound.recv().await {
-            Some(LinkOutbound::Frame(frame)) => Outgoing::Frame(Message::Text(frame.into())),
-            Some(LinkOutbound::Close(code)) => Outgoing::Close(close_of(code)),
+        match self.writes.recv().await {
+            Some(LinkWrite::Frame(frame)) => Outgoing::Frame(Message::Text(frame.into())),
+            Some(LinkWrite::Close(code)) => Outgoing::Close(close_of(code)),
             None => Outgoing::Ended,
         }
     }
@@ -209,9 +209,9 @@ impl Peer for GatewayPeer {
         if self.closing.is_some() {
             return None;
         }
-        match self.outbound.try_recv() {
-            Ok(LinkOutbound::Frame(frame)) => Some(Message::Text(frame.into())),
-            Ok(LinkOutbound::Close(code)) => {
+        match self.writes.try_recv() {
+            Ok(LinkWrite::Frame(frame)) => Some(Message::Text(frame.into())),
+            Ok(LinkWrite::Close(code)) => {
                 self.closing = Some(code);
                 None
             }

@@ -31,6 +31,11 @@ type UserPump = Pump<UpgradedIo>;
 /// Buffer sizes chosen for memory per idle socket: messages larger than this still work
 /// (the read buffer grows), but an idle socket does not pin 128 KiB.
 pub(crate) const READ_BUFFER: usize = 1024;
+/// Frames written in one go are gathered up to this many bytes before they go to the socket:
+/// one `send` for a batch of chunks instead of one per frame (each `send` on loopback also
+/// pays for the receiving side). The buffer is allocated only when a socket writes, and never
+/// grows much past this.
+pub(crate) const WRITE_BUFFER: usize = 8 * 1024;
 
 // The upgrade's closure yields the socket's future on purpose: `Upgrade::accept` spawns it.
 #[allow(clippy::async_yields_async)]
@@ -60,7 +65,7 @@ pub(crate) async fn upgrade(
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0);
+        .write_buffer_size(WRITE_BUFFER);
     upgrade.accept("user", move |io| async move {
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         run(state, pass, socket)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mc_core::auth::{AuthConfig, JwtKey};
-use mc_core::link::LinkOutbound;
+use mc_core::link::LinkWrite;
 use mc_core::protocol::{ClientFrame, ClientRequest};
 use mc_core::testing::fixtures::ChatWorld;
 use mc_core::*;
@@ -123,7 +123,7 @@ impl Engine {
 /// A gateway link whose frames the test reads and answers by hand.
 pub struct FakeGateway {
     pub link: Arc<FrameLink>,
-    out: mpsc::Receiver<LinkOutbound>,
+    out: mpsc::Receiver<LinkWrite>,
 }
 
 impl FakeGateway {
@@ -135,8 +135,8 @@ impl FakeGateway {
     /// The next request the relay sent.
     pub async fn request(&mut self) -> Value {
         match tokio::time::timeout(SOON, self.out.recv()).await.expect("a request").unwrap() {
-            LinkOutbound::Frame(text) => serde_json::from_str(&text).unwrap(),
-            LinkOutbound::Close(code) => panic!("link closed with {code}"),
+            LinkWrite::Frame(text) => serde_json::from_str(&text).unwrap(),
+            LinkWrite::Close(code) => panic!("link closed with {code}"),
         }
     }
 
@@ -156,7 +156,7 @@ impl FakeGateway {
             tokio::task::yield_now().await;
         }
         match self.out.try_recv() {
-            Ok(LinkOutbound::Frame(text)) => Some(serde_json::from_str(&text).unwrap()),
+            Ok(LinkWrite::Frame(text)) => Some(serde_json::from_str(&text).unwrap()),
             _ => None,
         }
     }

@@ -1,6 +1,6 @@
-//! [`Core`]: one relay's state — its parts, each owning its own — and the few steps every flow
+//! [`Engine`]: one relay's state — its parts, each owning its own — and the few steps every flow
 //! shares (publishing to a user, storing a notice, failing a delivery). The flows themselves
-//! are `impl Core` blocks in their own modules: `chat` (a user's message, up to its ack),
+//! are `impl Engine` blocks in their own modules: `chat` (a user's message, up to its ack),
 //! `reads` (history, sessions, resume), `links` (gateway links coming and going), `replies`
 //! (what gateways answer and stream), `control` (the services' events).
 
@@ -57,7 +57,7 @@ impl From<crate::StoreError> for Failure {
 }
 
 /// One relay's state.
-pub(crate) struct Core {
+pub(crate) struct Engine {
     pub(crate) services: Services,
     pub(crate) bus: Arc<dyn Bus>,
     /// The bus serves this instance only: deliveries go straight to their target.
@@ -69,12 +69,12 @@ pub(crate) struct Core {
     pub(crate) outbox: Outbox,
     pub(crate) writer: MessageWriter,
     pub(crate) tasks: Tasks,
-    pub(crate) me: Weak<Core>,
+    pub(crate) me: Weak<Engine>,
 }
 
-impl std::fmt::Debug for Core {
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay")
+        f.debug_struct("Engine")
             .field("bus", &self.bus)
             .field("limits", &self.limits)
             .field("connections", &self.connections.count())
@@ -84,7 +84,7 @@ impl std::fmt::Debug for Core {
     }
 }
 
-impl Core {
+impl Engine {
     /// The time to stamp records with.
     pub(crate) fn now(&self) -> Timestamp {
         self.services.clock().now()
@@ -94,13 +94,13 @@ impl Core {
     /// exists when the task starts.
     pub(crate) fn spawn<F, Fut>(&self, work: F)
     where
-        F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Engine>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let me = self.me.clone();
         self.tasks.spawn(async move {
-            if let Some(core) = me.upgrade() {
-                work(core).await;
+            if let Some(engine) = me.upgrade() {
+                work(engine).await;
             }
         });
     }
