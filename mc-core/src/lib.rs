@@ -65,6 +65,7 @@ pub mod registry;
 pub mod relay;
 #[cfg(feature = "server")]
 mod services;
+mod setting;
 #[cfg(feature = "server")]
 pub mod socket;
 pub mod store;

@@ -71,16 +71,7 @@ async fn server_gateway_and_user_as_separate_processes() {
         "the generated JWT secret is owner-only"
     );
 
-    let config = dir.path().join("gateway-config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "mission_control:\n  api_server: \"{base}\"\n  organization_id: \"{org}\"\n  registration_token: \"{token}\"\n\
-             gateway:\n  name: \"e2e-gateway\"\n  workspace_root: \"/tmp\"\n  reconnect_max_retries: -1\n  reconnect_base_interval_seconds: 0.2\n  reconnect_max_interval_seconds: 1\n"
-        ),
-    )
-    .unwrap();
-    let state = dir.path().join("gateway-state.json");
+    let (config, state) = bridge_config(dir.path(), "e2e-gateway", &base, &org, &token);
     let mut gateway = start_gateway(&config, &state);
 
     // The gateway registers and links; the admin CLI assigns its agent to alice.
@@ -351,16 +342,7 @@ async fn no_secret_reaches_a_debug_log() {
     secrets.push(registration.clone());
 
     // A bridge registers (logging at debug too), links, and alice chats through it.
-    let config = dir.path().join("gateway-config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "mission_control:\n  api_server: \"{base}\"\n  organization_id: \"{org}\"\n  registration_token: \"{registration}\"\n\
-             gateway:\n  name: \"quiet\"\n  reconnect_base_interval_seconds: 0.2\n  reconnect_max_interval_seconds: 1\n"
-        ),
-    )
-    .unwrap();
-    let state = dir.path().join("gateway-state.json");
+    let (config, state) = bridge_config(dir.path(), "quiet", &base, &org, &registration);
     let bridge_log = dir.path().join("bridge.log");
     let _bridge = Proc {
         child: Command::new(testkit::program("mc-gateway"))

@@ -49,65 +49,49 @@ impl Default for RelayLimits {
     }
 }
 
-/// A chained setter `with_<name>` and a getter `<name>`.
-macro_rules! limit {
-    ($(#[$doc:meta])* $with:ident, $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $with(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-
-        #[doc = concat!("See [`", stringify!($with), "`](Self::", stringify!($with), ").")]
-        pub fn $name(&self) -> $ty {
-            self.$name
-        }
-    };
-}
-
 impl RelayLimits {
-    limit!(
+    crate::setting!(
         /// Longest chat content in UTF-8 bytes (default 16 KiB).
         with_max_content_bytes, max_content_bytes: usize
     );
-    limit!(
+    crate::setting!(
         /// Longest agent reply in UTF-8 bytes (default 256 KiB): past it the run is stopped at
         /// the gateway and the user is told (`GATEWAY_ERROR`).
         with_max_reply_bytes, max_reply_bytes: usize
     );
-    limit!(
+    crate::setting!(
         /// Request tokens per second per user (default 20; a `chat` costs one); 0 turns the
         /// limit off.
         with_rate_per_sec, rate_per_sec: u32
     );
-    limit!(
+    crate::setting!(
         /// Burst allowance of the rate limit (default 40); 0 turns the limit off.
         with_rate_burst, rate_burst: u32
     );
-    limit!(
+    crate::setting!(
         /// Sockets one user may hold at once (default 8).
         with_max_connections_per_user, max_connections_per_user: usize
     );
-    limit!(
+    crate::setting!(
         /// Heartbeat interval of users' sockets (told in `auth_ok`); a socket silent for three
         /// is closed (default 30 s).
         with_heartbeat_interval, heartbeat_interval: Duration
     );
-    limit!(
+    crate::setting!(
         /// Time a gateway has to answer a request (default 30 s).
         with_gateway_timeout, gateway_timeout: Duration
     );
-    limit!(
+    crate::setting!(
         /// Live frames (those the user did not ask for: chunks, messages, events) queued for
         /// one socket before it counts as too slow and is closed with 1013 (default 256).
         with_live_queue, live_queue: usize
     );
-    limit!(
+    crate::setting!(
         /// Time a gateway's link may be down before its runs fail and its agents are announced
         /// offline (default 10 s). Messages sent meanwhile wait for it.
         with_offline_grace, offline_grace: Duration
     );
-    limit!(
+    crate::setting!(
         /// A run with no event for this long is given up with `GATEWAY_TIMEOUT` (default 5 min).
         with_run_idle_timeout, run_idle_timeout: Duration
     );

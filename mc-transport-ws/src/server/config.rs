@@ -44,89 +44,61 @@ impl Default for HttpConfig {
     }
 }
 
-/// A chained setter `with_<name>` and a getter `<name>` (by reference for what is not `Copy`).
-macro_rules! setting {
-    ($(#[$doc:meta])* $with:ident, $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $with(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-
-        #[doc = concat!("See [`", stringify!($with), "`](Self::", stringify!($with), ").")]
-        pub fn $name(&self) -> $ty {
-            self.$name
-        }
-    };
-    ($(#[$doc:meta])* $with:ident, $name:ident: ref $ty:ty) => {
-        $(#[$doc])*
-        pub fn $with(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-
-        #[doc = concat!("See [`", stringify!($with), "`](Self::", stringify!($with), ").")]
-        pub fn $name(&self) -> &$ty {
-            &self.$name
-        }
-    };
-}
-
 impl HttpConfig {
-    setting!(
+    mc_core::setting!(
         /// Serve the browser pages at `/` (default on; off leaves `/` to the embedder).
         with_web_pages, web_pages: bool
     );
-    setting!(
+    mc_core::setting!(
         /// Time to receive and handle one request, its body included (default 30 s); past it
         /// the answer is 408.
         with_request_timeout, request_timeout: Duration
     );
-    setting!(
+    mc_core::setting!(
         /// This instance's name in `GET /gateways/{id}/connections` (default `local`).
         with_instance_id, instance_id: ref String
     );
-    setting!(
+    mc_core::setting!(
         /// The URL clients reach this relay at (e.g. `https://relay.example.com`), used to tell
         /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `ws://`.
         with_public_url, public_url: ref Option<String>
     );
-    setting!(
+    mc_core::setting!(
         /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy you
         /// run; default off, which uses the socket peer when served with connect info).
         with_trust_forwarded_for, trust_forwarded_for: bool
     );
-    setting!(
+    mc_core::setting!(
         /// The largest request body accepted (default 64 KiB); larger ones get 413.
         with_max_body_bytes, max_body_bytes: usize
     );
-    setting!(
+    mc_core::setting!(
         /// Largest WebSocket message a user's socket accepts (default 64 KiB); larger ones
         /// close it with 1009.
         with_max_frame_bytes, max_frame_bytes: usize
     );
-    setting!(
+    mc_core::setting!(
         /// Authenticated sockets this instance holds (default 10 000); more are closed with
         /// 1013.
         with_max_connections, max_connections: usize
     );
-    setting!(
+    mc_core::setting!(
         /// Origins browsers may open sockets from (`https://app.example.com`); empty allows
         /// any.
         with_allowed_origins, allowed_origins: ref Vec<String>
     );
-    setting!(
+    mc_core::setting!(
         /// Sockets (users' and gateways') not authenticated yet that this instance holds at
         /// once (default 1 000); more are refused with 503 before the WebSocket handshake.
         /// They do not count against `max_connections` until they authenticate.
         with_max_unauthenticated, max_unauthenticated: usize
     );
-    setting!(
+    mc_core::setting!(
         /// Unauthenticated sockets from one source IP (default 64). Behind a proxy every client
         /// has the proxy's address unless `trust_forwarded_for` is set.
         with_max_unauthenticated_per_ip, max_unauthenticated_per_ip: usize
     );
-    setting!(
+    mc_core::setting!(
         /// Both sockets' rules: the auth deadline, the violations tolerated, the write deadline.
         with_socket_limits, socket_limits: SocketLimits
     );
