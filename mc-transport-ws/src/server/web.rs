@@ -37,39 +37,22 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-async fn index() -> Response {
-    page("text/html; charset=utf-8", INDEX_HTML)
-}
-
-async fn admin() -> Response {
-    page("text/html; charset=utf-8", ADMIN_HTML)
-}
-
-async fn chat_js() -> Response {
-    page("text/javascript; charset=utf-8", CHAT_JS)
-}
-
-async fn admin_js() -> Response {
-    page("text/javascript; charset=utf-8", ADMIN_JS)
-}
-
-async fn auth_js() -> Response {
-    page("text/javascript; charset=utf-8", AUTH_JS)
-}
-
-async fn app_css() -> Response {
-    page("text/css; charset=utf-8", APP_CSS)
-}
-
 /// The pages' routes (merged into the app unless `HttpConfig::with_web_pages(false)`).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(index))
-        .route("/admin", get(admin))
-        .route("/assets/chat.js", get(chat_js))
-        .route("/assets/admin.js", get(admin_js))
-        .route("/assets/auth.js", get(auth_js))
-        .route("/assets/app.css", get(app_css))
+    const HTML: &str = "text/html; charset=utf-8";
+    const JS: &str = "text/javascript; charset=utf-8";
+    const CSS: &str = "text/css; charset=utf-8";
+    let files = [
+        ("/", HTML, INDEX_HTML),
+        ("/admin", HTML, ADMIN_HTML),
+        ("/assets/chat.js", JS, CHAT_JS),
+        ("/assets/admin.js", JS, ADMIN_JS),
+        ("/assets/auth.js", JS, AUTH_JS),
+        ("/assets/app.css", CSS, APP_CSS),
+    ];
+    files.into_iter().fold(Router::new(), |router, (path, content_type, body)| {
+        router.route(path, get(move || async move { page(content_type, body) }))
+    })
 }
 
 #[cfg(test)]
