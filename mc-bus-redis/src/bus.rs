@@ -1,4 +1,4 @@
-//! [`RedisBus`]: `mc_core::Bus` over Redis pub/sub.
+//! [`RedisBus`]: `mc_core::bus::Bus` over Redis pub/sub.
 //!
 //! - **publish**: handlers on this instance get the message inline (no round trip); other
 //!   instances get it through `PUBLISH` on the topic's channel (one multiplexed connection,
@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mc_core::UserId;
+use mc_core::bus::InProcessBus;
 use mc_core::bus::{Bus, BusHandler, BusMessage, BusTopic, GatewayCommand, Subscription};
-use mc_core::{InProcessBus, UserId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{oneshot, watch};
 

@@ -1,7 +1,7 @@
 //! # mc-bus-redis
 //!
 //! Run several Mission Control relay instances on one Redis (README, "Several instances"): [`RedisBus`]
-//! implements `mc_core::Bus` over Redis pub/sub and keeps the instances' *presence* in Redis
+//! implements `mc_core::bus::Bus` over Redis pub/sub and keeps the instances' *presence* in Redis
 //! keys with a TTL, so an instance that dies is forgotten by itself.
 //!
 //! ## Layout

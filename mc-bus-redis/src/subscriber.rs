@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mc_core::InProcessBus;
 use mc_core::bus::Bus;
+use mc_core::bus::InProcessBus;
 use redis::aio::PubSubSink;
 use tokio::sync::{Notify, oneshot, watch};
 

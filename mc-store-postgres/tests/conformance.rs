@@ -81,7 +81,7 @@ async fn the_writer_keeps_each_sessions_order_across_its_lanes() {
             store.create_session(&session).await.expect("a session");
             sessions.push(session.id);
         }
-        let (writer, _task) = mc_core::MessageWriter::start(store.clone());
+        let (writer, _task) = mc_core::relay::MessageWriter::start(store.clone());
         // Each session's appends are handed to the writer in order (`join_all` of fewer
         // than 30 futures polls them in order), the sessions at once.
         let mut tasks = tokio::task::JoinSet::new();

@@ -7,8 +7,9 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{PASSWORD, TestServer};
+use mc_core::auth::Principal;
 use mc_core::auth::{AccessTokens, AuthConfig, JwtKey};
-use mc_core::{Clock, Principal, Role, UserStatus};
+use mc_core::{Clock, Role, UserStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::TestServer;
+use mc_core::registry::RegistryConfig;
 use mc_core::*;
 use serde_json::json;
 

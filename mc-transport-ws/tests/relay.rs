@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::ws::{Client, Ended, Mode};
 use common::{ChatFixture, HttpConfig};
 use futures_util::SinkExt;
-use mc_core::RelayLimits;
+use mc_core::relay::RelayLimits;
 use mc_core::socket::SocketLimits;
 use serde_json::{Value, json};
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 use common::ws::{Client, Ended, Mode};
 use common::{ChatFixture, HttpConfig, PASSWORD, TestServer};
 use futures_util::{SinkExt, StreamExt};
+use mc_core::Role;
+use mc_core::relay::RelayLimits;
 use mc_core::socket::SocketLimits;
-use mc_core::{RelayLimits, Role};
 use serde_json::{Value, json};
 
 #[tokio::test]

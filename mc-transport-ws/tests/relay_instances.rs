@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::engine::*;
+use mc_core::bus::{Bus, InProcessBus};
 use mc_core::bus::{BusHandler, BusMessage, BusTopic, Subscription};
-use mc_core::{Bus, DeliveryState, InProcessBus, RelayLimits, SessionId, UserId};
+use mc_core::relay::RelayLimits;
+use mc_core::{DeliveryState, SessionId, UserId};
 use serde_json::{Value, json};
 
 /// One instance's face of a shared bus: its own instance id, everything else shared. While

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::engine::*;
 use mc_core::protocol::{ClientRequest, ResumePoint};
+use mc_core::relay::{RelayLimits, UserSession};
 use mc_core::testing::fixtures;
-use mc_core::{AgentId, ChatSession, RelayEvent, RelayLimits, SessionId, UserSession};
+use mc_core::{AgentId, ChatSession, RelayEvent, SessionId};
 use serde_json::{Value, json};
 
 /// Handles `frames` the way a transport does: it reads a request only while the session

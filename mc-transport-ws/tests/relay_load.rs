@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::ChatFixture;
 use common::ws::{Client, Mode};
-use mc_core::{RelayLimits, Store};
+use mc_core::Store;
+use mc_core::relay::RelayLimits;
 use mc_store_sqlite::SqliteStore;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -107,7 +108,7 @@ async fn child_relay_server() {
     let mut out = std::io::stdout().lock();
     for i in 0..users {
         let user = f.s.create_user(f.s.org.id, &format!("idle{i}"), mc_core::Role::Member).await;
-        let principal = mc_core::Principal {
+        let principal = mc_core::auth::Principal {
             user_id: user.id,
             organization_id: f.s.org.id,
             role: mc_core::Role::Member,

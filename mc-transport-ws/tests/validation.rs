@@ -347,10 +347,10 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         std::sync::Arc::new(mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap());
     let auth = mc_core::auth::AuthConfig::new(mc_core::auth::JwtKey::new(common::SECRET).unwrap());
     let services = mc_core::Services::builder(store, auth).build().unwrap();
-    let relay = mc_core::Relay::new(
+    let relay = mc_core::relay::Relay::new(
         services,
         std::sync::Arc::new(mc_core::bus::InProcessBus::new()),
-        mc_core::RelayLimits::default(),
+        mc_core::relay::RelayLimits::default(),
     );
     let config =
         mc_transport_ws::server::HttpConfig::default().with_request_timeout(Duration::from_secs(1));

@@ -16,7 +16,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount};
-use mc_core::{InProcessBus, OrgId, Organization, Relay, RelayLimits, Role, Services, Store};
+use mc_core::bus::InProcessBus;
+use mc_core::relay::{Relay, RelayLimits};
+use mc_core::{OrgId, Organization, Role, Services, Store};
 use mc_store_sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
+use mc_core::auth::Principal;
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount, PasswordParams, Passwords};
+use mc_core::bus::InProcessBus;
+use mc_core::relay::{Relay, RelayLimits};
 use mc_core::{
-    Assignment, AssignmentRole, InProcessBus, OrgId, Organization, Principal, Relay, RelayLimits,
-    Role, Services, Store, User, UserId,
+    Assignment, AssignmentRole, OrgId, Organization, Role, Services, Store, User, UserId,
 };
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -157,7 +159,7 @@ pub async fn serve(child: RelayChild) -> anyhow::Result<()> {
         parallelism: 1,
     });
     let services = Services::builder(store.clone(), auth).build()?;
-    let bus: Arc<dyn mc_core::Bus> = match &child.redis {
+    let bus: Arc<dyn mc_core::bus::Bus> = match &child.redis {
         Some(url) => Arc::new(
             mc_bus_redis::RedisBus::connect(
                 mc_bus_redis::RedisBusConfig::new(url).with_instance_id(&child.instance_id),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mc_core::relay::MessageWriter;
 use mc_core::testing::fixtures;
 use mc_core::*;
 

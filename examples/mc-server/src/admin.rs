@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use mc_core::admin::AssignAgent;
 use mc_core::auth::{AuthConfig, JwtKey, NewAccount, OrgSelector};
-use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, Error, OrgId, Organization, Role, Services, UserId,
-};
+use mc_core::{AgentId, AssignmentRole, Error, OrgId, Organization, Role, Services, UserId};
 use serde_json::json;
 
 use super::OpenStore;

@@ -6,11 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use mc_core::admin::AssignAgent;
 use mc_core::auth::NewAccount;
 use mc_core::registry::GatewayRegistration;
-use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, GatewayId, OrgId, Organization, Role, Services, User,
-};
+use mc_core::{AgentId, AssignmentRole, GatewayId, OrgId, Organization, Role, Services, User};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -95,8 +94,11 @@ pub async fn bootstrap(services: &Services, db: Option<&Path>) -> anyhow::Result
     // The echo gateway re-registers under its name at every start (same id, fresh token): the
     // demo's admin releases the name first, as an admin would for a reinstalled gateway.
     if let Some(existing) = store.find_gateway_by_name(org.id, GATEWAY).await? {
-        let principal =
-            mc_core::Principal { user_id: admin.id, organization_id: org.id, role: Role::Admin };
+        let principal = mc_core::auth::Principal {
+            user_id: admin.id,
+            organization_id: org.id,
+            role: Role::Admin,
+        };
         services.registry().release_gateway(&principal, existing.id).await?;
     }
     let issued = services

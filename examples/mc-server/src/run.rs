@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use mc_core::Services;
 use mc_core::auth::{AuthConfig, JwtKey};
+use mc_core::bus::InProcessBus;
 use mc_core::protocol::close_code;
-use mc_core::{InProcessBus, RegistryConfig, Relay, Services};
+use mc_core::registry::RegistryConfig;
+use mc_core::relay::Relay;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -130,7 +133,7 @@ fn load_tls(
 }
 
 /// The bus: Redis when `--redis` is given (one of several instances), else in-process.
-async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn mc_core::Bus>> {
+async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn mc_core::bus::Bus>> {
     let Some(url) = &settings.redis else {
         return Ok(Arc::new(InProcessBus::with_instance_id(settings.instance_id.clone())));
     };

@@ -1,24 +1,30 @@
 //! The wire protocols as data: frames in, frames out, no sockets, no clock.
 //!
 //! - [`close_code`]: the sockets' close codes.
-//! - [`client`]: what users send on their sockets (docs/protocol.md), and its decoder.
-//! - [`server`]: what the relay sends them; [`server_decode`] reads it back (for clients).
-//! - [`gateway_link`]: the gateway link: the relay's `auth`, `auth_ok`, `auth_error` and
+//! - [`ClientFrame`] (module `client`): what users send on their sockets (docs/protocol.md),
+//!   and [`decode_client_frame`].
+//! - [`ServerFrame`] (module `server`): what the relay sends them; [`decode_server_frame`]
+//!   reads it back (for clients).
+//! - [`GatewayToRelay`] / [`RelayToGateway`] (module `gateway_link`): the gateway link: the
+//!   relay's `auth`, `auth_ok`, `auth_error` and
 //!   `heartbeat` frames around OpenClaw's (typed in `mc-openclaw`), both ways.
 
-pub mod client;
+mod client;
 pub mod close_code;
-pub mod gateway_link;
-pub mod server;
-pub mod server_decode;
+mod gateway_link;
+mod server;
+mod server_decode;
 
-pub use client::{ClientFrame, ClientRequest, ResumePoint, Topic, decode_client_frame};
+pub use client::{
+    ClientFrame, ClientRequest, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, MAX_ID_LEN,
+    MAX_RESUME_SESSIONS, PROTOCOL_VERSION, ResumePoint, Topic, decode_client_frame,
+};
 pub use gateway_link::{
     GatewayToRelay, RelayToGateway, SocketHeartbeat, decode_gateway_frame, decode_relay_frame,
 };
 pub use server::{
     AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
-    SessionInfo, answers_server_heartbeat,
+    SessionInfo, answers_server_heartbeat, assignment_status,
 };
 pub use server_decode::decode_server_frame;
 

@@ -59,7 +59,7 @@ use crate::bus::{Bus, BusMessage, BusTopic};
 use crate::ids::GatewayId;
 use crate::link::GatewayLink;
 use crate::model::AgentStatus;
-use crate::protocol::server::assignment_status;
+use crate::protocol::assignment_status;
 use crate::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ErrorCode, ServerFrame};
 
 /// The relay engine of one instance. Cheap to clone; its background tasks stop when the last

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mc_core::protocol::client::MAX_RESUME_SESSIONS;
+use mc_core::protocol::MAX_RESUME_SESSIONS;
 use mc_core::protocol::close_code;
 use mc_core::protocol::{
     AssignmentInfo, AuthFailure, ClientFrame, ClientRequest, ServerFrame, decode_server_frame,

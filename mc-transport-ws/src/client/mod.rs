@@ -482,7 +482,7 @@ impl McClient {
         before_seq: Option<u64>,
         limit: u32,
     ) -> Result<HistoryPage, ClientError> {
-        if !(1..=mc_core::protocol::client::MAX_HISTORY_LIMIT).contains(&limit) {
+        if !(1..=mc_core::protocol::MAX_HISTORY_LIMIT).contains(&limit) {
             return Err(ClientError::InvalidInput("limit: must be from 1 to 200".into()));
         }
         match self.request(ClientRequest::History { session_id, before_seq, limit }, true).await? {

@@ -1,11 +1,10 @@
-//! `/api/v1/users/*`: admin handlers over [`mc_core::AdminService`].
+//! `/api/v1/users/*`: admin handlers over [`mc_core::admin::AdminService`].
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mc_core::{
-    AgentId, AssignAgent, AssignmentRole, Role, Services, UserAdminUpdate, UserId, UserStatus,
-};
+use mc_core::admin::{AssignAgent, UserAdminUpdate};
+use mc_core::{AgentId, AssignmentRole, Role, Services, UserId, UserStatus};
 use serde::Deserialize;
 
 use super::error::ApiError;

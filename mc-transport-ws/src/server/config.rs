@@ -1,5 +1,5 @@
 //! [`HttpConfig`]: the settings of the HTTP API and of both sockets (the relay engine's own
-//! are `mc_core::RelayLimits`). Every setting has a chained setter `with_<name>` and a getter
+//! are `mc_core::relay::RelayLimits`). Every setting has a chained setter `with_<name>` and a getter
 //! `<name>`.
 
 use std::time::Duration;

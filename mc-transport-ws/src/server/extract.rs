@@ -6,7 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use mc_core::{Principal, Services, TokenFamilyId};
+use mc_core::auth::Principal;
+use mc_core::{Services, TokenFamilyId};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;

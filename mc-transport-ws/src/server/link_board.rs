@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mc_core::{FrameLink, GatewayId, Timestamp};
+use mc_core::{GatewayId, Timestamp};
+
+use mc_core::link::FrameLink;
 use serde::Serialize;
 use tokio::time::Instant;
 

@@ -1,4 +1,4 @@
-//! The axum HTTP API and WebSocket endpoints over a [`mc_core::Relay`].
+//! The axum HTTP API and WebSocket endpoints over a [`mc_core::relay::Relay`].
 //!
 //! | route | what |
 //! |---|---|
@@ -53,7 +53,8 @@ use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use mc_core::{Relay, Services};
+use mc_core::Services;
+use mc_core::relay::Relay;
 use tokio::sync::Semaphore;
 
 pub use config::HttpConfig;

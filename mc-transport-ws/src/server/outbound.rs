@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mc_core::link::GatewayLink;
 use mc_core::protocol::close_code;
-use mc_core::{AgentReport, Error, GatewayId, GatewayLink, OutboundLink, Relay};
+use mc_core::relay::Relay;
+use mc_core::{AgentReport, Error, GatewayId, OutboundLink};
 use mc_openclaw::ConnectFailure;
 use mc_openclaw::Payload;
 use mc_openclaw::connection::{ConnectionEvent, OpenClawConnection, OpenClawOptions};

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mc_core::{GatewayId, OutboundGatewayRequest};
+use mc_core::GatewayId;
+use mc_core::registry::OutboundGatewayRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! The gateway registry (`/api/v1/gateway-registry/*`) and the admin routes for registration
-//! tokens, gateways, agents and activity: thin handlers over [`mc_core::RegistryService`].
+//! tokens, gateways, agents and activity: thin handlers over [`mc_core::registry::RegistryService`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! `/ws/chat`: the users' socket. Its I/O is the socket pump's (`pump`), its rules mc-core's
-//! `SocketRules`, its decisions the relay engine's ([`mc_core::UserSession`]); what is here is
+//! `SocketRules`, its decisions the relay engine's ([`mc_core::relay::UserSession`]); what is here is
 //! what a user's frame means: the `auth` handshake, a fresh token on the open socket, requests
 //! handed to the engine, bad frames answered.
 
@@ -8,13 +8,15 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mc_core::auth::Principal;
 use mc_core::protocol::close_code;
 use mc_core::protocol::{
     AuthFailure, ClientFrame, ClientRequest, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
     decode_client_frame,
 };
+use mc_core::relay::Outgoing as Queued;
 use mc_core::socket::{Close, SocketRules};
-use mc_core::{Error, Outgoing as Queued, Principal, Services, Timestamp, TokenRejection};
+use mc_core::{Error, Services, Timestamp, TokenRejection};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -201,7 +203,7 @@ async fn admit(
 
 /// An authenticated user socket: its session with the relay engine.
 struct UserPeer {
-    session: mc_core::UserSession,
+    session: mc_core::relay::UserSession,
     user_id: mc_core::UserId,
     /// For a fresh `auth` on the open socket.
     services: Services,

@@ -11,9 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mc_core::auth::Principal;
 use mc_core::auth::{AuthConfig, JwtKey};
+use mc_core::bus::{Bus, InProcessBus};
+use mc_core::link::FrameLink;
 use mc_core::link::LinkWrite;
 use mc_core::protocol::{ClientFrame, ClientRequest};
+use mc_core::relay::{Outgoing, Relay, RelayLimits, UserSession};
 use mc_core::testing::fixtures::ChatWorld;
 use mc_core::*;
 use mc_openclaw::{ErrorShape, EventFrame, Payload, Response};

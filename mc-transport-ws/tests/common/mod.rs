@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use mc_core::auth::{AuthConfig, JwtKey, PasswordParams};
+use mc_core::bus::InProcessBus;
+use mc_core::registry::RegistryConfig;
+use mc_core::relay::{Relay, RelayLimits};
 use mc_core::*;
 use mc_store_sqlite::SqliteStore;
 pub use mc_transport_ws::server::HttpConfig;

@@ -169,7 +169,7 @@ pub struct Settings {
     /// Browser origins allowed.
     pub allowed_origins: Vec<String>,
     /// The relay engine's limits.
-    pub limits: mc_core::RelayLimits,
+    pub limits: mc_core::relay::RelayLimits,
     /// The HTTP API's and the sockets' settings.
     pub http: mc_transport_ws::server::HttpConfig,
     /// Heartbeat interval (sockets and gateways).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mc_core::RelayLimits;
+use mc_core::relay::RelayLimits;
 use mc_core::socket::SocketLimits;
 use mc_transport_ws::server::HttpConfig;
 
