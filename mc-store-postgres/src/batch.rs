@@ -43,21 +43,36 @@ pub(crate) async fn write_batch(
 }
 
 /// The stored messages with the idempotency keys of `messages` (client ids, and the runs of
-/// its replies), by (session, key).
+/// its replies), by (session, key). Each key is looked up in its own session, through the
+/// (key, session) unique indexes: a client id reused in thousands of sessions reads one row.
 async fn stored_copies(pool: &PgPool, messages: &[NewMessage]) -> StoreResult<StoredCopies> {
-    let (client_ids, runs) = keys_to_look_up(messages);
-    let mut rows = sqlx::query("SELECT * FROM messages WHERE client_msg_id = ANY($1)")
-        .bind(&client_ids)
+    let keys = keys_to_look_up(messages);
+    let (client_sessions, clients): (Vec<Uuid>, Vec<Uuid>) =
+        keys.clients.iter().map(|(s, c)| (s.as_uuid(), *c)).unzip();
+    let mut rows = sqlx::query(
+        "SELECT m.* FROM messages m
+         JOIN unnest($1::uuid[], $2::uuid[]) AS k(client_msg_id, session_id)
+           ON m.client_msg_id = k.client_msg_id AND m.session_id = k.session_id",
+    )
+    .bind(&clients)
+    .bind(&client_sessions)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| store_error(e, "message"))?;
+    if !keys.runs.is_empty() {
+        let (run_sessions, runs): (Vec<Uuid>, Vec<&str>) =
+            keys.runs.iter().map(|(s, r)| (s.as_uuid(), *r)).unzip();
+        let replies = sqlx::query(
+            "SELECT m.* FROM messages m
+             JOIN unnest($1::text[], $2::uuid[]) AS k(run_id, session_id)
+               ON m.run_id = k.run_id AND m.session_id = k.session_id
+             WHERE m.role = 'agent'",
+        )
+        .bind(&runs)
+        .bind(&run_sessions)
         .fetch_all(pool)
         .await
         .map_err(|e| store_error(e, "message"))?;
-    if !runs.is_empty() {
-        let replies =
-            sqlx::query("SELECT * FROM messages WHERE role = 'agent' AND run_id = ANY($1)")
-                .bind(&runs)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| store_error(e, "message"))?;
         rows.extend(replies);
     }
     let mut stored = StoredCopies::new();
@@ -204,9 +219,37 @@ mod tests {
         store.messages_after(session, 0, 500).await.unwrap().iter().map(|m| m.seq).collect()
     }
 
-    /// The one-call path itself succeeds against a real server (the store would otherwise fall
-    /// back silently to one-by-one appends), and a stored client id undoes a call as a whole.
-    /// Skipped without `MC_TEST_POSTGRES_URL`, except under CI.
+    /// A retried message's stored copy is looked up in its own session: a client id the user
+    /// reused in many sessions reads one row, not one per session.
+    #[tokio::test]
+    async fn a_retry_reads_its_own_sessions_copy_only() {
+        let Some(db) = TestSchema::open("mc_lookup").await else { return };
+        let world = ChatWorld::create(&db.store).await;
+        let reused = Uuid::now_v7();
+        let mut sessions = vec![world.session.clone()];
+        for _ in 0..30 {
+            let other = fixtures::session(world.user.id, &world.agent);
+            db.store.create_session(&other).await.unwrap();
+            sessions.push(other);
+        }
+        for session in &sessions {
+            let m = NewMessage {
+                client_msg_id: Some(reused),
+                ..fixtures::user_message(session.id, "same id")
+            };
+            db.store.append_message(&m).await.unwrap();
+        }
+        let retry = NewMessage {
+            client_msg_id: Some(reused),
+            ..fixtures::user_message(world.session.id, "again")
+        };
+        let stored = stored_copies(&db.pg.pool, std::slice::from_ref(&retry)).await.unwrap();
+        assert_eq!(stored.len(), 1, "only the retried session's copy");
+        let key = (world.session.id, IdempotencyKey::Client(reused));
+        assert_eq!(stored[&key].content, "same id");
+        db.remove().await;
+    }
+
     /// Migration 0006 on a database that holds a run's reply more than once: the first copy
     /// keeps its run, later copies keep their content with the run cleared, and other
     /// sessions' replies and notices of the run are left alone, so the unique index can be made.
@@ -254,6 +297,9 @@ mod tests {
         schema.remove().await;
     }
 
+    /// The one-call path itself succeeds against a real server (the store would otherwise fall
+    /// back silently to one-by-one appends), and a stored client id undoes a call as a whole.
+    /// Skipped without `MC_TEST_POSTGRES_URL`, except under CI.
     #[tokio::test]
     async fn the_batched_path_is_taken() {
         let Some(db) = TestSchema::open("mc_batch").await else { return };

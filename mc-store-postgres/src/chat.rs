@@ -277,15 +277,18 @@ impl MessageStore for PgStore {
     async fn pending_deliveries(
         &self,
         gateway: Option<GatewayId>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let rows = sqlx::query(
             "SELECT m.* FROM messages m JOIN chat_sessions s ON s.id = m.session_id
              WHERE m.delivery IN ('stored', 'sent', 'started')
                AND ($1::uuid IS NULL OR s.gateway_id = $1)
-             ORDER BY m.created_at, m.id LIMIT $2",
+               AND ($2::uuid IS NULL OR m.id > $2)
+             ORDER BY m.id LIMIT $3",
         )
         .bind(gateway.map(|g| g.as_uuid()))
+        .bind(after.map(|m| m.as_uuid()))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await

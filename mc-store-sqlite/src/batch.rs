@@ -39,27 +39,23 @@ pub(crate) async fn write_batch(
     deliveries: &[DeliveryUpdate],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     // 1. Idempotency keys already stored: client ids, and runs that have their reply.
-    let (client_ids, runs) = keys_to_look_up(messages);
+    //    Each key with its session: the (key, session) indexes answer each term.
+    let keys = keys_to_look_up(messages);
     let mut stored = StoredCopies::new();
-    for ids in batch_chunks(&client_ids) {
-        let sql = format!(
-            "SELECT * FROM messages WHERE client_msg_id IN ({})",
-            vec!["?"; ids.len()].join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
+    for clients in batch_chunks(&keys.clients) {
+        let terms = vec!["(client_msg_id = ? AND session_id = ?)"; clients.len()].join(" OR ");
+        let mut query = sqlx::query(AssertSqlSafe(format!("SELECT * FROM messages WHERE {terms}")));
+        for (session, client) in clients {
+            query = query.bind(*client).bind(session.as_uuid());
         }
         remember_stored(&mut stored, query.fetch_all(&mut **tx).await)?;
     }
-    for runs in batch_chunks(&runs) {
-        let sql = format!(
-            "SELECT * FROM messages WHERE role = 'agent' AND run_id IN ({})",
-            vec!["?"; runs.len()].join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for run in runs {
-            query = query.bind(*run);
+    for runs in batch_chunks(&keys.runs) {
+        let terms =
+            vec!["(run_id = ? AND session_id = ? AND role = 'agent')"; runs.len()].join(" OR ");
+        let mut query = sqlx::query(AssertSqlSafe(format!("SELECT * FROM messages WHERE {terms}")));
+        for (session, run) in runs {
+            query = query.bind(*run).bind(session.as_uuid());
         }
         remember_stored(&mut stored, query.fetch_all(&mut **tx).await)?;
     }

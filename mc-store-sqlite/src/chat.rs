@@ -309,10 +309,12 @@ impl MessageStore for SqliteStore {
     async fn pending_deliveries(
         &self,
         gateway: Option<GatewayId>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let rows = sqlx::query(PENDING_DELIVERIES)
             .bind(gateway.map(|g| g.as_uuid()))
+            .bind(after.map(|m| m.as_uuid()))
             .bind(i64::from(limit))
             .fetch_all(&self.writer)
             .await
@@ -423,14 +425,15 @@ impl ActivityStore for SqliteStore {
     }
 }
 
-/// Messages still on their way, oldest first. Its delivery predicate is the partial index
-/// `messages_pending`'s word for word (migration 0005), which is how SQLite knows the index
-/// holds every row it wants.
+/// Messages still on their way, in id order (UUID v7 blobs compare by time), after `?2`.
+/// Its delivery predicate is the partial index `messages_pending`'s word for word (migration
+/// 0005), which is how SQLite knows the index holds every row it wants.
 const PENDING_DELIVERIES: &str = "SELECT m.* FROM messages m
     JOIN chat_sessions s ON s.id = m.session_id
     WHERE (m.delivery = 'stored' OR m.delivery = 'sent' OR m.delivery = 'started')
       AND (?1 IS NULL OR s.gateway_id = ?1)
-    ORDER BY m.rowid LIMIT ?2";
+      AND (?2 IS NULL OR m.id > ?2)
+    ORDER BY m.id LIMIT ?3";
 
 #[cfg(test)]
 mod tests {
@@ -442,6 +445,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {PENDING_DELIVERIES}")))
+                .bind(None::<uuid::Uuid>)
                 .bind(None::<uuid::Uuid>)
                 .bind(10_i64)
                 .fetch_all(&store.writer)

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::engine::*;
-use mc_core::bus::{BusHandler, BusMessage, BusTopic, Subscription};
-use mc_core::{Bus, DeliveryState, InProcessBus, RelayLimits, SessionId};
+use mc_core::bus::{Bus, BusHandler, BusMessage, BusTopic, InProcessBus, Subscription};
+use mc_core::relay::RelayLimits;
+use mc_core::testing::fixtures;
+use mc_core::{DeliveryState, SessionId};
 use serde_json::{Value, json};
 
 fn session_of(ack: &Value) -> SessionId {
@@ -386,6 +388,41 @@ async fn after_a_restart_messages_of_a_gateway_that_never_returns_fail() {
         states(&history),
         vec![("user".into(), Some(DeliveryState::Failed)), ("system".into(), None)]
     );
+}
+
+#[tokio::test]
+async fn after_a_restart_every_orphan_fails_however_many_pages_they_fill() {
+    // More messages left pending than the store is asked for at a time: every one of them
+    // fails, not only the first page.
+    let before = Engine::new(RelayLimits::default()).await;
+    let session = before.world.session.id;
+    let messages: Vec<_> =
+        (0..1_201).map(|i| fixtures::user_message(session, &format!("m{i}"))).collect();
+    for chunk in messages.chunks(300) {
+        for written in before.store.write_batch(chunk, &[]).await {
+            written.unwrap();
+        }
+    }
+    assert_eq!(before.store.pending_deliveries(None, None, 2_000).await.unwrap().len(), 1_201);
+    let limits = RelayLimits::default().with_offline_grace(Duration::from_secs(10));
+    let after = before.restart(limits);
+    drop(before.relay);
+
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = after.store.pending_deliveries(None, None, 2_000).await.unwrap().len();
+        if left == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{left} orphans still pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let oldest = after.store.list_messages(session, Some(101), 100).await.unwrap().messages;
+    assert_eq!(oldest.len(), 100);
+    assert!(oldest.iter().all(|m| m.delivery == Some(DeliveryState::Failed)), "failed, not lost");
 }
 
 #[tokio::test]

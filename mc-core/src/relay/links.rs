@@ -23,14 +23,15 @@ use tokio::time::Instant;
 use super::driver::{Driver, Job};
 use super::engine::Engine;
 use crate::bus::{BusMessage, BusTopic, ChatSend, GatewayCommand};
-use crate::ids::GatewayId;
+use crate::ids::{GatewayId, MessageId};
 use crate::link::GatewayLink;
 use crate::model::DeliveryState;
 use crate::protocol::ErrorCode;
-use crate::store::PendingDelivery;
+use crate::store::{PendingDelivery, Store};
 
-/// Pending messages loaded from the store per attach or recovery.
-const PENDING_BATCH: u32 = 1000;
+/// Pending messages read from the store at a time (attach, recovery, orphans): any number
+/// of them is walked a page at a time.
+const PENDING_PAGE: u32 = 500;
 /// How long finished deliveries are remembered, so a late copy of one is not run again: a
 /// copy read from the store just before the final state was committed (reads and commits
 /// take milliseconds to seconds; the recovery runs every [`RECOVER_EVERY`]), or one handed
@@ -53,6 +54,41 @@ fn chat_send(pending: PendingDelivery) -> ChatSend {
         seq: message.seq,
         client_id: message.client_msg_id.unwrap_or_else(|| message.id.as_uuid()),
         content: message.content,
+    }
+}
+
+/// The store's pending messages, of one gateway or of all, read a page at a time.
+struct PendingPages<'a> {
+    store: &'a dyn Store,
+    gateway: Option<GatewayId>,
+    after: Option<MessageId>,
+    done: bool,
+}
+
+impl<'a> PendingPages<'a> {
+    fn new(store: &'a dyn Store, gateway: Option<GatewayId>) -> Self {
+        Self { store, gateway, after: None, done: false }
+    }
+
+    /// The next page; `None` past the last one, or when the store fails (logged: the next
+    /// recovery or attach reads them again).
+    async fn next(&mut self) -> Option<Vec<PendingDelivery>> {
+        if self.done {
+            return None;
+        }
+        match self.store.pending_deliveries(self.gateway, self.after, PENDING_PAGE).await {
+            Ok(page) => {
+                self.done = page.len() < PENDING_PAGE as usize;
+                self.after = page.last().map(|p| p.message.id);
+                (!page.is_empty()).then_some(page)
+            }
+            Err(err) => {
+                let gateway = self.gateway.map(|g| g.to_string());
+                tracing::warn!(error = %err, gateway, "cannot load pending messages");
+                self.done = true;
+                None
+            }
+        }
     }
 }
 
@@ -120,14 +156,10 @@ impl Engine {
     /// left alone, so nothing runs twice.
     pub(crate) async fn recover_lost_hand_overs(&self) {
         for gateway in self.gateways.linked_ids() {
-            match self.services.store().pending_deliveries(Some(gateway), PENDING_BATCH).await {
-                Ok(stored) => {
-                    for pending in stored {
-                        self.accept_delivery(gateway, Arc::new(chat_send(pending)), false);
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, %gateway, "cannot load the gateway's pending messages")
+            let mut pages = PendingPages::new(self.services.store().as_ref(), Some(gateway));
+            while let Some(page) = pages.next().await {
+                for pending in page {
+                    self.accept_delivery(gateway, Arc::new(chat_send(pending)), false);
                 }
             }
         }
@@ -135,15 +167,11 @@ impl Engine {
 
     /// Sends everything pending for the gateway on its new link.
     async fn redeliver(&self, gateway: GatewayId) {
-        match self.services.store().pending_deliveries(Some(gateway), PENDING_BATCH).await {
-            Ok(stored) => {
-                let now = Instant::now();
-                for pending in stored {
-                    self.outbox.accept(gateway, Arc::new(chat_send(pending)), false, now);
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, %gateway, "cannot load the gateway's pending messages")
+        let mut pages = PendingPages::new(self.services.store().as_ref(), Some(gateway));
+        while let Some(page) = pages.next().await {
+            let now = Instant::now();
+            for pending in page {
+                self.outbox.accept(gateway, Arc::new(chat_send(pending)), false, now);
             }
         }
         let Some(jobs) = self.gateways.jobs(gateway) else { return };
@@ -201,27 +229,23 @@ impl Engine {
     /// Fails the messages a previous run of the relay left pending whose gateway nobody
     /// holds (called once, a grace period after start).
     pub(crate) async fn fail_orphans(&self) {
-        let pending = match self.services.store().pending_deliveries(None, PENDING_BATCH).await {
-            Ok(pending) => pending,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot look for messages left pending");
-                return;
+        let mut pages = PendingPages::new(self.services.store().as_ref(), None);
+        while let Some(page) = pages.next().await {
+            for pending in page {
+                let gateway = pending.session.gateway_id;
+                if self.gateways.holds(gateway)
+                    || self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false)
+                {
+                    continue;
+                }
+                let send = chat_send(pending);
+                self.fail_delivery(
+                    &send,
+                    ErrorCode::GatewayError,
+                    "The relay restarted and the agent's gateway did not come back; send it again.",
+                )
+                .await;
             }
-        };
-        for pending in pending {
-            let gateway = pending.session.gateway_id;
-            if self.gateways.holds(gateway)
-                || self.bus.has_subscribers(BusTopic::Gateway(gateway)).await.unwrap_or(false)
-            {
-                continue;
-            }
-            let send = chat_send(pending);
-            self.fail_delivery(
-                &send,
-                ErrorCode::GatewayError,
-                "The relay restarted and the agent's gateway did not come back; send it again.",
-            )
-            .await;
         }
     }
 }

@@ -33,19 +33,31 @@ pub struct BatchPlan {
 /// The messages already stored that a batch's messages repeat, by (session, key).
 pub type StoredCopies = HashMap<(SessionId, IdempotencyKey), Message>;
 
+/// The keys a store looks up to find the stored copies of a batch's messages, each with its
+/// session (a key is unique only within its session, and a lookup by key alone would read
+/// every session's copy of a reused client id).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeysToLookUp<'a> {
+    /// User messages: (session, client id).
+    pub clients: Vec<(SessionId, uuid::Uuid)>,
+    /// Agent replies: (session, the run they answer).
+    pub runs: Vec<(SessionId, &'a str)>,
+}
+
 /// What a store reads to find the stored copies of a batch's messages: their client ids, and
-/// the runs their agent replies answer.
-pub fn keys_to_look_up(messages: &[NewMessage]) -> (Vec<uuid::Uuid>, Vec<&str>) {
-    let mut clients = Vec::new();
-    let mut runs = Vec::new();
+/// the runs their agent replies answer, each in its session.
+pub fn keys_to_look_up(messages: &[NewMessage]) -> KeysToLookUp<'_> {
+    let mut keys = KeysToLookUp::default();
     for m in messages {
         match (m.client_msg_id, m.idempotency_key()) {
-            (Some(client), _) => clients.push(client),
-            (None, Some(IdempotencyKey::Reply(_))) => runs.extend(m.run_id.as_deref()),
+            (Some(client), _) => keys.clients.push((m.session_id, client)),
+            (None, Some(IdempotencyKey::Reply(_))) => {
+                keys.runs.extend(m.run_id.as_deref().map(|run| (m.session_id, run)));
+            }
             _ => {}
         }
     }
-    (clients, runs)
+    keys
 }
 
 /// Plans a batch. `stored` are the messages already stored whose (session, idempotency key)
@@ -202,9 +214,11 @@ mod tests {
             reply("r1", MessageRole::System),
         ];
         let client = msg(s, Some(Uuid::now_v7()));
-        let (clients, runs) = keys_to_look_up(std::slice::from_ref(&client));
-        assert_eq!((clients, runs), (vec![client.client_msg_id.unwrap()], vec![]));
-        assert_eq!(keys_to_look_up(&batch).1, ["r0", "r1", "r1"], "replies' runs, not notices'");
+        let keys = keys_to_look_up(std::slice::from_ref(&client));
+        let want = KeysToLookUp { clients: vec![(s, client.client_msg_id.unwrap())], runs: vec![] };
+        assert_eq!(keys, want, "each key with its session");
+        let runs = keys_to_look_up(&batch).runs;
+        assert_eq!(runs, [(s, "r0"), (s, "r1"), (s, "r1")], "replies' runs, not notices'");
         let copies =
             StoredCopies::from([((s, IdempotencyKey::Reply("r0".into())), stored.clone())]);
         let plan = plan_append_batch(&batch, &copies);

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Page, Paged, StoreResult};
-use crate::ids::{GatewayId, OrgId, SessionId, UserId};
+use crate::ids::{GatewayId, MessageId, OrgId, SessionId, UserId};
 use crate::model::{
     ActivityEvent, ChatSession, DeliveryState, Message, NewMessage, SessionStatus, Timestamp,
 };
@@ -164,10 +164,13 @@ pub trait MessageStore: Send + Sync {
     /// Applies one delivery update; `true` if it changed the stored state.
     async fn set_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool>;
     /// Up to `limit` user messages whose delivery is pending (`stored`, `sent`, `started`),
-    /// of the gateway's sessions (all gateways' if `None`), oldest first.
+    /// of the gateway's sessions (all gateways' if `None`), in message id order (UUID v7:
+    /// oldest first), starting after the message `after` when given: the next page is asked
+    /// for with the last id of this one.
     async fn pending_deliveries(
         &self,
         gateway: Option<GatewayId>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>>;
     /// The newest `limit` messages with seq below `before_seq` (all if `None`), returned in

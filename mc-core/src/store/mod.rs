@@ -24,8 +24,8 @@ mod registry;
 
 pub use agent_sync::{AgentSyncPlan, plan_agent_sync};
 pub use append_batch::{
-    BATCH_CHUNKS, BatchPlan, PlannedAppend, StoredCopies, batch_chunks, keys_to_look_up,
-    plan_append_batch,
+    BATCH_CHUNKS, BatchPlan, KeysToLookUp, PlannedAppend, StoredCopies, batch_chunks,
+    keys_to_look_up, plan_append_batch,
 };
 pub use chat::{
     ActivityStore, Appended, DeliveryUpdate, MessagePage, MessageStore, PendingDelivery,

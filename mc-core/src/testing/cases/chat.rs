@@ -432,7 +432,7 @@ pub async fn pending_deliveries_are_listed_per_gateway(store: Arc<dyn Store>) {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].as_ref().unwrap().message().seq, 5);
 
-    let pending = store.pending_deliveries(Some(world.gateway.id), 100).await.unwrap();
+    let pending = store.pending_deliveries(Some(world.gateway.id), None, 100).await.unwrap();
     let texts: Vec<(&str, Option<DeliveryState>)> =
         pending.iter().map(|p| (p.message.content.as_str(), p.message.delivery)).collect();
     assert_eq!(
@@ -441,11 +441,27 @@ pub async fn pending_deliveries_are_listed_per_gateway(store: Arc<dyn Store>) {
         "oldest first, only the gateway's, only pending"
     );
     assert_eq!(pending[0].session, store.get_session(sid).await.unwrap().unwrap());
-    let other = store.pending_deliveries(Some(gateway2.id), 100).await.unwrap();
+    let other = store.pending_deliveries(Some(gateway2.id), None, 100).await.unwrap();
     assert_eq!(other.len(), 1);
     assert_eq!((other[0].message.content.as_str(), other[0].session.id), ("c", elsewhere.id));
-    let all = store.pending_deliveries(None, 100).await.unwrap();
+    let all = store.pending_deliveries(None, None, 100).await.unwrap();
     assert_eq!(all.len(), 3);
-    assert_eq!(store.pending_deliveries(None, 2).await.unwrap().len(), 2, "limited");
-    assert!(store.pending_deliveries(Some(GatewayId::new()), 10).await.unwrap().is_empty());
+    assert!(store.pending_deliveries(Some(GatewayId::new()), None, 10).await.unwrap().is_empty());
+
+    // Pages: each starts after the last id of the one before, and together they hold every
+    // pending message once, in order.
+    let first = store.pending_deliveries(None, None, 2).await.unwrap();
+    assert_eq!(first.len(), 2, "limited");
+    let after = first.last().map(|p| p.message.id);
+    let second = store.pending_deliveries(None, after, 2).await.unwrap();
+    let paged: Vec<&str> =
+        first.iter().chain(&second).map(|p| p.message.content.as_str()).collect();
+    assert_eq!(paged, ["a", "c", "d"]);
+    let last = second.last().map(|p| p.message.id);
+    assert!(store.pending_deliveries(None, last, 2).await.unwrap().is_empty(), "past the end");
+    let for_gateway =
+        store.pending_deliveries(Some(world.gateway.id), Some(pending[0].message.id), 10);
+    let rest: Vec<String> =
+        for_gateway.await.unwrap().into_iter().map(|p| p.message.content).collect();
+    assert_eq!(rest, ["d"], "a gateway's pages");
 }
