@@ -29,6 +29,17 @@ const LONGEST_RETRY: Duration = Duration::from_secs(20);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed early refresh, when to try again.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
+/// The longest heartbeat interval taken from the relay (a day): a larger figure, up to
+/// `u64::MAX`, is read as this, so no deadline computed from it can overflow.
+const LONGEST_HEARTBEAT_SECS: u64 = 86_400;
+/// The latest an early refresh is planned (a year ahead), whatever the token's `exp` says.
+const LONGEST_REFRESH_WAIT_SECS: u64 = 365 * 86_400;
+
+/// How long the socket may stay silent before it is given up: three of the relay's
+/// heartbeat intervals, the interval read within `1..=LONGEST_HEARTBEAT_SECS`.
+fn silence_allowed(heartbeat_secs: u64) -> Duration {
+    Duration::from_secs(heartbeat_secs.clamp(1, LONGEST_HEARTBEAT_SECS) * 3)
+}
 
 /// When to refresh `access` early, so the open socket is extended (`auth` → `auth_extended`)
 /// instead of closed at expiry: at 80 % of its lifetime, read from its `iat` and `exp` claims.
@@ -43,10 +54,12 @@ fn refresh_due(access: &str) -> Option<Instant> {
     let claims = access.split('.').nth(1)?;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).ok()?;
     let Lifetime { iat, exp } = serde_json::from_slice(&json).ok()?;
-    let due = iat.checked_add((exp.checked_sub(iat)?).max(0) * 4 / 5)?;
+    // In i128, where no pair of i64 claims can overflow.
+    let (iat, exp) = (i128::from(iat), i128::from(exp));
+    let due = iat + (exp - iat).max(0) * 4 / 5;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    let wait = u64::try_from(due).ok()?.saturating_sub(now);
-    Some(Instant::now() + Duration::from_secs(wait))
+    let wait = u64::try_from((due - i128::from(now)).max(0)).unwrap_or(u64::MAX);
+    Some(Instant::now() + Duration::from_secs(wait.min(LONGEST_REFRESH_WAIT_SECS)))
 }
 
 /// How one connection ended.
@@ -168,7 +181,7 @@ async fn connection(
         };
     backoff.reset();
     *refreshed = false;
-    let heartbeat = Duration::from_secs(heartbeat.max(1));
+    let silence = silence_allowed(heartbeat);
     let epoch = inner.epoch();
     inner.lock().assignments = agents;
     inner.set_state(ConnectionState::Connected);
@@ -181,7 +194,7 @@ async fn connection(
             return Ended::Dropped(err.to_string());
         }
     }
-    let mut deadline = Instant::now() + heartbeat * 3;
+    let mut deadline = Instant::now() + silence;
     let mut refresh_at = first_refresh;
     loop {
         let (frames, retry_at) = {
@@ -196,7 +209,7 @@ async fn connection(
         tokio::select! {
             incoming = socket.recv() => match incoming {
                 Incoming::Text(text) => {
-                    deadline = Instant::now() + heartbeat * 3;
+                    deadline = Instant::now() + silence;
                     if let Some(answer) = inner.on_frame(&text) && let Err(err) = socket.send(answer).await {
                         return Ended::Dropped(err.to_string());
                     }

@@ -525,4 +525,6 @@ impl Drop for McClient {
 }
 
 #[cfg(test)]
+mod frames_fuzz;
+#[cfg(test)]
 mod tests;

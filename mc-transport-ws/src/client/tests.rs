@@ -421,6 +421,40 @@ async fn a_token_near_expiry_is_refreshed_and_extends_the_open_socket() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn figures_at_the_edge_of_their_type_never_stop_the_connection() {
+    // A heartbeat interval of u64::MAX seconds and a token whose `exp` is i64::MAX: the
+    // deadlines computed from them saturate instead of overflowing (which panicked the
+    // connection task; an app built with `panic = "abort"` died).
+    use base64::Engine as _;
+    let (_, mut conns, client, _) = setup();
+    let claims = serde_json::json!({ "iat": i64::MIN, "exp": i64::MAX }).to_string();
+    let jwt = format!(
+        "h.{}.s",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes())
+    );
+    client.restore_tokens(&jwt, "refresh-0");
+    client.connect().unwrap();
+    let mut conn = conns.recv().await.unwrap();
+    assert_eq!(conn.auth().await, jwt);
+    conn.send(ServerFrame::AuthOk {
+        user_id: UserId::new(),
+        organization_id: OrgId::new(),
+        heartbeat_interval_seconds: u64::MAX,
+        assignments: vec![],
+    });
+    state_becomes(&client, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let probe = format!("{}1", mc_core::protocol::SERVER_HEARTBEAT_PREFIX);
+    conn.send(ServerFrame::Heartbeat { id: Some(probe.clone()) });
+    let answer = conn.next().await;
+    assert_eq!(
+        (answer.id.as_deref(), answer.request),
+        (Some(probe.as_str()), ClientRequest::Heartbeat)
+    );
+    assert_eq!(client.state(), ConnectionState::Connected);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_message_refused_as_agent_unavailable_waits_for_the_agent_then_fails_in_time() {
     let (_, mut conns, client, _) = setup();
     let client = Arc::new(client);

@@ -31,7 +31,11 @@ impl Tracker {
         let seen = self.sessions.entry(session).or_default();
         if after_seq > seen.through {
             seen.through = after_seq;
-            seen.above = seen.above.split_off(&(after_seq + 1));
+            // Keep only what lies above the new point (nothing lies above `u64::MAX`).
+            seen.above = match after_seq.checked_add(1) {
+                Some(next) => seen.above.split_off(&next),
+                None => BTreeSet::new(),
+            };
             Self::advance(seen);
         }
     }
@@ -65,9 +69,11 @@ impl Tracker {
     }
 
     fn advance(seen: &mut SessionSeen) {
-        while seen.above.first() == Some(&(seen.through + 1)) {
+        while let Some(next) = seen.through.checked_add(1)
+            && seen.above.first() == Some(&next)
+        {
             seen.above.pop_first();
-            seen.through += 1;
+            seen.through = next;
         }
     }
 
