@@ -137,7 +137,8 @@ async fn the_gateway_socket_checks_its_relay_token() {
 }
 
 /// Before its `auth` frame is checked a gateway's socket may send only a few KiB: a 1 MiB
-/// first frame ends the connection unread (no `auth_error`: the frame was never decoded).
+/// first frame ends the connection unread with 1009 (no `auth_error`: the frame was never
+/// decoded).
 /// Once authenticated the same socket takes frames of megabytes.
 #[tokio::test]
 async fn a_gateway_socket_reads_little_before_it_authenticates() {
@@ -152,15 +153,18 @@ async fn a_gateway_socket_reads_little_before_it_authenticates() {
     let answered = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stranger.next().await {
-                Some(Ok(Message::Text(text))) => return Some(text.to_string()),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(Message::Text(text))) => return Err(text.to_string()),
+                Some(Ok(Message::Close(close))) => return Ok(close.map(|c| u16::from(c.code))),
+                Some(Err(err)) => return Err(err.to_string()),
+                None => return Err("no close frame".into()),
                 Some(Ok(_)) => continue,
             }
         }
     })
     .await
     .expect("the relay ends the connection");
-    assert_eq!(answered, None, "the oversized first frame must not be read and decoded");
+    // Not decoded (no `auth_error`), and closed as too big, not cut off (1006).
+    assert_eq!(answered, Ok(Some(1009)), "the oversized first frame is refused with 1009");
 
     let (mut gateway, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let auth = json!({ "type": "auth", "payload": { "relay_token": f.relay_token } });

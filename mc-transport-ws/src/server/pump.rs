@@ -23,6 +23,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
+use super::read_budget::BudgetSpent;
+
 /// Most frames written to a socket with one flush.
 pub(crate) const WRITE_BATCH: u64 = 32;
 
@@ -306,6 +308,8 @@ fn read_of(incoming: Option<Result<Message, tungstenite::Error>>) -> Read {
         // (A raw `Frame` is only ever written, never read.)
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Read::Control,
         Some(Err(tungstenite::Error::Capacity(_))) => Read::TooBig,
+        // A gateway's first frame larger than what it may send before its `auth` is checked.
+        Some(Err(tungstenite::Error::Io(err))) if BudgetSpent::caused(&err) => Read::TooBig,
         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Read::Gone,
     }
 }

@@ -15,6 +15,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Marks a lifted budget.
 const UNLIMITED: usize = usize::MAX;
 
+/// The error a read past the budget fails with (inside an `InvalidData` I/O error), so the
+/// socket's reader can tell it from a broken connection and close with 1009.
+#[derive(Debug, thiserror::Error)]
+#[error("the peer sent more than it may before authenticating")]
+pub(crate) struct BudgetSpent;
+
+impl BudgetSpent {
+    /// Whether `err` is a read past a budget.
+    pub(crate) fn caused(err: &io::Error) -> bool {
+        err.get_ref().is_some_and(|inner| inner.is::<BudgetSpent>())
+    }
+}
+
 /// Lifts a [`ReadBudget`]'s limit once the peer is known.
 #[derive(Debug, Clone)]
 pub(crate) struct BudgetLift(Arc<AtomicUsize>);
@@ -53,10 +66,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadBudget<S> {
             return Pin::new(&mut self.inner).poll_read(cx, buf);
         }
         if left == 0 {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the peer sent more than it may before authenticating",
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, BudgetSpent)));
         }
         // Read into a buffer no larger than what is left (small: only before authentication).
         let mut limited = vec![0u8; left.min(buf.remaining())];
