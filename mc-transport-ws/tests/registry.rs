@@ -28,6 +28,33 @@ fn metrics() -> Value {
     json!({ "active_sessions": 2, "memory_mb": 812.5, "cpu_pct": 12.5, "agent_count": 2 })
 }
 
+/// A server that terminates TLS itself and has no public URL derives `wss://` socket URLs from
+/// the request's `Host`, never `ws://` (a gateway would send its relay token in clear).
+#[tokio::test]
+async fn a_tls_server_hands_out_wss_urls() {
+    use common::{HttpConfig, cheap_passwords};
+    use mc_core::registry::RegistryConfig;
+    use mc_core::relay::RelayLimits;
+    let store = mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap();
+    let http = HttpConfig::default().with_serves_tls(true);
+    let s = TestServer::start_on(
+        std::sync::Arc::new(store),
+        |c| c.password_params(cheap_passwords()),
+        RegistryConfig::default(),
+        RelayLimits::default(),
+        http,
+    )
+    .await;
+    let created = s
+        .post("/api/v1/registration-tokens", Some(&s.admin_token), json!({ "label": "tls" }))
+        .await;
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    let r = s.register_gateway(&token, "tls-gw", agents(&["main"])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ws_url = r.body["relay_ws_url"].as_str().unwrap();
+    assert!(ws_url.starts_with("wss://127.0.0.1:"), "{ws_url}");
+}
+
 #[tokio::test]
 async fn register_heartbeat_deregister() {
     let s = TestServer::start().await;

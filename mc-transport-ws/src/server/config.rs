@@ -13,6 +13,7 @@ use super::serve;
 pub struct HttpConfig {
     max_body_bytes: usize,
     public_url: Option<String>,
+    serves_tls: bool,
     trust_forwarded_for: bool,
     instance_id: String,
     request_timeout: Duration,
@@ -30,6 +31,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 64 * 1024,
             public_url: None,
+            serves_tls: false,
             trust_forwarded_for: false,
             instance_id: "local".into(),
             request_timeout: serve::REQUEST_TIMEOUT,
@@ -60,8 +62,14 @@ impl HttpConfig {
     );
     mc_core::setting!(
         /// The URL clients reach this relay at (e.g. `https://relay.example.com`), used to tell
-        /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `ws://`.
+        /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `wss://`
+        /// when [`HttpConfig::serves_tls`], else `ws://`.
         with_public_url, public_url: ref Option<String>
+    );
+    mc_core::setting!(
+        /// Whether this server terminates TLS itself (`mc-server --tls-cert`; default off): the
+        /// socket URLs it derives from a request's `Host` are then `wss://`.
+        with_serves_tls, serves_tls: bool
     );
     mc_core::setting!(
         /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy you

@@ -107,14 +107,17 @@ fn gateway_id(text: &str) -> Result<GatewayId, ApiError> {
 }
 
 /// `ws(s)://<public host>/ws/gateway/<id>/relay`, from the configured public URL or else the
-/// request's `Host`.
+/// request's `Host` (`wss://` when this server terminates TLS).
 fn relay_ws_url(config: Option<&HttpConfig>, parts_host: Option<&str>, id: GatewayId) -> String {
     let base = match config.and_then(|c| c.public_url().as_deref()) {
         Some(url) => url
             .trim_end_matches('/')
             .replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1),
-        None => format!("ws://{}", parts_host.unwrap_or("localhost")),
+        None => {
+            let scheme = if config.is_some_and(HttpConfig::serves_tls) { "wss" } else { "ws" };
+            format!("{scheme}://{}", parts_host.unwrap_or("localhost"))
+        }
     };
     format!("{base}/ws/gateway/{id}/relay")
 }

@@ -296,6 +296,7 @@ fn http_config(
         .with_allowed_origins(origins.to_vec())
         .with_socket_limits(sockets)
         .with_public_url(public_url.clone())
+        .with_serves_tls(m.tls_cert.is_some())
         .with_trust_forwarded_for(m.trust_forwarded_for.unwrap_or(false))
         .with_instance_id(instance_id.to_owned()))
 }

@@ -32,6 +32,18 @@ fn defaults_are_the_spec_defaults() {
 }
 
 #[test]
+fn a_server_with_its_own_certificate_hands_out_wss_urls() {
+    let plain = Settings::resolve(&ServeArgs::default()).unwrap();
+    assert!(!plain.http.serves_tls());
+    let tls = ServeArgs {
+        tls_cert: Some("cert.pem".into()),
+        tls_key: Some("key.pem".into()),
+        ..Default::default()
+    };
+    assert!(Settings::resolve(&tls).unwrap().http.serves_tls());
+}
+
+#[test]
 fn bad_values_name_the_setting() {
     let cases = [
         (ServeArgs { listen: Some("here".into()), ..Default::default() }, "MC_LISTEN"),
