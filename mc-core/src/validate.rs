@@ -134,9 +134,20 @@ pub fn endpoint_url(field: &str, value: &str) -> Result<()> {
     )
 }
 
-/// A `ws://` or `wss://` URL of at most 2048 bytes without spaces (a socket the relay dials).
+/// A `ws://` or `wss://` URL of at most 2048 bytes without spaces (a socket the relay dials),
+/// with no credentials in it (`user:password@`): they would be stored and shown as the URL
+/// is, and OpenClaw takes its token in the handshake instead.
 pub fn ws_url(field: &str, value: &str) -> Result<()> {
-    url_with(field, value, &["wss://", "ws://"], "a ws:// or wss://")
+    url_with(field, value, &["wss://", "ws://"], "a ws:// or wss://")?;
+    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(Error::invalid(
+            field,
+            "must not carry credentials (user:password@); give the gateway's token as `token`",
+        ));
+    }
+    Ok(())
 }
 
 /// Free text of at most `max` characters with no control characters (may be empty).
@@ -193,6 +204,11 @@ mod tests {
         assert!(!ok(identifier("n", "a:b", 64, false)));
         assert!(ok(identifier("n", "a:b", 64, true)));
         assert!(ok(endpoint_url("u", "ws://127.0.0.1:18789")));
+        assert!(ok(ws_url("u", "wss://gw.example.com/path?x=a@b")), "an @ after the host is fine");
+        for with_credentials in ["ws://user:pass@127.0.0.1:18789", "wss://token@gw.example.com/"] {
+            let err = ws_url("u", with_credentials).unwrap_err().to_string();
+            assert!(err.contains("credentials"), "{with_credentials}: {err}");
+        }
         assert!(!ok(endpoint_url("u", "ftp://x")));
         assert!(ok(plain_text("t", "", 10)));
         assert!(!ok(plain_text("t", "a\nb", 10)));

@@ -64,7 +64,7 @@ pub struct OpenClawOptions {
 impl std::fmt::Debug for OpenClawOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenClawOptions")
-            .field("url", &self.url)
+            .field("url", &loggable_url(&self.url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("device", &self.device)
             .field("device_token", &self.device_token.as_ref().map(|_| "<redacted>"))
@@ -72,6 +72,21 @@ impl std::fmt::Debug for OpenClawOptions {
             .field("scopes", &self.scopes)
             .field("caps", &self.caps)
             .finish_non_exhaustive()
+    }
+}
+
+/// `url` as it may be shown in a log line or a `Debug` output: its scheme, host, port and
+/// path, without user info (a user name and password) or query (a token), which may hold
+/// credentials.
+pub fn loggable_url(url: &str) -> String {
+    match url.parse::<tokio_tungstenite::tungstenite::http::Uri>() {
+        Ok(uri) if uri.host().is_some() => {
+            let scheme = uri.scheme_str().unwrap_or("ws");
+            let host = uri.host().unwrap_or_default();
+            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{scheme}://{host}{port}{}", uri.path())
+        }
+        _ => "(a URL that does not parse)".into(),
     }
 }
 
@@ -302,7 +317,7 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>
         let ended = session(&shared, &events).await;
         shared.calls.fail_all();
         *lock(&shared.writer) = None;
-        let url = lock(&shared.options).url.clone();
+        let url = loggable_url(&lock(&shared.options).url);
         let wait = match ended {
             Ended::Closed => break,
             Ended::Lost(lasted, why) => {
@@ -503,12 +518,28 @@ mod tests {
 
     #[test]
     fn options_never_show_secrets() {
-        let options = OpenClawOptions::new("ws://127.0.0.1:18789")
-            .token(Some("shared-secret".into()))
-            .device_token(Some("device-secret".into()));
+        let options =
+            OpenClawOptions::new("wss://op:url-secret@127.0.0.1:18789/gw?token=url-token")
+                .token(Some("shared-secret".into()))
+                .device_token(Some("device-secret".into()));
         let shown = format!("{options:?}");
         assert!(!shown.contains("shared-secret") && !shown.contains("device-secret"), "{shown}");
+        assert!(!shown.contains("url-secret") && !shown.contains("url-token"), "{shown}");
+        assert!(shown.contains("wss://127.0.0.1:18789/gw"), "{shown}");
         assert!(!format!("{:?}", DeviceToken("dt-1".into())).contains("dt-1"));
+    }
+
+    #[test]
+    fn urls_are_logged_without_credentials() {
+        for (url, shown) in [
+            ("ws://127.0.0.1:18789", "ws://127.0.0.1:18789/"),
+            ("wss://user:pass@gw.example.com/x?token=t#f", "wss://gw.example.com/x"),
+            ("ws://token@[::1]:9/", "ws://[::1]:9/"),
+            ("not a url", "(a URL that does not parse)"),
+            ("/relative", "(a URL that does not parse)"),
+        ] {
+            assert_eq!(loggable_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -198,7 +198,8 @@ async fn session(
                 return SessionEnd::Unauthorized;
             }
             Err(err) => {
-                tracing::warn!(error = %err, url = %settings.relay_ws_url, "cannot reach the relay");
+                let url = mc_openclaw::connection::loggable_url(&settings.relay_ws_url);
+                tracing::warn!(error = %err, %url, "cannot reach the relay");
                 return dropped();
             }
         },

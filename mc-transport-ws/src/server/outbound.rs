@@ -97,7 +97,8 @@ impl OutboundPool {
             }
             running.insert(gateway, connection.clone());
         }
-        tracing::info!(%gateway, url = %link.url, "dialling an OpenClaw gateway");
+        let url = mc_openclaw::connection::loggable_url(&link.url);
+        tracing::info!(%gateway, %url, "dialling an OpenClaw gateway");
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(drive(weak, gateway, link.url, connection, events));
         Ok(())
