@@ -522,6 +522,26 @@ async fn admins_read_their_users_chats_over_http() {
     );
 }
 
+/// A fresh `auth` on an open socket reads the store twice: it costs from the user's rate limit
+/// like any request, so a flood of them is refused (`RATE_LIMITED`) instead of served.
+#[tokio::test]
+async fn fresh_auths_on_an_open_socket_are_rate_limited() {
+    let s = TestServer::start().await;
+    s.create_user(s.org.id, "val", Role::Member).await;
+    let token = s.login_ok("val", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let (mut c, _) = Client::authed(&s.base, &token).await;
+    for i in 0..200 {
+        c.send(json!({ "type": "auth", "id": format!("a{i}"), "payload": { "token": token } }))
+            .await;
+    }
+    c.send(json!({ "type": "heartbeat", "id": "last" })).await;
+    let (_, answers) = c.until("heartbeat").await;
+    let extended = answers.iter().filter(|a| a["type"] == "auth_extended").count();
+    let limited = answers.iter().filter(|a| a["payload"]["code"] == "RATE_LIMITED").count();
+    assert_eq!(extended + limited, 200, "{answers:?}");
+    assert!(limited >= 150 && extended <= 50, "{extended} served, {limited} refused");
+}
+
 /// A socket lasts as long as its access token: a fresh `auth` on the open socket extends it
 /// (`auth_extended`); without one it closes with `auth_error expired_token` and 4001.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,10 +97,14 @@ impl RelayLimits {
     );
 }
 
+/// A fresh token on an open socket costs two reads of the store, as much as a chat.
+pub(crate) const FRESH_AUTH_COST: f64 = 1.0;
+
 /// What a request costs from the user's bucket.
 pub(crate) fn cost(request: &ClientRequest) -> f64 {
     match request {
-        ClientRequest::Heartbeat | ClientRequest::Auth { .. } => 0.0,
+        ClientRequest::Heartbeat => 0.0,
+        ClientRequest::Auth { .. } => FRESH_AUTH_COST,
         ClientRequest::Resume { sessions } => 1.0 + sessions.len() as f64 / 10.0,
         ClientRequest::Chat { .. }
         | ClientRequest::History { .. }
@@ -216,5 +220,6 @@ mod tests {
         assert_eq!(cost(&resume), 1.0);
         assert_eq!(cost(&ClientRequest::Heartbeat), 0.0);
         assert_eq!(cost(&ClientRequest::Sessions), 1.0);
+        assert_eq!(cost(&ClientRequest::Auth { token: "t".into() }), 1.0, "reads the store");
     }
 }

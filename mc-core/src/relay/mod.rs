@@ -305,22 +305,38 @@ impl UserSession {
         self.resume.next_buffered(&self.engine, &self.connection)
     }
 
+    /// Takes a fresh `auth` on the open socket (which the transport carries out: two reads of
+    /// the store) from the user's rate limit, as [`UserSession::handle`] does for the other
+    /// requests. When the user is out of turns it is answered with `RATE_LIMITED` (and when
+    /// to retry) and `false` is returned: it must not be carried out.
+    pub fn admit_fresh_auth(&self, id: &Option<String>) -> bool {
+        self.admit(id, limits::FRESH_AUTH_COST)
+    }
+
+    /// Takes `cost` from the user's rate limit, or answers `RATE_LIMITED` and returns false.
+    fn admit(&self, id: &Option<String>, cost: f64) -> bool {
+        let user = self.connection.principal().user_id;
+        let Err(wait) = self.engine.limiter.take(user, cost, Instant::now()) else {
+            return true;
+        };
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.connection.reply(&ServerFrame::Error {
+            id: id.clone(),
+            code: ErrorCode::RateLimited,
+            message: format!("too many requests; retry in {ms} ms"),
+            retry_after_ms: Some(ms),
+        });
+        false
+    }
+
     /// Handles one decoded frame from the socket.
     pub async fn handle(&mut self, frame: ClientFrame) {
+        if !self.admit(&frame.id, limits::cost(&frame.request)) {
+            return;
+        }
         let ClientFrame { id, request } = frame;
         let engine = &self.engine;
         let conn = &self.connection;
-        let user = conn.principal().user_id;
-        if let Err(wait) = engine.limiter.take(user, limits::cost(&request), Instant::now()) {
-            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            conn.reply(&ServerFrame::Error {
-                id,
-                code: ErrorCode::RateLimited,
-                message: format!("too many requests; retry in {ms} ms"),
-                retry_after_ms: Some(ms),
-            });
-            return;
-        }
         let result = match request {
             ClientRequest::Auth { .. } => {
                 Err(engine::Failure::new(ErrorCode::BadRequest, "already authenticated"))

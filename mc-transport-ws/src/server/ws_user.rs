@@ -269,6 +269,9 @@ impl Peer for UserPeer {
         metrics::counter!("mc_frames_total", "kind" => "user", "direction" => "in").increment(1);
         match decode_client_frame(&text) {
             Ok(ClientFrame { id, request: ClientRequest::Auth { token } }) => {
+                if !self.session.admit_fresh_auth(&id) {
+                    return Flow::Continue;
+                }
                 self.extend(id, token.expose(), rules).await
             }
             Ok(frame) => {
