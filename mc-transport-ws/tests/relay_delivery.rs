@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::engine::*;
 use mc_core::bus::{Bus, BusHandler, BusMessage, BusTopic, InProcessBus, Subscription};
-use mc_core::relay::RelayLimits;
+use mc_core::relay::{MessageWriter, RelayLimits};
 use mc_core::testing::fixtures;
-use mc_core::{DeliveryState, SessionId};
+use mc_core::{DeliveryState, DeliveryUpdate, SessionId};
 use serde_json::{Value, json};
 
 fn session_of(ack: &Value) -> SessionId {
@@ -388,6 +388,22 @@ async fn after_a_restart_messages_of_a_gateway_that_never_returns_fail() {
         states(&history),
         vec![("user".into(), Some(DeliveryState::Failed)), ("system".into(), None)]
     );
+}
+
+/// Delivery states held back to ride along with a batch are written by a flush at once (what
+/// a server does before it closes its store at shutdown, so they are not lost).
+#[tokio::test]
+async fn a_flush_writes_the_delivery_states_held_back() {
+    let e = Engine::new(RelayLimits::default()).await;
+    let session = e.world.session.id;
+    let stored = e.store.append_message(&fixtures::user_message(session, "hi")).await.unwrap();
+    let seq = stored.message().seq;
+    let (writer, _task) = MessageWriter::start(e.store.clone());
+    writer.record(DeliveryUpdate { session_id: session, seq, state: DeliveryState::Started });
+    writer.flush().await;
+    let page = e.store.list_messages(session, None, 10).await.unwrap();
+    assert_eq!(page.messages[0].delivery, Some(DeliveryState::Started), "written, not held");
+    e.relay.flush().await;
 }
 
 #[tokio::test]

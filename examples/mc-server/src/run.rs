@@ -233,6 +233,8 @@ async fn serve_with(
     if let Some(gateway) = demo_gateway {
         let _ = tokio::time::timeout(Duration::from_secs(2), gateway).await;
     }
+    // The delivery states held back to batch are written before the store closes.
+    tokio::time::timeout(settings.shutdown_timeout, relay.flush()).await.ok();
     drop(relay);
     tokio::time::timeout(settings.shutdown_timeout, store.close()).await.ok();
     tracing::info!("mc-server stopped");

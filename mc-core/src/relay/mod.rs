@@ -222,6 +222,13 @@ impl Relay {
         self.engine.connections.kick_all(code);
         self.engine.gateways.close_all(code);
     }
+
+    /// Writes every delivery state the relay holds back to batch (`sent` and `started`, for
+    /// up to 50 ms) and waits for the commit. At shutdown, call it after the sockets have
+    /// finished and before the store is closed, or those states are lost.
+    pub async fn flush(&self) {
+        self.engine.writer.flush().await;
+    }
 }
 
 /// The assignments as `auth_ok` lists them.

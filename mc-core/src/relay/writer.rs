@@ -57,7 +57,16 @@ pub struct MessageWriter {
 #[derive(Debug)]
 struct Lane {
     appends: mpsc::Sender<Append>,
-    deliveries: mpsc::UnboundedSender<DeliveryUpdate>,
+    deliveries: mpsc::UnboundedSender<Note>,
+}
+
+/// What a lane is told besides appends, in order.
+#[derive(Debug)]
+enum Note {
+    /// A delivery state to hold until it rides along with a batch.
+    Update(DeliveryUpdate),
+    /// Write everything held now; answer once it is committed.
+    Flush(oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Append {
@@ -116,7 +125,23 @@ impl MessageWriter {
 
     /// Records a delivery state with the next batch, without waiting.
     pub fn record(&self, update: DeliveryUpdate) {
-        let _ = self.lane(update.session_id).deliveries.send(update);
+        let _ = self.lane(update.session_id).deliveries.send(Note::Update(update));
+    }
+
+    /// Writes every delivery state recorded so far (those held back to ride along with a
+    /// batch included) and waits for the commit: before the store is closed at shutdown, or
+    /// to read them back at once.
+    pub async fn flush(&self) {
+        let mut done = Vec::with_capacity(self.lanes.len());
+        for lane in self.lanes.iter() {
+            let (tell, flushed) = oneshot::channel();
+            if lane.deliveries.send(Note::Flush(tell)).is_ok() {
+                done.push(flushed);
+            }
+        }
+        for flushed in done {
+            let _ = flushed.await;
+        }
     }
 }
 
@@ -170,10 +195,12 @@ impl Held {
 async fn run(
     store: Arc<dyn Store>,
     mut appends: mpsc::Receiver<Append>,
-    mut deliveries: mpsc::UnboundedReceiver<DeliveryUpdate>,
+    mut deliveries: mpsc::UnboundedReceiver<Note>,
 ) {
     let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
     let mut held = Held::default();
+    // Flushes asked for: this turn writes everything held, then answers them.
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
         // Wait for an append (or for held updates to ripen), then take whatever else is
         // already there.
@@ -184,13 +211,14 @@ async fn run(
                 Some(a) => batch.push(a),
                 None => break,
             },
-            update = deliveries.recv() => {
-                match update {
-                    Some(u) => held.hold(u, Instant::now()),
-                    None => break,
+            note = deliveries.recv() => match note {
+                Some(Note::Update(u)) => {
+                    held.hold(u, Instant::now());
+                    continue;
                 }
-                continue;
-            }
+                Some(Note::Flush(done)) => flushes.push(done),
+                None => break,
+            },
             () = sleep_until(flush_at), if flush_at.is_some() => {}
         }
         // Let the appenders that the last commit woke run first: they are usually about to
@@ -203,23 +231,40 @@ async fn run(
             }
         }
         let now = Instant::now();
-        while let Ok(u) = deliveries.try_recv() {
-            held.hold(u, now);
+        while let Ok(note) = deliveries.try_recv() {
+            match note {
+                Note::Update(u) => held.hold(u, now),
+                Note::Flush(done) => flushes.push(done),
+            }
         }
         for with in batch.iter().filter_map(|a| a.with.as_ref()) {
             held.supersede(with);
         }
-        let ripe = now.checked_sub(LAZY_UPDATES).unwrap_or(now);
-        let mut updates = held.take_ripe(ripe);
-        commit(store.as_ref(), &mut batch, &mut updates).await;
+        let mut updates = if flushes.is_empty() {
+            held.take_ripe(now.checked_sub(LAZY_UPDATES).unwrap_or(now))
+        } else {
+            held.take_all()
+        };
+        if !batch.is_empty() || !updates.is_empty() {
+            commit(store.as_ref(), &mut batch, &mut updates).await;
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
     // Whatever is left when the relay stops is still written.
-    while let Ok(u) = deliveries.try_recv() {
-        held.hold(u, Instant::now());
+    while let Ok(note) = deliveries.try_recv() {
+        match note {
+            Note::Update(u) => held.hold(u, Instant::now()),
+            Note::Flush(done) => flushes.push(done),
+        }
     }
     let mut updates = held.take_all();
     if !batch.is_empty() || !updates.is_empty() {
         commit(store.as_ref(), &mut batch, &mut updates).await;
+    }
+    for done in flushes {
+        let _ = done.send(());
     }
 }
 
