@@ -1,14 +1,16 @@
 //! `/metrics`: Prometheus text. The relay's crates record through the `metrics` facade; this
-//! binary installs the Prometheus recorder and adds the gateway counts from the store.
+//! binary installs the Prometheus recorder and adds the gateway counts from the store. It is
+//! served on an address of its own (`--metrics-listen`) and/or, to requests bearing
+//! `--metrics-token`, on the main address; never to anyone on the public one.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mc_core::{GatewayStatus, Store};
+use mc_core::{GatewayStatus, Secret, SecretHash, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Installs the process-wide recorder (once) and describes the relay's metrics; every
@@ -51,9 +53,28 @@ pub fn install(instance: &str) -> anyhow::Result<PrometheusHandle> {
 struct MetricsState {
     handle: PrometheusHandle,
     store: Arc<dyn Store>,
+    /// The hash of the token requests must bear, if any.
+    token: Option<SecretHash>,
 }
 
-async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
+/// Whether `headers` bear `Authorization: Bearer <token>` (compared as SHA-256 hashes, so
+/// the comparison's time says nothing about the token).
+fn bears(headers: &HeaderMap, token: &SecretHash) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    presented.is_some_and(|presented| SecretHash::of(presented.trim()) == *token)
+}
+
+async fn render(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.token
+        && !bears(&headers, token)
+    {
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+        return (StatusCode::UNAUTHORIZED, challenge, "the metrics token is required\n")
+            .into_response();
+    }
     match state.store.count_gateways_by_status().await {
         Ok(counts) => {
             for status in GatewayStatus::ALL {
@@ -63,10 +84,11 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
         }
         Err(err) => tracing::warn!(error = %err, "cannot count gateways for /metrics"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.handle.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.handle.render()).into_response()
 }
 
-/// The `/metrics` route.
-pub fn routes(handle: PrometheusHandle, store: Arc<dyn Store>) -> Router {
-    Router::new().route("/metrics", get(render)).with_state(MetricsState { handle, store })
+/// The `/metrics` route; with `token`, only for requests bearing it.
+pub fn routes(handle: PrometheusHandle, store: Arc<dyn Store>, token: Option<&Secret>) -> Router {
+    let token = token.map(|t| SecretHash::of(t.expose()));
+    Router::new().route("/metrics", get(render)).with_state(MetricsState { handle, store, token })
 }

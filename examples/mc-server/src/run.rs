@@ -145,6 +145,27 @@ async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn mc_core::bus::B
     Ok(Arc::new(bus))
 }
 
+/// Serves `routes` (`/metrics`) on `at`, plain HTTP, until `stopped`.
+async fn serve_metrics(
+    at: std::net::SocketAddr,
+    routes: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "metrics listening");
+    // A stable line for scripts (and the end-to-end tests).
+    println!("metrics on http://{address}/metrics");
+    Ok(tokio::spawn(async move {
+        let until = async move { mc_gateway::bridge::until_set(&mut stopped).await };
+        if let Err(err) = axum::serve(listener, routes).with_graceful_shutdown(until).await {
+            tracing::warn!(error = %err, "the metrics listener failed");
+        }
+    }))
+}
+
 // The server's life, top to bottom: open, build, listen, serve, drain, close. The order is
 // what shutdown relies on, so it stays in one place.
 async fn serve_with(
@@ -169,8 +190,12 @@ async fn serve_with(
 
     let bus = open_bus(&settings).await?;
     let relay = Relay::new(services.clone(), bus, settings.limits.clone());
-    let app = mc_transport_ws::server::app_with(relay.clone(), settings.http.clone())
-        .merge(metrics::routes(prometheus, store.shared()));
+    let metrics_routes =
+        metrics::routes(prometheus, store.shared(), settings.metrics.token.as_ref());
+    let mut app = mc_transport_ws::server::app_with(relay.clone(), settings.http.clone());
+    if settings.metrics.token.is_some() {
+        app = app.merge(metrics_routes.clone());
+    }
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -192,6 +217,14 @@ async fn serve_with(
                 .run_liveness(async move { mc_gateway::bridge::until_set(&mut stopped).await })
                 .await;
         })
+    };
+    let metrics_server = match settings.metrics.listen {
+        Some(at) => Some(serve_metrics(at, metrics_routes, stopped.clone()).await?),
+        None if settings.metrics.token.is_none() => {
+            tracing::info!("GET /metrics is not served: give --metrics-listen or --metrics-token");
+            None
+        }
+        None => None,
     };
     let demo_gateway = match demo_setup {
         Some(setup) => {
@@ -230,6 +263,9 @@ async fn serve_with(
     }
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
+    }
     if let Some(gateway) = demo_gateway {
         let _ = tokio::time::timeout(Duration::from_secs(2), gateway).await;
     }

@@ -63,7 +63,13 @@ async fn server_gateway_and_user_as_separate_processes() {
     );
     assert!(token.starts_with("gw_reg_"));
 
-    let (mut server, base) = start_server(&db);
+    // /metrics on an address of its own, and on the main one behind a token.
+    let metrics_at = format!("127.0.0.1:{}", testkit::free_port().unwrap());
+    let metrics_token = "metrics-token-0123456789";
+    let (mut server, base) = start_server_with(
+        &db,
+        &["--metrics-listen", &metrics_at, "--metrics-token", metrics_token],
+    );
     let secret = dir.path().join("mc.db.jwt-secret");
     assert_eq!(
         mc_gateway::files::mode(&secret),
@@ -123,8 +129,24 @@ async fn server_gateway_and_user_as_separate_processes() {
             .await;
     assert!(metrics["metrics"]["memory_mb"].as_f64().unwrap() > 1.0, "{metrics}");
     assert_eq!(metrics["metrics"]["agent_count"], 1);
-    let prometheus =
-        http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    // Nobody reads /metrics without the token, on either address.
+    for url in [format!("{base}/metrics"), format!("http://{metrics_at}/metrics")] {
+        let anonymous = http.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{url}");
+        let wrong = http.get(&url).bearer_auth("metrics-token-wrong").send().await.unwrap();
+        assert_eq!(wrong.status(), 401, "{url}");
+    }
+    let on_its_own = http.get(format!("http://{metrics_at}/metrics")).bearer_auth(metrics_token);
+    assert_eq!(on_its_own.send().await.unwrap().status(), 200);
+    let prometheus = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(metrics_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     // Every series names the instance; the checks below leave that label out.
     assert!(prometheus.contains("mc_connections{instance=\""), "{prometheus}");
     let prometheus = without_instance_label(&prometheus);
@@ -155,8 +177,10 @@ async fn server_gateway_and_user_as_separate_processes() {
     gateway.signal("TERM");
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
 
-    // Restarted, nothing acked is lost.
+    // Restarted, nothing acked is lost. Without --metrics-listen or --metrics-token there is
+    // no /metrics.
     let (_server, base) = start_server(&db);
+    assert_eq!(http.get(format!("{base}/metrics")).send().await.unwrap().status(), 404);
     let alice_token = login(&http, &base, "alice", "alice-password").await;
     let (mut ws, _) = socket(&base, &alice_token).await;
     ws.send(Message::Text(

@@ -205,14 +205,20 @@ async fn losing_the_users_instance_loses_and_duplicates_nothing() {
     let cluster = Cluster::new(Database::Shared);
     let http = cluster.http.clone();
     let alice = cluster.user("alice");
-    let a = cluster.instance("relay-a", &[]);
-    let b = cluster.instance("relay-b", &[]);
+    let metrics = ["--metrics-token", "metrics-token-0123456789"];
+    let a = cluster.instance("relay-a", &metrics);
+    let b = cluster.instance("relay-b", &metrics);
     let nginx = cluster.nginx(&[&a, &b]);
     let front = nginx.http_url();
     // nginx is sticky by source address: every client here is 127.0.0.1, so all of them reach
     // one instance (X) while it lives; the gateway links to the other (Y) directly.
     let (status, body) = cluster.readyz(&front).await;
     assert_eq!(status, 200, "{body}");
+    // The instances' /metrics are for a scraper on the private side, never through nginx.
+    for (base, want) in [(&a.base, 200), (&front, 404)] {
+        let scraped = http.get(format!("{base}/metrics")).bearer_auth(metrics[1]).send().await;
+        assert_eq!(scraped.unwrap().status(), want, "{base}");
+    }
     let (mut x, y) = if body["instance"] == a.id.as_str() { (a, b) } else { (b, a) };
     let _bridge = cluster.bridge("gw", &y.base, 60);
     let (agent, _) = cluster.agent_online(&y.base, &[&alice]).await;

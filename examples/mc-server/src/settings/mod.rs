@@ -136,6 +136,15 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "MC_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve `GET /metrics` on this separate address (e.g. 127.0.0.1:9100: keep it off the
+    /// public network) [default: not served on an address of its own].
+    #[arg(long, env = "MC_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Serve `GET /metrics` on the main address too, to requests with `Authorization: Bearer
+    /// <this token>` (at least 16 characters); with --metrics-listen, that address asks for
+    /// it as well [default: /metrics is not served on the main address].
+    #[arg(long, env = "MC_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<mc_core::Secret>,
 }
 
 /// How logs are written.
@@ -188,6 +197,18 @@ pub struct Settings {
     pub demo: bool,
     /// Serve TLS with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where `GET /metrics` is served.
+    pub metrics: MetricsExposure,
+}
+
+/// Where `GET /metrics` is served: on an address of its own, on the main address behind a
+/// bearer token, both, or (neither given) nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsExposure {
+    /// The separate address, if any.
+    pub listen: Option<SocketAddr>,
+    /// The token requests must bear, if any (then /metrics is also on the main address).
+    pub token: Option<mc_core::Secret>,
 }
 
 impl Settings {

@@ -9,7 +9,7 @@ use mc_core::relay::RelayLimits;
 use mc_core::socket::SocketLimits;
 use mc_transport_ws::server::HttpConfig;
 
-use super::{BadSetting, LogFormat, ServeArgs, Settings, bad};
+use super::{BadSetting, LogFormat, MetricsExposure, ServeArgs, Settings, bad};
 
 /// Fills what the flags left out from the TOML file.
 macro_rules! merged {
@@ -64,6 +64,8 @@ impl Settings {
                 demo,
                 tls_cert,
                 tls_key,
+                metrics_listen,
+                metrics_token,
             ]
         );
         let database = database(&m)?;
@@ -97,6 +99,7 @@ impl Settings {
             log_format: log_format(&m)?,
             demo: m.demo.unwrap_or(false),
             tls: tls(&m)?,
+            metrics: metrics(&m)?,
         })
     }
 }
@@ -131,6 +134,22 @@ fn listen(m: &ServeArgs) -> Result<SocketAddr, BadSetting> {
     text.parse().map_err(|_| {
         bad("listen", "MC_LISTEN", format!("{text:?} is not an address like 127.0.0.1:8080"))
     })
+}
+
+fn metrics(m: &ServeArgs) -> Result<MetricsExposure, BadSetting> {
+    let listen = match &m.metrics_listen {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            let message = format!("{text:?} is not an address like 127.0.0.1:9100");
+            bad("metrics-listen", "MC_METRICS_LISTEN", message)
+        })?),
+    };
+    if let Some(token) = &m.metrics_token
+        && token.expose().chars().count() < 16
+    {
+        return Err(bad("metrics-token", "MC_METRICS_TOKEN", "must be at least 16 characters"));
+    }
+    Ok(MetricsExposure { listen, token: m.metrics_token.clone() })
 }
 
 fn database(m: &ServeArgs) -> Result<String, BadSetting> {

@@ -64,6 +64,14 @@ fn bad_values_name_the_setting() {
         ),
         (ServeArgs { log_format: Some("xml".into()), ..Default::default() }, "MC_LOG_FORMAT"),
         (
+            ServeArgs { metrics_listen: Some("metrics".into()), ..Default::default() },
+            "MC_METRICS_LISTEN",
+        ),
+        (
+            ServeArgs { metrics_token: Some("short".parse().unwrap()), ..Default::default() },
+            "MC_METRICS_TOKEN",
+        ),
+        (
             ServeArgs { sqlite_synchronous: Some("off".into()), ..Default::default() },
             "MC_SQLITE_SYNCHRONOUS",
         ),
