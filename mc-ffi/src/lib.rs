@@ -27,6 +27,9 @@ pub use types::{
 
 uniffi::setup_scaffolding!();
 
+/// How long `connect` waits for the connection to be authenticated.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The SDK's runtime: two worker threads shared by every client of the process.
 fn runtime() -> Result<&'static tokio::runtime::Runtime, McError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
@@ -169,9 +172,15 @@ impl McClient {
         self.client.set_listener(Arc::new(Bridge(listener)));
     }
 
-    /// Starts the connection and keeps it up.
-    pub fn connect(&self) -> Result<(), McError> {
-        Ok(self.client.connect()?)
+    /// Starts the connection (and keeps it up), and resolves once it is authenticated, with
+    /// the user's agents (`agents()` has them from then on). Fails with why the relay refused
+    /// it for good (`Unauthenticated`: sign in again; `Forbidden`: the account may not
+    /// connect), or `Timeout` after 30 s without reaching the relay: the connection keeps
+    /// trying meanwhile, and messages sent wait in the outbox.
+    pub async fn connect(&self) -> Result<Vec<Agent>, McError> {
+        let client = self.client.clone();
+        let agents = on_runtime(async move { client.connect_and_wait(CONNECT_TIMEOUT).await });
+        Ok(agents.await?.into_iter().map(Agent::from).collect())
     }
 
     /// Closes the connection; messages not yet acked stay queued for the next `connect`.

@@ -29,6 +29,17 @@ async fn auth_ok_lists_assignments() {
     let _gw = f.gateway(Mode::Echo).await;
     let (_client, ok) = f.client().await;
     assert_eq!(ok["assignments"][0]["status"], "online");
+
+    // The same list over HTTP, for a member who has no socket yet (and under /h5).
+    for path in ["/api/v1/me/agents", "/api/v1/h5/me/agents"] {
+        let mine = f.s.get(path, &f.token).await;
+        assert_eq!(mine.status, reqwest::StatusCode::OK, "{}", mine.body);
+        assert_eq!(mine.body["agents"], ok["assignments"], "{path}");
+    }
+    let anonymous = f.s.send(reqwest::Method::GET, "/api/v1/me/agents", None, None).await;
+    assert_eq!(anonymous.status, reqwest::StatusCode::UNAUTHORIZED);
+    let theirs = f.s.get("/api/v1/me/agents", &f.s.admin_token).await;
+    assert_eq!(theirs.body["agents"], json!([]), "the admin has no agent assigned");
 }
 
 #[tokio::test]

@@ -139,8 +139,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     client.sign_in(&args.org, &args.username, &password).await?;
     client.set_listener(Arc::new(Terminal::default()));
-    client.connect()?;
-    let agents = client.wait_for_agents(Duration::from_secs(30)).await?;
+    let agents = client.connect_and_wait(Duration::from_secs(30)).await?;
     println!("Agents:");
     print_agents(&agents);
     let Some(agent) = pick_agent(&agents, args.agent.as_deref()) else {

@@ -24,7 +24,7 @@ pub use gateway_link::{
 };
 pub use server::{
     AssignmentInfo, AuthFailure, ChatMessage, ErrorCode, SERVER_HEARTBEAT_PREFIX, ServerFrame,
-    SessionInfo, answers_server_heartbeat, assignment_status,
+    SessionInfo, answers_server_heartbeat,
 };
 pub use server_decode::decode_server_frame;
 

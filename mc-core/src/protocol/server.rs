@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::Topic;
 use super::client::PROTOCOL_VERSION;
 use crate::ids::{AgentId, GatewayId, MessageId, OrgId, SessionId, UserId};
-use crate::model::{GatewayStatus, Message, MessageRole, SessionStatus, Timestamp};
+use crate::model::{AgentStatus, Message, MessageRole, SessionStatus, Timestamp};
+use crate::store::AssignedAgent;
 
 /// How the ids of the relay's own `heartbeat` frames begin (`srv-1`, `srv-2`, …). A client
 /// answers one with a `heartbeat` of the same id, and the relay does not answer that answer.
@@ -383,10 +384,30 @@ impl ServerFrame {
     }
 }
 
-/// The status `auth_ok` shows for an agent: `gone` if its gateway no longer reports it, else
-/// its gateway's status.
-pub fn assignment_status(agent_gone: bool, gateway: GatewayStatus) -> String {
-    if agent_gone { "gone".into() } else { gateway.as_str().into() }
+impl AssignmentInfo {
+    /// How `auth_ok` (and `GET /api/v1/me/agents`) show an assignment: its status is `gone`
+    /// if the agent's gateway no longer reports it, else the gateway's status.
+    pub fn of(assigned: &AssignedAgent) -> Self {
+        let status = if assigned.agent.status == AgentStatus::Gone {
+            "gone".into()
+        } else {
+            assigned.gateway_status.as_str().into()
+        };
+        Self {
+            agent_id: assigned.agent.id,
+            agent_name: assigned.agent.name.clone(),
+            gateway_id: assigned.agent.gateway_id,
+            status,
+            board_name: assigned.assignment.board_name.clone(),
+        }
+    }
+
+    /// A user's assignments as `auth_ok` lists them: in agent id order.
+    pub fn list<'a>(assigned: impl IntoIterator<Item = &'a AssignedAgent>) -> Vec<Self> {
+        let mut infos: Vec<Self> = assigned.into_iter().map(Self::of).collect();
+        infos.sort_by_key(|i| i.agent_id);
+        infos
+    }
 }
 
 #[cfg(test)]

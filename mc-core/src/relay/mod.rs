@@ -58,8 +58,6 @@ use crate::auth::Principal;
 use crate::bus::{Bus, BusMessage, BusTopic};
 use crate::ids::GatewayId;
 use crate::link::GatewayLink;
-use crate::model::AgentStatus;
-use crate::protocol::assignment_status;
 use crate::protocol::{AssignmentInfo, ClientFrame, ClientRequest, ErrorCode, ServerFrame};
 
 /// The relay engine of one instance. Cheap to clone; its background tasks stop when the last
@@ -144,7 +142,7 @@ impl Relay {
             tracing::warn!(error = %err, %user, "cannot load assignments");
             ConnectRefusal::Unavailable
         })?;
-        let infos = assignment_infos(&assignments);
+        let infos = AssignmentInfo::list(assignments.values());
         let max_per_user = engine.limits.max_connections_per_user();
         match engine.bus.join_user(user, max_per_user).await {
             Ok(true) => {}
@@ -229,24 +227,6 @@ impl Relay {
     pub async fn flush(&self) {
         self.engine.writer.flush().await;
     }
-}
-
-/// The assignments as `auth_ok` lists them.
-fn assignment_infos(
-    assignments: &std::collections::HashMap<crate::ids::AgentId, crate::store::AssignedAgent>,
-) -> Vec<AssignmentInfo> {
-    let mut infos: Vec<AssignmentInfo> = assignments
-        .values()
-        .map(|a| AssignmentInfo {
-            agent_id: a.agent.id,
-            agent_name: a.agent.name.clone(),
-            gateway_id: a.agent.gateway_id,
-            status: assignment_status(a.agent.status == AgentStatus::Gone, a.gateway_status),
-            board_name: a.assignment.board_name.clone(),
-        })
-        .collect();
-    infos.sort_by_key(|i| i.agent_id);
-    infos
 }
 
 /// What a socket's writer does next ([`UserSession::next_outgoing`]).

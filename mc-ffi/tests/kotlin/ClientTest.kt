@@ -43,9 +43,11 @@ fun main(args: Array<String>) = runBlocking {
 
     client.signIn("", "alice", password)
     check(recorder.tokens.size == 1, "the listener got the tokens")
-    client.connect()
-    waitFor("connected") { client.state() is ClientState.Connected }
-    val agent = client.agents().single { it.agentName == "Echo" }
+    // connect resolves once the socket is authenticated: the agents are known right away.
+    val agents = client.connect()
+    check(client.state() is ClientState.Connected, "connected when connect returns")
+    val agent = agents.single { it.agentName == "Echo" }
+    check(client.agents().map { it.agentId } == listOf(agent.agentId), "agents() agrees")
 
     // Chat with streamed text.
     val receipt = client.sendMessage(agent.agentId, null, "hello from kotlin")

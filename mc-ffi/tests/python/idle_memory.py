@@ -46,7 +46,7 @@ def main(n):
         def connected_client():
             client = mc_ffi.McClient(url)
             asyncio.run(client.sign_in("", "alice", password))
-            client.connect()
+            asyncio.run(client.connect())
             return client
 
         first = connected_client()

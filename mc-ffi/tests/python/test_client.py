@@ -10,10 +10,11 @@ from conftest import Recorder, Server
 
 
 def connected(client, recorder):
-    client.connect()
-    recorder.wait(lambda: client.state().is_connected(), what="connected")
-    agents = client.agents()
+    # connect resolves once the socket is authenticated: the agents are known right away.
+    agents = asyncio.run(client.connect())
+    assert client.state().is_connected()
     assert [a.agent_name for a in agents] == ["Echo"]
+    assert [a.agent_id for a in client.agents()] == [agents[0].agent_id]
     return agents[0].agent_id
 
 
@@ -56,6 +57,13 @@ def test_wrong_password_is_the_invalid_credentials_variant(server):
     with pytest.raises(mc_ffi.McError.Network):
         # The relay's certificate is not trusted without its CA.
         asyncio.run(mc_ffi.McClient(server.url).sign_in("", "alice", server.alice_password))
+    # connect fails with the reason when the relay refuses the tokens (even refreshed).
+    refused = server.client()
+    refused.restore_tokens("not-an-access-token", "not-a-refresh-token")
+    with pytest.raises(mc_ffi.McError.Unauthenticated):
+        asyncio.run(refused.connect())
+    with pytest.raises(mc_ffi.McError.Unauthenticated):
+        asyncio.run(server.client().connect())  # no tokens at all
 
 
 def test_fifty_concurrent_sends_get_fifty_acks(server):
@@ -104,8 +112,8 @@ def test_restart_with_queued_messages_delivers_each_once_and_resume_brings_misse
         other.disconnect()
 
         # The server goes down; three messages are sent meanwhile.
-        client.connect()
-        recorder.wait(lambda: client.state().is_connected(), what="reconnected")
+        asyncio.run(client.connect())
+        assert client.state().is_connected()
         recorder.wait(lambda: len(agent_replies(recorder, session)) >= 2, what="the missed reply by resume")
         assert any(m.content == "sent from another device" and m.role == "user" for m in recorder.messages)
         server.stop()

@@ -370,26 +370,48 @@ impl McClient {
         self.inner.lock().assignments.clone()
     }
 
-    /// [`McClient::agents`], waiting up to `timeout` for the first connection.
+    /// [`McClient::agents`], waiting up to `timeout` for the connection to be authenticated.
+    /// Fails with why the relay refused it for good (`Unauthenticated`: sign in again;
+    /// `Forbidden`: the account may not connect), `NotConnected` when `connect` was not
+    /// called, or `Timeout` (the connection keeps trying in the background).
     pub async fn wait_for_agents(
         &self,
         timeout: Duration,
     ) -> Result<Vec<AssignmentInfo>, ClientError> {
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            let (state, agents) = {
+            let (state, agents, running) = {
                 let s = self.inner.lock();
-                (s.state.clone(), s.assignments.clone())
+                (s.state.clone(), s.assignments.clone(), s.commands.is_some())
             };
             match state {
                 ConnectionState::Connected => return Ok(agents),
-                ConnectionState::Closed { .. } => {
-                    return Err(ClientError::NotConnected("the client is closed".into()));
+                ConnectionState::Closed { reason: CloseReason::AuthFailed } => {
+                    let why = "the relay refused the tokens, even refreshed: sign in again";
+                    return Err(ClientError::Unauthenticated(why.into()));
+                }
+                ConnectionState::Closed { reason: CloseReason::Forbidden } => {
+                    let why = "the account is suspended or may not connect";
+                    return Err(ClientError::Forbidden(why.into()));
+                }
+                _ if !running => {
+                    return Err(ClientError::NotConnected("call connect first".into()));
                 }
                 _ if tokio::time::Instant::now() >= until => return Err(ClientError::Timeout),
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    }
+
+    /// Starts the connection ([`McClient::connect`]) and waits up to `timeout` until it is
+    /// authenticated, so [`McClient::agents`] is filled when it returns them. Fails as
+    /// [`McClient::wait_for_agents`] does.
+    pub async fn connect_and_wait(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<AssignmentInfo>, ClientError> {
+        self.connect()?;
+        self.wait_for_agents(timeout).await
     }
 
     /// How many sent messages wait for their ack.

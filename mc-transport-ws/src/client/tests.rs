@@ -421,6 +421,56 @@ async fn a_token_near_expiry_is_refreshed_and_extends_the_open_socket() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn connect_and_wait_returns_the_agents_or_why_it_cannot_connect() {
+    let (relay, mut conns, client, _) = setup();
+    let agent = AgentId::new();
+    let connecting = {
+        let client = Arc::new(client);
+        let waiting = client.clone();
+        (
+            tokio::spawn(async move { waiting.connect_and_wait(Duration::from_secs(30)).await }),
+            client,
+        )
+    };
+    let mut conn = conns.recv().await.unwrap();
+    conn.auth().await;
+    assert!(!connecting.0.is_finished(), "not before auth_ok");
+    conn.auth_ok(agent);
+    let agents = connecting.0.await.unwrap().unwrap();
+    assert_eq!(agents.iter().map(|a| a.agent_id).collect::<Vec<_>>(), [agent]);
+    assert_eq!(connecting.1.agents(), agents, "agents() is filled when it returns");
+    drop(conn);
+
+    // Refused for good (the refresh is refused too): the reason, not a timeout.
+    let (relay2, mut conns, client, _) = setup();
+    relay2.refuse_refresh.store(true, Ordering::SeqCst);
+    let client = Arc::new(client);
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.connect_and_wait(Duration::from_secs(30)).await })
+    };
+    let conn = conns.recv().await.unwrap();
+    conn.close(4001);
+    let refused = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(refused, ClientError::Unauthenticated(_)), "{refused:?}");
+
+    // The relay cannot be reached: a timeout, and the connection keeps trying.
+    drop(relay);
+    let (unreachable, _conns, client, _) = setup();
+    unreachable.refuse.store(usize::MAX, Ordering::SeqCst);
+    let late = client.connect_and_wait(Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(late, ClientError::Timeout), "{late:?}");
+    assert_ne!(client.state(), ConnectionState::Connected);
+    let opens = unreachable.opens.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(unreachable.opens.lock().unwrap().len() > opens, "still trying");
+    // Without connect there is nothing to wait for.
+    client.disconnect();
+    let idle = client.wait_for_agents(Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(idle, ClientError::NotConnected(_)), "{idle:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn figures_at_the_edge_of_their_type_never_stop_the_connection() {
     // A heartbeat interval of u64::MAX seconds and a token whose `exp` is i64::MAX: the
     // deadlines computed from them saturate instead of overflowing (which panicked the

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mc_core::auth::{NewAccount, OrgSelector, PasswordChange, ProfileUpdate, Registered, SignedIn};
+use mc_core::protocol::AssignmentInfo;
 use mc_core::{Role, Services};
 use serde::{Deserialize, Deserializer};
 
@@ -210,6 +211,18 @@ pub(crate) async fn me(
     caller: Caller,
 ) -> Result<Json<UserView>, ApiError> {
     Ok(Json(services.auth().me(&caller.principal).await?.into()))
+}
+
+/// The caller's agents, as the socket's `auth_ok` lists them: for pages and apps that want
+/// them before (or without) a socket.
+pub(crate) async fn my_agents(
+    State(services): State<Services>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = caller.principal.user_id;
+    let assigned =
+        services.store().list_user_assignments(user).await.map_err(mc_core::Error::from)?;
+    Ok(Json(serde_json::json!({ "agents": AssignmentInfo::list(&assigned) })))
 }
 
 pub(crate) async fn update_me(

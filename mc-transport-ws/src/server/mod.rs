@@ -13,6 +13,7 @@
 //! | `POST /api/v1/auth/refresh` | rotate a refresh token → new tokens |
 //! | `POST /api/v1/auth/logout` | revoke a refresh token's family → 204 |
 //! | `GET /api/v1/auth/me`, `PATCH /api/v1/auth/me` | the caller's profile |
+//! | `GET /api/v1/me/agents` | the caller's agents, as `auth_ok` lists them |
 //! | `GET /api/v1/users`, `GET/PATCH /api/v1/users/{id}` | admin: users of the organization |
 //! | `POST /api/v1/users/{id}/assign`, `DELETE /api/v1/users/{id}/assign/{agent_id}` | admin: assignments |
 //! | `POST/GET /api/v1/registration-tokens`, `DELETE /api/v1/registration-tokens/{id}` | admin: registration tokens |
@@ -115,6 +116,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         .route("/auth/refresh", post(auth_routes::refresh))
         .route("/auth/logout", post(auth_routes::logout))
         .route("/auth/me", get(auth_routes::me).patch(auth_routes::update_me))
+        .route("/me/agents", get(auth_routes::my_agents))
         .route("/users", get(admin_routes::list_users))
         .route("/users/{id}", get(admin_routes::get_user).patch(admin_routes::update_user))
         .route("/users/{id}/assign", post(admin_routes::assign))
