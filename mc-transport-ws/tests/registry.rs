@@ -28,6 +28,47 @@ fn metrics() -> Value {
     json!({ "active_sessions": 2, "memory_mb": 812.5, "cpu_pct": 12.5, "agent_count": 2 })
 }
 
+/// A gateway that flaps (its status, its agents) changes what the relay stores and tells its
+/// users only a few times a minute: past that, its reports' changes wait, and the first
+/// heartbeat the budget allows again brings the latest state.
+#[tokio::test]
+async fn a_flapping_gateway_changes_a_few_times_a_minute_and_ends_as_it_last_reported() {
+    let s = TestServer::start().await;
+    let created = s
+        .post("/api/v1/registration-tokens", Some(&s.admin_token), json!({ "label": "flap" }))
+        .await;
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    let r = s.register_gateway(&token, "flappy", agents(&["main"])).await;
+    let id = r.body["gateway_id"].as_str().unwrap().to_owned();
+    let relay_token = r.body["relay_token"].as_str().unwrap().to_owned();
+    for i in 0..40 {
+        let status = if i % 2 == 0 { "online" } else { "error" };
+        let keys: &[&str] = if i % 2 == 0 { &["main"] } else { &["main", "ops"] };
+        let beat =
+            heartbeat(&s, &id, &relay_token, json!({ "status": status, "agents": agents(keys) }))
+                .await;
+        assert_eq!(beat.status, StatusCode::OK, "{}", beat.body);
+    }
+    let activity = s.get("/api/v1/activity?limit=200", &s.admin_token).await;
+    let rows = activity.body["activity"].as_array().unwrap().clone();
+    let is_status = |a: &&Value| a["kind"] == "gateway.online" || a["kind"] == "gateway.error";
+    let changes = rows.iter().filter(is_status).count();
+    assert!((5..=6).contains(&changes), "40 flaps, {changes} status changes stored");
+
+    // Quiet for a minute: the next report applies, the latest state wins.
+    s.advance(60);
+    let last = json!({ "status": "error", "agents": agents(&["main", "ops"]) });
+    assert_eq!(heartbeat(&s, &id, &relay_token, last).await.body["status"], "error");
+    let detail = s.get(&format!("/api/v1/gateways/{id}"), &s.admin_token).await;
+    let active = detail.body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "active")
+        .count();
+    assert_eq!(active, 2, "{}", detail.body);
+}
+
 /// A server that terminates TLS itself and has no public URL derives `wss://` socket URLs from
 /// the request's `Host`, never `ws://` (a gateway would send its relay token in clear).
 #[tokio::test]

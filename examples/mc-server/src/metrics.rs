@@ -39,6 +39,10 @@ pub fn install(instance: &str) -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_gauge!("mc_gateways", "Gateways, by status");
     metrics::describe_counter!(
+        "mc_gateway_changes_deferred_total",
+        "Gateway reports whose status or agent changes waited: the gateway changes too often"
+    );
+    metrics::describe_counter!(
         "mc_logins_total",
         "Sign-ins, by outcome (ok, invalid, locked_out, suspended, bad_request, error)"
     );

@@ -9,6 +9,7 @@ pub struct RegistryConfig {
     pub(crate) missed_heartbeats: u32,
     pub(crate) sweep_every: Duration,
     pub(crate) max_registration_token_ttl: Duration,
+    pub(crate) max_changes_per_minute: u32,
 }
 
 impl Default for RegistryConfig {
@@ -18,6 +19,7 @@ impl Default for RegistryConfig {
             missed_heartbeats: 3,
             sweep_every: Duration::from_secs(10),
             max_registration_token_ttl: Duration::from_secs(366 * 24 * 3600),
+            max_changes_per_minute: 6,
         }
     }
 }
@@ -39,6 +41,19 @@ impl RegistryConfig {
     pub fn with_sweep_every(mut self, every: Duration) -> Self {
         self.sweep_every = every.max(Duration::from_millis(100));
         self
+    }
+
+    /// How many times a minute a gateway's own reports may change its status or its agents
+    /// (default 6, in bursts of as many; 0: no limit). Each change writes to the store and
+    /// reaches every assigned user; past the limit a report's changes wait for a later one.
+    pub fn with_max_changes_per_minute(mut self, n: u32) -> Self {
+        self.max_changes_per_minute = n;
+        self
+    }
+
+    /// See [`with_max_changes_per_minute`](Self::with_max_changes_per_minute).
+    pub fn max_changes_per_minute(&self) -> u32 {
+        self.max_changes_per_minute
     }
 
     /// See [`with_heartbeat_interval`](Self::with_heartbeat_interval).

@@ -4,10 +4,12 @@
 //! Gateways register with a token an admin handed out and get a relay token back; they prove
 //! themselves with it on every heartbeat (HTTP or socket). A single sweeper per process marks
 //! gateways `offline` after three missed heartbeat intervals with one store statement, however
-//! many gateways there are.
+//! many gateways there are. What a gateway reports about itself may change its status or its
+//! agents only so often (`flapping`): past that, the changes wait for a later heartbeat.
 
 mod admin;
 mod config;
+mod flapping;
 mod liveness;
 mod outbound;
 mod validate_input;
@@ -33,6 +35,14 @@ use crate::model::{
     SecretHash, Timestamp,
 };
 use crate::store::{ConsumeOutcome, StatusChange, Store, StoreError};
+
+/// What a heartbeat (HTTP or socket) reports besides the gateway's status.
+struct Report {
+    /// Where it came from (HTTP heartbeats).
+    ip: Option<IpAddr>,
+    metrics: Option<crate::model::GatewayMetrics>,
+    agents: Option<Vec<AgentReport>>,
+}
 
 /// Prefix of registration tokens (docs/gateway-link.md).
 pub const REGISTRATION_TOKEN_PREFIX: &str = "gw_reg_";
@@ -75,6 +85,8 @@ pub struct RegistryService {
     clock: Arc<dyn Clock>,
     events: Events,
     config: RegistryConfig,
+    /// How often each gateway's reports may change its status or agents.
+    changes: flapping::ChangeBudget,
 }
 
 impl RegistryService {
@@ -85,7 +97,8 @@ impl RegistryService {
         events: Events,
         config: RegistryConfig,
     ) -> Self {
-        Self { store, clock, events, config }
+        let changes = flapping::ChangeBudget::new(config.max_changes_per_minute);
+        Self { store, clock, events, config, changes }
     }
 
     /// Its settings.
@@ -298,31 +311,68 @@ impl RegistryService {
     pub async fn heartbeat(&self, beat: Heartbeat, client_ip: Option<IpAddr>) -> Result<Gateway> {
         beat.validate()?;
         let gateway = self.authenticate_gateway(beat.gateway_id, &beat.relay_token).await?;
+        let report = Report { ip: client_ip, metrics: beat.metrics, agents: beat.agents };
+        self.apply_report(gateway, report, beat.status).await
+    }
+
+    /// Records what a gateway reported about itself: seen now, its IP and metrics; then, if
+    /// they change anything and the gateway's change budget allows, its agents and status.
+    /// Returns the gateway after it.
+    async fn apply_report(
+        &self,
+        gateway: Gateway,
+        report: Report,
+        status: ReportedStatus,
+    ) -> Result<Gateway> {
         let now = self.clock.now();
         let mut info = gateway.connection_info.clone();
-        if let Some(ip) = client_ip {
+        if let Some(ip) = report.ip {
             info.ip = Some(ip.to_string());
         }
-        let reported = beat.metrics.clone();
-        if let Some(metrics) = beat.metrics {
+        let reported = report.metrics.clone();
+        if let Some(metrics) = report.metrics {
             info.metrics = Some(metrics);
             info.metrics_at = Some(now);
         }
         let mut gateway = self.store.touch_gateway(gateway.id, now, Some(&info)).await?;
         self.announce_metrics(&gateway, reported, now);
-        if let Some(agents) = &beat.agents {
-            self.sync_agents(&gateway, agents, now).await?;
-        }
-        let wanted = match beat.status {
+        let wanted = match status {
             ReportedStatus::Online => GatewayStatus::Online,
             ReportedStatus::Error => GatewayStatus::Error,
         };
+        let agents_change = match &report.agents {
+            Some(agents) => self.agents_would_change(&gateway, agents, now).await?,
+            None => false,
+        };
+        if !agents_change && gateway.status == wanted {
+            return Ok(gateway);
+        }
+        if !self.changes.take(gateway.id, now) {
+            tracing::debug!(gateway = %gateway.id, "gateway changes too often: its report waits");
+            metrics::counter!("mc_gateway_changes_deferred_total").increment(1);
+            return Ok(gateway);
+        }
+        if let (true, Some(agents)) = (agents_change, &report.agents) {
+            self.sync_agents(&gateway, agents, now).await?;
+        }
         if gateway.status != wanted {
             let change = self.store.set_gateway_status(gateway.id, wanted, now).await?;
             self.announce(&change, format!("gateway:{}", gateway.id)).await?;
             gateway = change.gateway;
         }
         Ok(gateway)
+    }
+
+    /// Whether `reports` would change the gateway's stored agents.
+    async fn agents_would_change(
+        &self,
+        gateway: &Gateway,
+        reports: &[AgentReport],
+        at: Timestamp,
+    ) -> Result<bool> {
+        let existing = self.store.list_gateway_agents(gateway.id).await?;
+        let plan = crate::store::plan_agent_sync(gateway.id, &existing, reports, at);
+        Ok(!(plan.insert.is_empty() && plan.update.is_empty()))
     }
 
     /// Tells the admins' live subscriptions (`gateway.metrics`) what a heartbeat reported.
@@ -380,29 +430,8 @@ impl RegistryService {
             }
         };
         let gateway = self.store.get_gateway(id).await?.ok_or(Error::NotFound("gateway"))?;
-        let now = self.clock.now();
-        let mut info = gateway.connection_info.clone();
-        let reported = beat.metrics.clone();
-        if let Some(metrics) = beat.metrics {
-            info.metrics = Some(metrics);
-            info.metrics_at = Some(now);
-        }
-        let mut gateway = self.store.touch_gateway(id, now, Some(&info)).await?;
-        self.announce_metrics(&gateway, reported, now);
-        if let Some(agents) = &beat.agents {
-            self.sync_agents(&gateway, agents, now).await?;
-        }
-        let wanted = if status == ReportedStatus::Error {
-            GatewayStatus::Error
-        } else {
-            GatewayStatus::Online
-        };
-        if gateway.status != wanted {
-            let change = self.store.set_gateway_status(id, wanted, now).await?;
-            self.announce(&change, format!("gateway:{id}")).await?;
-            gateway = change.gateway;
-        }
-        Ok(gateway)
+        let report = Report { ip: None, metrics: beat.metrics, agents: beat.agents };
+        self.apply_report(gateway, report, status).await
     }
 
     /// Records that the gateway's socket is alive (frames arrived) without other changes.
