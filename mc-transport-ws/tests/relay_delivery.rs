@@ -254,6 +254,58 @@ async fn a_run_that_finished_while_the_link_was_away_is_caught_up_from_history()
     assert_eq!(e.history(session_of(&ack)).await.len(), 2, "one reply");
 }
 
+/// A run silent past the idle timeout may have finished with its end lost on the way: the
+/// relay asks the session's history first, and stores the reply it finds there; a run the
+/// history does not show finished fails with `GATEWAY_TIMEOUT`.
+#[tokio::test]
+async fn a_silent_run_gets_a_last_look_at_its_history_before_it_fails() {
+    let limits = RelayLimits::default().with_run_idle_timeout(Duration::from_secs(60));
+    let e = Engine::new(limits).await;
+    let (mut gw, _) = e.link().await;
+    let mut user = e.connect().await;
+    let silent_past_the_timeout = || async {
+        // (The gateway's `started` answer is handled first.)
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        tokio::time::resume();
+    };
+
+    // Finished, its final event lost: the reply comes from the history.
+    user.handle(chat(e.agent(), "finished quietly", None).0).await;
+    let req = gw.request_of("chat.send").await;
+    let (run, _) = run_of(&req);
+    gw.answer(&req, json!({ "runId": run, "status": "started" }));
+    let ack = frame(&mut user).await;
+    silent_past_the_timeout().await;
+    let look = gw.request_of("chat.history").await;
+    gw.answer(
+        &look,
+        json!({ "messages": [
+            { "role": "assistant", "content": [{ "type": "text", "text": "all done" }], "__openclaw": { "runId": run } },
+        ] }),
+    );
+    let (reply, before) = until(&mut user, "chat").await;
+    assert_eq!(reply["payload"]["content"], "all done");
+    assert!(!before.iter().any(|f| f["type"] == "error"), "{before:?}");
+    assert_eq!(
+        states(&e.history(session_of(&ack)).await),
+        vec![("user".into(), Some(DeliveryState::Answered)), ("agent".into(), None)]
+    );
+
+    // Not in the history: it fails.
+    user.handle(chat(e.agent(), "lost for good", Some(session_of(&ack))).0).await;
+    let req = gw.request_of("chat.send").await;
+    let (run, _) = run_of(&req);
+    gw.answer(&req, json!({ "runId": run, "status": "started" }));
+    frame(&mut user).await;
+    silent_past_the_timeout().await;
+    let look = gw.request_of("chat.history").await;
+    gw.answer(&look, json!({ "messages": [] }));
+    let (error, _) = until(&mut user, "error").await;
+    assert_eq!(error["payload"]["code"], "GATEWAY_TIMEOUT", "{error}");
+}
+
 #[tokio::test]
 async fn past_the_grace_period_queued_and_running_messages_fail_with_their_ids() {
     let limits = RelayLimits::default()

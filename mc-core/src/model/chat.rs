@@ -49,6 +49,18 @@ impl ChatSession {
     pub fn session_key_for(agent_key: &str, id: SessionId) -> String {
         format!("agent:{agent_key}:mc-{id}")
     }
+
+    /// Whether `key` is a session key the relay makes ([`ChatSession::session_key_for`]):
+    /// `agent:<agent key>:mc-<session id>`. The bridge forwards only these sessions.
+    pub fn is_relay_session_key(key: &str) -> bool {
+        let mut parts = key.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("agent"), Some(agent), Some(rest)) if !agent.is_empty() => {
+                rest.strip_prefix("mc-").is_some_and(|id| id.parse::<SessionId>().is_ok())
+            }
+            _ => false,
+        }
+    }
 }
 
 string_enum!(
@@ -205,6 +217,28 @@ impl NewMessage {
             run_id: self.run_id.clone(),
             created_at: self.created_at,
             delivery: self.initial_delivery(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relays_session_keys_are_recognised() {
+        let id = SessionId::new();
+        assert!(ChatSession::is_relay_session_key(&ChatSession::session_key_for("main", id)));
+        for other in [
+            "agent:main:main".to_owned(),
+            "agent:main:mc-".to_owned(),
+            "agent:main:mc-not-an-id".to_owned(),
+            format!("agent::mc-{id}"),
+            format!("global:main:mc-{id}"),
+            format!("mc-{id}"),
+            String::new(),
+        ] {
+            assert!(!ChatSession::is_relay_session_key(&other), "{other:?}");
         }
     }
 }

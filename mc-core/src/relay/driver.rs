@@ -38,8 +38,9 @@ pub(crate) enum Job {
     Send(Arc<Delivery>),
     /// `chat.abort` of a session's run.
     Abort { session_key: String, run_id: Option<String>, asked_by: Option<Asker> },
-    /// `chat.history` of a delivery's session, to catch up on its run.
-    History(Arc<Delivery>),
+    /// `chat.history` of a delivery's session, to catch up on its run; `last_look`: the run
+    /// fell silent, and fails unless the history shows it finished.
+    History { send: Arc<Delivery>, last_look: bool },
 }
 
 /// A request's answer.
@@ -47,7 +48,7 @@ pub(crate) enum Job {
 pub(crate) enum Outcome {
     Sent { send: Arc<Delivery>, answer: Result<ChatSendResult, CallError> },
     Aborted { asked_by: Option<Asker>, answer: Result<ChatAbortResult, CallError> },
-    History { send: Arc<Delivery>, answer: Result<ChatHistoryResult, CallError> },
+    History { send: Arc<Delivery>, answer: Result<ChatHistoryResult, CallError>, last_look: bool },
 }
 
 /// Who hears the answers (the relay's engine; held weakly, so a driver never keeps it alive).
@@ -139,14 +140,14 @@ async fn perform(link: Arc<dyn GatewayLink>, job: Job, timeout: Duration) -> Out
             let answer = call_method::<ChatAbort>(link, &params, timeout).await;
             Outcome::Aborted { asked_by, answer }
         }
-        Job::History(send) => {
+        Job::History { send, last_look } => {
             let params = ChatHistoryParams {
                 session_key: send.session_key.clone(),
                 limit: Some(HISTORY_ROWS),
                 ..Default::default()
             };
             let answer = call_method::<ChatHistory>(link, &params, timeout).await;
-            Outcome::History { send, answer }
+            Outcome::History { send, answer, last_look }
         }
     }
 }

@@ -8,7 +8,8 @@
 //!   grace period. A new link within it picks everything up (runs are re-attached by run id;
 //!   OpenClaw sends their events to the new connection, and `chat.history` fills the gap).
 //! - **Sweep** (once a second): gateways away past the grace period expire (their deliveries
-//!   fail with `GATEWAY_ERROR`, their agents go offline); silent runs are given up; full rate
+//!   fail with `GATEWAY_ERROR`, their agents go offline); silent runs get a last look at
+//!   their session's history (stored if they finished, else given up); full rate
 //!   buckets and old finished deliveries are forgotten; once, a grace period after start,
 //!   messages left pending by a previous run for gateways nobody holds fail; every
 //!   [`RECOVER_EVERY`], messages the store has pending for a gateway linked here that the
@@ -195,7 +196,16 @@ impl Engine {
         for gateway in self.gateways.expire(now) {
             self.gateway_gone(gateway).await;
         }
-        for delivery in self.outbox.take_silent(now, self.limits.run_idle_timeout()) {
+        // A silent run may have ended with its end lost on the way: its session's history
+        // has the last word before it is given up.
+        let silent = self.outbox.silent(now, self.limits.run_idle_timeout());
+        for (gateway, send) in silent.look {
+            let look = Job::History { send: send.clone(), last_look: true };
+            if !self.gateways.jobs(gateway).is_some_and(|jobs| jobs.submit(look)) {
+                self.give_up_silent(gateway, &send);
+            }
+        }
+        for delivery in silent.give_up {
             self.fail_delivery(
                 &delivery.send,
                 ErrorCode::GatewayTimeout,

@@ -41,8 +41,28 @@ pub(crate) struct Delivery {
     pub(crate) text: RunText,
     pub(crate) accepted_at: Instant,
     pub(crate) last_event: Instant,
+    /// Silent past the idle timeout, the run's session history was asked whether it finished
+    /// (the last look before it is given up); an event since clears it.
+    pub(crate) looked: bool,
     /// The activity last announced to the user (`thinking`, `typing`, …).
     pub(crate) phase: Option<(&'static str, Option<String>)>,
+}
+
+impl Delivery {
+    /// The run gave a sign of life.
+    fn heard(&mut self, now: Instant) {
+        self.last_event = now;
+        self.looked = false;
+    }
+}
+
+/// What the sweep does with runs silent past the idle timeout.
+#[derive(Debug, Default)]
+pub(crate) struct Silent {
+    /// Silent for the first time: ask the session's history whether the run finished.
+    pub(crate) look: Vec<(GatewayId, Arc<ChatSend>)>,
+    /// Silent again after that look went unanswered: give them up.
+    pub(crate) give_up: Vec<Delivery>,
 }
 
 /// What a text update did to a run.
@@ -97,6 +117,7 @@ impl Outbox {
                 text: RunText::default(),
                 accepted_at: now,
                 last_event: now,
+                looked: false,
                 phase: None,
             },
         );
@@ -115,7 +136,7 @@ impl Outbox {
     ) -> Option<Arc<ChatSend>> {
         let mut state = self.state();
         let d = state.pending.get_mut(&id).filter(|d| d.gateway == gateway)?;
-        d.last_event = now;
+        d.heard(now);
         let next = Some((phase, detail));
         if d.phase == next {
             return None;
@@ -140,7 +161,7 @@ impl Outbox {
         match self.state().pending.get_mut(&id) {
             Some(d) if d.stage != Stage::Started => {
                 d.stage = Stage::Started;
-                d.last_event = now;
+                d.heard(now);
                 true
             }
             _ => false,
@@ -196,7 +217,7 @@ impl Outbox {
         let Some(d) = state.pending.get_mut(&id).filter(|d| d.gateway == gateway) else {
             return Progress::Nothing;
         };
-        d.last_event = now;
+        d.heard(now);
         d.stage = Stage::Started;
         match d.text.apply(update, cap) {
             Applied::Unchanged => Progress::Nothing,
@@ -216,7 +237,7 @@ impl Outbox {
     /// Notes that the run is alive (a status event).
     pub(crate) fn touch(&self, gateway: GatewayId, id: MessageId, now: Instant) {
         if let Some(d) = self.state().pending.get_mut(&id).filter(|d| d.gateway == gateway) {
-            d.last_event = now;
+            d.heard(now);
         }
     }
 
@@ -253,11 +274,21 @@ impl Outbox {
         released.into_iter().map(|(_, send)| send).collect()
     }
 
-    /// Takes out the runs silent for longer than `idle`.
-    pub(crate) fn take_silent(&self, now: Instant, idle: Duration) -> Vec<Delivery> {
-        self.take_where(now, |d| {
+    /// The runs silent for longer than `idle`: those not looked at yet are marked and listed
+    /// to look at (their silence counts again from now); those looked at already, and still
+    /// silent, are taken out.
+    pub(crate) fn silent(&self, now: Instant, idle: Duration) -> Silent {
+        let is_silent = |d: &Delivery| {
             d.stage == Stage::Started && now.saturating_duration_since(d.last_event) > idle
-        })
+        };
+        let mut look = Vec::new();
+        for d in self.state().pending.values_mut().filter(|d| is_silent(d) && !d.looked) {
+            d.looked = true;
+            d.last_event = now;
+            look.push((d.gateway, d.send.clone()));
+        }
+        let give_up = self.take_where(now, |d| is_silent(d) && d.looked);
+        Silent { look, give_up }
     }
 
     fn take_where(&self, now: Instant, mut pick: impl FnMut(&Delivery) -> bool) -> Vec<Delivery> {
@@ -382,16 +413,27 @@ mod tests {
     }
 
     #[test]
-    fn silent_runs_are_taken_out() {
+    fn silent_runs_get_a_look_then_are_taken_out_unless_heard_from() {
         let outbox = Outbox::default();
         let (gateway, now) = (GatewayId::new(), Instant::now());
-        let (quiet, waiting) = (send(), send());
-        outbox.accept(gateway, quiet.clone(), false, now);
-        outbox.accept(gateway, waiting.clone(), false, now);
+        let idle = Duration::from_secs(5);
+        let (quiet, waiting, revived) = (send(), send(), send());
+        for s in [&quiet, &waiting, &revived] {
+            outbox.accept(gateway, s.clone(), false, now);
+        }
         outbox.mark_started(quiet.message_id, now);
+        outbox.mark_started(revived.message_id, now);
         let later = now + Duration::from_secs(10);
-        let silent = outbox.take_silent(later, Duration::from_secs(5));
-        assert_eq!(silent.len(), 1, "only started runs go silent");
-        assert_eq!(silent[0].send.message_id, quiet.message_id);
+        let silent = outbox.silent(later, idle);
+        let looked: Vec<MessageId> = silent.look.iter().map(|(_, s)| s.message_id).collect();
+        assert_eq!(looked.len(), 2, "only started runs go silent");
+        assert!(!looked.contains(&waiting.message_id));
+        assert!(silent.give_up.is_empty(), "a look first");
+        assert!(outbox.silent(later, idle).look.is_empty(), "one look each");
+        outbox.touch(gateway, revived.message_id, later + Duration::from_secs(1));
+        let again = outbox.silent(later + Duration::from_secs(6), idle);
+        let given_up: Vec<MessageId> = again.give_up.iter().map(|d| d.send.message_id).collect();
+        assert_eq!(given_up, [quiet.message_id], "the revived run is not given up");
+        assert!(again.look.is_empty());
     }
 }

@@ -91,11 +91,20 @@ impl Engine {
                 });
             }
             Outcome::Aborted { .. } => {}
-            Outcome::History { send, answer: Ok(history) } => {
+            Outcome::History { send, answer: Ok(history), last_look: false } => {
                 self.catch_up_from_history(gateway, send, &history);
             }
-            Outcome::History { send, answer: Err(err) } => {
+            Outcome::History { send, answer: Err(err), last_look: false } => {
                 tracing::info!(error = %err, message = %send.message_id, "chat.history failed; waiting for the run's events");
+            }
+            Outcome::History { send, answer, last_look: true } => {
+                let run = send.message_id.to_string();
+                let reply = answer.ok().and_then(|h| h.reply_of(&run).and_then(|r| r.text()));
+                match reply {
+                    // Its end was lost on the way: the reply is stored now.
+                    Some(text) => self.finish_run(gateway, send.message_id, Some(text)),
+                    None => self.give_up_silent(gateway, &send),
+                }
             }
         }
     }
@@ -112,7 +121,7 @@ impl Engine {
         if matches!(answer.status, SendStatus::InFlight | SendStatus::Ok)
             && let Some(jobs) = self.gateways.jobs(gateway)
         {
-            jobs.submit(Job::History(send));
+            jobs.submit(Job::History { send, last_look: false });
         }
     }
 
@@ -148,6 +157,20 @@ impl Engine {
         }
         self.spawn(move |engine| async move {
             engine.fail_delivery(&delivery.send, code, &text).await;
+        });
+    }
+
+    /// Gives up a run silent past the idle timeout whose session history does not show it
+    /// finished: it fails with `GATEWAY_TIMEOUT`.
+    pub(crate) fn give_up_silent(&self, gateway: GatewayId, send: &ChatSend) {
+        let Some(delivery) =
+            self.outbox.take(gateway, send.message_id, tokio::time::Instant::now())
+        else {
+            return;
+        };
+        self.spawn(move |engine| async move {
+            let text = "The agent stopped answering.";
+            engine.fail_delivery(&delivery.send, ErrorCode::GatewayTimeout, text).await;
         });
     }
 
