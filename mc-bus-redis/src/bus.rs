@@ -167,7 +167,7 @@ impl Bus for RedisBus {
         let local = if here { inner.local.publish(topic, message).await? } else { 0 };
         let Some(payload) = payload else { return Ok(local) };
         let published = redis::cmd("PUBLISH")
-            .arg(topic.channel())
+            .arg(inner.keys.channel(topic))
             .arg(payload)
             .query_async::<usize>(&mut self.redis())
             .await;
@@ -175,7 +175,7 @@ impl Bus for RedisBus {
             // Redis counts this instance's own subscription too.
             Ok(n) => Ok(local + n.saturating_sub(usize::from(here))),
             Err(err) if local > 0 => {
-                tracing::warn!(error = %err, channel = %topic.channel(), "cannot publish to other instances");
+                tracing::warn!(error = %err, channel = %inner.keys.channel(topic), "cannot publish to other instances");
                 Ok(local)
             }
             Err(err) => Err(BusError::from(err).into()),
@@ -189,7 +189,7 @@ impl Bus for RedisBus {
     ) -> mc_core::Result<Subscription> {
         let inner = &self.inner;
         let local = inner.local.subscribe(topic, handler).await?;
-        let channel = topic.channel();
+        let channel = inner.keys.channel(topic);
         if let BusTopic::Gateway(gateway) = topic {
             inner.presence.claim_gateway(gateway);
         }
@@ -221,13 +221,13 @@ impl Bus for RedisBus {
                 .arg(inner.keys.gateway(gateway))
                 .cmd("PUBSUB")
                 .arg("NUMSUB")
-                .arg(topic.channel())
+                .arg(inner.keys.channel(topic))
                 .query_async::<(u32, Vec<(String, u64)>)>(&mut redis)
                 .await
                 .map(|(keys, counts)| keys > 0 || counts.iter().any(|(_, n)| *n > 0)),
             _ => redis::cmd("PUBSUB")
                 .arg("NUMSUB")
-                .arg(topic.channel())
+                .arg(inner.keys.channel(topic))
                 .query_async::<Vec<(String, u64)>>(&mut redis)
                 .await
                 .map(|counts| counts.iter().any(|(_, n)| *n > 0)),

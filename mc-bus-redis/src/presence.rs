@@ -6,6 +6,9 @@
 //! | `{prefix}gateway:{id}` | instance id, TTL | which instance holds the gateway's link |
 //! | `{prefix}user:{id}` | hash instance id → sockets | the user's sockets per instance |
 //!
+//! Pub/sub channels carry the prefix too (`{prefix}ws:route:user:{id}`, …). Every script
+//! touches only the keys it declares, so the bus also runs on Redis Cluster.
+//!
 //! One task applies every change in order (so a socket's leave never overtakes its join),
 //! refreshes the TTLs every third of the TTL, and after Redis lost its data (a restart)
 //! writes this instance's presence again from what it holds.
@@ -20,22 +23,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::BusError;
 
-/// Joins a user's socket to the count unless the user's sockets on live instances reach
-/// the limit; prunes counts of instances that are gone.
+/// Joins a user's socket to the count unless the user's sockets reach the limit, after
+/// pruning the counts of the instances the caller found gone (`ARGV[4..]`). It touches only
+/// its declared key, so it runs on Redis Cluster too (the instances' liveness keys are read
+/// beforehand, one command each).
 const JOIN_USER: &str = r"
+for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 local fields = redis.call('HGETALL', KEYS[1])
 local total = 0
-for i = 1, #fields, 2 do
-  local instance = fields[i]
-  if instance == ARGV[1] or redis.call('EXISTS', ARGV[3] .. instance) == 1 then
-    total = total + tonumber(fields[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], instance)
-  end
-end
+for i = 2, #fields, 2 do total = total + tonumber(fields[i]) end
 if total >= tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
@@ -72,8 +71,9 @@ impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
         Self { prefix: prefix.to_owned() }
     }
-    fn instance_prefix(&self) -> String {
-        format!("{}instance:", self.prefix)
+    /// The Redis channel of a bus topic: the topic's name under the prefix, like every key.
+    pub(crate) fn channel(&self, topic: mc_core::bus::BusTopic) -> String {
+        format!("{}{}", self.prefix, topic.channel())
     }
     pub(crate) fn instance(&self, id: &str) -> String {
         format!("{}instance:{id}", self.prefix)
@@ -261,21 +261,39 @@ impl Writer {
             .await;
     }
 
+    /// Counts one more socket of `user` here unless its sockets on live instances reach
+    /// `limit`: the instances counting its sockets are checked first (their liveness keys),
+    /// then the script prunes the gone ones and counts.
+    async fn join_user(&mut self, user: UserId, limit: usize) -> Result<bool, BusError> {
+        let key = self.keys.user(user);
+        let counting: Vec<String> =
+            redis::cmd("HKEYS").arg(&key).query_async(&mut self.redis).await?;
+        let others: Vec<&String> = counting.iter().filter(|i| **i != self.instance).collect();
+        let mut gone = Vec::new();
+        if !others.is_empty() {
+            let mut alive = redis::pipe();
+            for instance in &others {
+                alive.cmd("EXISTS").arg(self.keys.instance(instance));
+            }
+            let found: Vec<bool> = alive.query_async(&mut self.redis).await?;
+            gone.extend(others.iter().zip(found).filter(|(_, up)| !up).map(|(i, _)| i.as_str()));
+        }
+        let joined = self
+            .join
+            .key(key)
+            .arg(&self.instance)
+            .arg(limit)
+            .arg(self.ttl_ms.saturating_mul(40))
+            .arg(gone)
+            .invoke_async::<i64>(&mut self.redis)
+            .await?;
+        Ok(joined == 1)
+    }
+
     async fn apply(&mut self, op: Op) {
         let result: Result<(), BusError> = match op {
             Op::Join { user, limit, reply } => {
-                let joined = self
-                    .join
-                    .key(self.keys.user(user))
-                    .arg(&self.instance)
-                    .arg(limit)
-                    .arg(self.keys.instance_prefix())
-                    .arg(self.ttl_ms.saturating_mul(40))
-                    .invoke_async::<i64>(&mut self.redis)
-                    .await
-                    .map(|n| n == 1)
-                    .map_err(BusError::from);
-                let _ = reply.send(joined);
+                let _ = reply.send(self.join_user(user, limit).await);
                 Ok(())
             }
             Op::Leave { user } => self

@@ -103,6 +103,30 @@ async fn messages_cross_instances_once_each() {
     assert_eq!(a.publish(nobody, frame("x")).await.unwrap(), 0);
 }
 
+/// Two relays sharing one Redis under different key prefixes never see each other's
+/// messages: the prefix applies to the channels as to the keys.
+#[tokio::test]
+async fn the_key_prefix_keeps_two_relays_apart_on_one_redis() {
+    let Some(url) = redis_url() else { return };
+    let (one, _) = pair(&url).await;
+    let (two, _) = pair(&url).await;
+    let topic = BusTopic::User(UserId::new());
+    let (on_two, handler) = recorder();
+    let _held = two.subscribe(topic, handler).await.unwrap();
+    assert!(!one.has_subscribers(topic).await.unwrap(), "the other relay's user");
+    assert_eq!(one.publish(topic, frame("not yours")).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(on_two.lock().unwrap().is_empty(), "nothing crossed between the prefixes");
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let channels: Vec<String> =
+        redis::cmd("PUBSUB").arg("CHANNELS").arg("*").query_async(&mut redis).await.unwrap();
+    let ours: Vec<&String> = channels.iter().filter(|c| c.ends_with(&topic.channel())).collect();
+    assert_eq!(ours.len(), 1, "{channels:?}");
+    assert!(ours[0].starts_with("mctest:"), "the channel carries the prefix: {}", ours[0]);
+}
+
 #[tokio::test]
 async fn gateway_presence_follows_its_holder() {
     let Some(url) = redis_url() else { return };
