@@ -140,6 +140,9 @@ function onFrame(frame) {
     case "sessions":
       state.sessions = p.sessions || [];
       renderSessions();
+      // One agent and nothing open yet: its latest conversation, at once (on a phone the
+      // agent list would otherwise be all there is, with no composer).
+      if (!state.agentId && state.agents.length === 1) openAgent(state.agents[0].agent_id, false);
       break;
     case "history":
       onHistory(p);

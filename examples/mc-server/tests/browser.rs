@@ -243,15 +243,18 @@ async fn the_chat_page_in_a_real_browser() {
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
 
-    // Sign in by the labelled fields; the phone layout lists the agents, then the conversation.
+    // Sign in by the labelled fields; with one agent the phone opens its conversation at once.
     b.client.goto(&relay.base).await.unwrap();
     let width = b.client.execute("return window.innerWidth;", vec![]).await.unwrap();
     assert_eq!(width, json!(375), "a phone's width");
     b.screenshot("chat-sign-in-phone.png").await;
     sign_in(&b, &relay.base, "alice").await;
-    let agent = b.until_text("#agents button", "the agent list", |t| t.contains("Echo")).await;
-    assert!(agent.contains("online"), "{agent}");
-    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    b.until_text("#title", "the one agent's conversation", |t| t == "Echo").await;
+    let composer = b.client.find(Locator::Css("#message")).await.unwrap();
+    assert!(composer.is_displayed().await.unwrap(), "the composer shows, not only a list");
+    let listed = "return document.querySelector('#agents button').textContent;";
+    let agent = b.client.execute(listed, vec![]).await.unwrap();
+    assert!(agent.as_str().unwrap().contains("online"), "{agent}");
 
     // Enter sends; the reply streams (a dashed, growing item), then the stored reply.
     say(&b, "hello from a browser").await;
@@ -451,8 +454,8 @@ async fn older_messages_on_scroll_several_sessions_and_the_admin_view_of_them() 
 
     let b = Browser::start(true).await;
     sign_in(&b, &relay.base, "alice").await;
-    b.until_text("#agents button", "the agent list", |t| t.contains("Echo")).await;
-    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    // Her one agent's latest conversation opens by itself.
+    b.until_text("#title", "the one agent's conversation", |t| t == "Echo").await;
     // The newest page (50) first; scrolling to the top brings the 10 older ones.
     b.until_text("#messages li:last-child", "the newest message", |t| t == "Echo: message 30")
         .await;
@@ -520,7 +523,7 @@ async fn the_access_token_is_refreshed_before_it_expires() {
     let now =
         b.client.execute("return sessionStorage.getItem('mc.tokens');", vec![]).await.unwrap();
     assert_ne!(first, now, "the tokens were rotated");
-    b.client.find(Locator::Css("#agents button")).await.unwrap().click().await.unwrap();
+    b.until_text("#title", "the one agent's conversation", |t| t == "Echo").await;
     say(&b, "still here").await;
     b.until_text("#messages li.agent", "a reply after 10 s of 4 s tokens", |t| {
         t == "Echo: still here"
