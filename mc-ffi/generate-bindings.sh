@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds mc-ffi and generates its Kotlin, Swift and Python bindings.
 #
-#   mc-ffi/generate-bindings.sh OUT_DIR            # release build (opt-level z, LTO, stripped)
+#   mc-ffi/generate-bindings.sh OUT_DIR            # release build (opt-level z, LTO), shipped stripped
 #   mc-ffi/generate-bindings.sh --debug OUT_DIR    # dev build, for tests
 #
 # Writes OUT_DIR/kotlin (dev/missioncontrol/relay/mc_ffi.kt), OUT_DIR/swift (mc_ffi.swift,
@@ -38,4 +38,8 @@ mkdir -p "$out"/{kotlin,swift,python,lib}
 "$bindgen" generate --library "$lib" --language python --out-dir "$out/python"
 cp "$lib" "$out/lib/"
 cp "$lib" "$out/python/"
-echo "bindings in $out (library: $(du -k "$lib" | cut -f1) KiB, $profile)"
+if [ "$profile" = release ]; then
+    # The bindings were generated from the library's symbol table; what ships needs none.
+    strip --strip-all "$out/lib/libmc_ffi.so" "$out/python/libmc_ffi.so"
+fi
+echo "bindings in $out (library: $(du -k "$out/lib/libmc_ffi.so" | cut -f1) KiB, $profile)"

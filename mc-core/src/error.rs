@@ -61,6 +61,10 @@ pub enum Error {
     /// The change conflicts with existing data.
     #[error("{0}")]
     Conflict(String),
+    /// A gateway URL is well formed but points where the relay does not dial (a link-local
+    /// address, or outside the ranges outbound gateways may be dialled in).
+    #[error("url: {0}")]
+    AddressRefused(String),
     /// Invalid configuration, found when building a service.
     #[error("invalid configuration: {0}")]
     Config(String),

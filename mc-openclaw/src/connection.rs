@@ -13,8 +13,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
+use crate::address::AddressPolicy;
 use crate::backoff::Backoff;
 use crate::device::DeviceIdentity;
 use crate::event::Event;
@@ -33,6 +34,11 @@ const HELD: Duration = Duration::from_secs(30);
 const TICK_TIMEOUT_CLOSE: u16 = 4000;
 /// Normal closure.
 const NORMAL_CLOSE: u16 = 1000;
+/// A frame over the limit.
+const FRAME_TOO_BIG: u16 = 1009;
+/// The largest frame read before the gateway's `hello-ok` says its own limit (`maxPayload`;
+/// 25 MiB is OpenClaw's): past it the socket fails instead of buffering more.
+const MAX_FRAME_BYTES: usize = 25 * 1024 * 1024;
 
 /// How to reach and authenticate to a gateway.
 #[derive(Clone)]
@@ -59,6 +65,8 @@ pub struct OpenClawOptions {
     pub reconnect_first: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// Which addresses the gateway's host may resolve to (link-local ones never).
+    pub addresses: AddressPolicy,
 }
 
 impl std::fmt::Debug for OpenClawOptions {
@@ -107,7 +115,14 @@ impl OpenClawOptions {
             write_timeout: Duration::from_secs(10),
             reconnect_first: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
+            addresses: AddressPolicy::new(),
         }
+    }
+
+    /// Which addresses may be dialled (default: any but link-local).
+    pub fn addresses(mut self, policy: AddressPolicy) -> Self {
+        self.addresses = policy;
+        self
     }
 
     /// The gateway's shared token.
@@ -380,9 +395,7 @@ async fn handshake(
 ) -> Result<(Socket, HelloOk), Ended> {
     let options = lock(&shared.options).clone();
     let lost = |why: String| Ended::Lost(Duration::ZERO, why);
-    let (mut socket, _) = tokio_tungstenite::connect_async(options.url.as_str())
-        .await
-        .map_err(|e| lost(format!("cannot connect to {}: {e}", options.url)))?;
+    let (mut socket, _) = dial(&options).await.map_err(lost)?;
     let challenge = loop {
         let text = next_text(&mut socket)
             .await
@@ -422,6 +435,51 @@ async fn handshake(
     }
 }
 
+/// Opens the gateway's socket: resolves its host, checks every address against the policy,
+/// and connects to the first allowed one that answers (the WebSocket handshake then goes
+/// over that very connection).
+async fn dial(options: &OpenClawOptions) -> Result<(Socket, ()), String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let shown = loggable_url(&options.url);
+    let request = options
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("{shown} is not a usable URL: {e}"))?;
+    let uri = request.uri().clone();
+    if uri.scheme_str() != Some("ws") {
+        return Err(format!(
+            "{shown}: only ws:// gateways can be dialled (no TLS to OpenClaw yet)"
+        ));
+    }
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let resolved = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {shown}: {e}"))?;
+    let mut why = format!("{shown} resolves to no address");
+    for address in resolved {
+        if let Err(refused) = options.addresses.check(address.ip()) {
+            why = refused.to_string();
+            continue;
+        }
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let config = WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES));
+                let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+                let (socket, _) =
+                    tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                        .await
+                        .map_err(|e| format!("cannot open the socket of {shown}: {e}"))?;
+                return Ok((socket, ()));
+            }
+            Err(e) => why = format!("cannot connect to {shown} ({address}): {e}"),
+        }
+    }
+    Err(why)
+}
+
 /// Writes one message within `deadline`.
 async fn write(socket: &mut Socket, message: Message, deadline: Duration) -> Result<(), String> {
     match tokio::time::timeout(deadline, socket.send(message)).await {
@@ -453,6 +511,11 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
     };
     let since = Instant::now();
     let silence = hello.silence_limit();
+    // The gateway's own frame limit (hello-ok's policy), within what the socket reads at all.
+    let max_payload = usize::try_from(hello.policy.max_payload)
+        .ok()
+        .filter(|n| *n > 0)
+        .map_or(MAX_FRAME_BYTES, |n| n.min(MAX_FRAME_BYTES));
     *lock(&shared.last_frame) = Some(since);
     let (writer, mut outgoing) = mpsc::channel::<String>(WRITE_QUEUE);
     *lock(&shared.writer) = Some(writer);
@@ -463,6 +526,10 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
     loop {
         tokio::select! {
             incoming = socket.next() => match incoming {
+                Some(Ok(Message::Text(text))) if text.len() > max_payload => {
+                    close_socket(&mut socket, FRAME_TOO_BIG, "frame too big", write_timeout).await;
+                    return lost(format!("the gateway sent a frame over its own limit of {max_payload} bytes"));
+                }
                 Some(Ok(Message::Text(text))) => {
                     *lock(&shared.last_frame) = Some(Instant::now());
                     on_frame(shared, events, &text);

@@ -17,6 +17,7 @@
 //! - [`approval`]: exec and plugin approvals, and questions;
 //! - [`artifact`]: the files an agent produced;
 //! - [`operator`]: health, sessions, cron and usage;
+//! - [`address`]: which addresses a connection may dial (never link-local);
 //! - [`backoff`]: reconnect delays with full jitter, shared by every reconnecting client here;
 //! - `rpc` (feature `rpc`): calls matched to their answers by id, with a deadline;
 //! - `device`, `connection` (feature `connection`): the Ed25519 device identity and
@@ -49,6 +50,7 @@
 //! assert!(matches!(frame.decode().unwrap(), Event::Chat(_)));
 //! ```
 
+pub mod address;
 pub mod agent;
 pub mod approval;
 pub mod artifact;

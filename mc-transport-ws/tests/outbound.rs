@@ -82,6 +82,60 @@ async fn adding_a_gateway_to_dial_checks_every_field() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
+/// The relay never dials a link-local address (a cloud's metadata service): such a URL is
+/// refused with 422, and so is an address literal outside the configured ranges; a name is
+/// checked on every address it resolves to when it is dialled, and the refusal is its error.
+#[tokio::test]
+async fn outbound_urls_never_reach_link_local_addresses_or_leave_the_allowed_ranges() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token.clone();
+    for url in [
+        "ws://169.254.169.254/latest/meta-data",
+        "ws://169.254.0.1:18789",
+        "ws://[fe80::1]:18789",
+        "ws://[fd00:ec2::254]/",
+        "ws://[::ffff:169.254.169.254]/",
+    ] {
+        let r =
+            s.post("/api/v1/gateways", Some(&admin), json!({ "name": "meta", "url": url })).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "ADDRESS_REFUSED", "{url}: {}", r.body);
+    }
+    assert_eq!(s.get("/api/v1/gateways", &admin).await.body["gateways"], json!([]));
+
+    // Narrowed to 10.0.0.0/8: a loopback literal is refused at once, a name that resolves to
+    // loopback when it is dialled.
+    let store = mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap();
+    let http =
+        common::HttpConfig::default().with_outbound_allow(vec!["10.0.0.0/8".parse().unwrap()]);
+    let narrow = TestServer::start_on(
+        std::sync::Arc::new(store),
+        |c| c.password_params(common::cheap_passwords()),
+        mc_core::registry::RegistryConfig::default(),
+        mc_core::relay::RelayLimits::default(),
+        http,
+    )
+    .await;
+    let admin = narrow.admin_token.clone();
+    let literal = json!({ "name": "lo", "url": "ws://127.0.0.1:18789" });
+    let r = narrow.post("/api/v1/gateways", Some(&admin), literal).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let named = json!({ "name": "named", "url": "ws://localhost:18789" });
+    let r = narrow.post("/api/v1/gateways", Some(&admin), named).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let mut view = narrow.get(&format!("/api/v1/gateways/{id}"), &admin).await;
+    for _ in 0..100 {
+        if view.body["outbound"]["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        view = narrow.get(&format!("/api/v1/gateways/{id}"), &admin).await;
+    }
+    let error = view.body["outbound"]["last_error"].as_str().unwrap();
+    assert!(error.contains("outside the ranges"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_list_the_live_links_of_a_gateway() {
     let f = ChatFixture::new().await;

@@ -40,6 +40,13 @@ impl OutboundGatewayRequest {
     pub fn validate(&self) -> Result<()> {
         validate::identifier("name", &self.name, 64, false)?;
         validate::ws_url("url", &self.url)?;
+        // A link-local host (a cloud's metadata service) is never dialled; a name that
+        // resolves to one is refused when dialled.
+        if let Some(ip) = mc_openclaw::address::literal_host(&self.url)
+            && let Err(refused) = mc_openclaw::address::AddressPolicy::new().check(ip)
+        {
+            return Err(Error::AddressRefused(refused.to_string()));
+        }
         if let Some(token) = &self.token
             && (token.is_empty()
                 || token.len() > MAX_GATEWAY_TOKEN

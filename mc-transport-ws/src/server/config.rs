@@ -24,6 +24,7 @@ pub struct HttpConfig {
     max_unauthenticated: usize,
     max_unauthenticated_per_ip: usize,
     socket_limits: SocketLimits,
+    outbound_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +43,7 @@ impl Default for HttpConfig {
             max_unauthenticated: 1_000,
             max_unauthenticated_per_ip: 64,
             socket_limits: SocketLimits::default(),
+            outbound_allow: Vec::new(),
         }
     }
 }
@@ -65,6 +67,12 @@ impl HttpConfig {
         /// gateways their `relay_ws_url`. Without it the request's `Host` is used, over `wss://`
         /// when [`HttpConfig::serves_tls`], else `ws://`.
         with_public_url, public_url: ref Option<String>
+    );
+    mc_core::setting!(
+        /// The address ranges outbound gateways may be dialled in (default empty: any address
+        /// but link-local ones, which are never dialled). Every address a gateway's host
+        /// resolves to is checked when it is dialled.
+        with_outbound_allow, outbound_allow: ref Vec<ipnet::IpNet>
     );
     mc_core::setting!(
         /// Whether this server terminates TLS itself (`mc-server --tls-cert`; default off): the

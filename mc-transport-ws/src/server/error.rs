@@ -98,6 +98,14 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
             }
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, "CONFLICT", message),
+            Error::AddressRefused(message) => Self {
+                field: Some("url".into()),
+                ..Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ADDRESS_REFUSED",
+                    format!("url: {message}"),
+                )
+            },
             Error::Bus(err) => {
                 tracing::warn!(error = %err, "bus unavailable");
                 Self::new(

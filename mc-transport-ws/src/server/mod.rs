@@ -56,6 +56,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use mc_core::Services;
 use mc_core::relay::Relay;
+use mc_openclaw::address::AddressPolicy;
 use tokio::sync::Semaphore;
 
 pub use config::HttpConfig;
@@ -99,7 +100,7 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
         config.max_unauthenticated_per_ip(),
     );
     let board = link_board::LinkBoard::new(config.instance_id());
-    let outbound = start_outbound(&relay, &board);
+    let outbound = start_outbound(&relay, &board, &config);
     let state = AppState {
         services: relay.services().clone(),
         relay,
@@ -165,8 +166,13 @@ pub fn app_with(relay: Relay, config: HttpConfig) -> Router {
 
 /// The pool of gateways this relay dials, connecting to the stored ones in the background
 /// (when there is a tokio runtime: outside one, only gateways added later are dialled).
-fn start_outbound(relay: &Relay, board: &link_board::LinkBoard) -> outbound::OutboundPool {
-    let pool = outbound::OutboundPool::new(relay.clone(), board.clone());
+fn start_outbound(
+    relay: &Relay,
+    board: &link_board::LinkBoard,
+    config: &HttpConfig,
+) -> outbound::OutboundPool {
+    let addresses = AddressPolicy::allow_only(config.outbound_allow().clone());
+    let pool = outbound::OutboundPool::new(relay.clone(), board.clone(), addresses);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let starting = pool.clone();

@@ -28,6 +28,7 @@ use mc_core::relay::Relay;
 use mc_core::{AgentReport, Error, GatewayId, OutboundLink};
 use mc_openclaw::ConnectFailure;
 use mc_openclaw::Payload;
+use mc_openclaw::address::AddressPolicy;
 use mc_openclaw::connection::{ConnectionEvent, OpenClawConnection, OpenClawOptions};
 use mc_openclaw::device::DeviceIdentity;
 use mc_openclaw::method::AgentsList;
@@ -53,6 +54,8 @@ struct PoolInner {
     board: LinkBoard,
     running: Mutex<HashMap<GatewayId, OpenClawConnection>>,
     device: OnceCell<DeviceIdentity>,
+    /// Which addresses the gateways may be dialled at.
+    addresses: AddressPolicy,
 }
 
 impl PoolInner {
@@ -62,8 +65,9 @@ impl PoolInner {
 }
 
 impl OutboundPool {
-    pub(crate) fn new(relay: Relay, board: LinkBoard) -> Self {
-        let inner = PoolInner { relay, board, running: Mutex::default(), device: OnceCell::new() };
+    pub(crate) fn new(relay: Relay, board: LinkBoard, addresses: AddressPolicy) -> Self {
+        let running = Mutex::default();
+        let inner = PoolInner { relay, board, running, device: OnceCell::new(), addresses };
         Self { inner: Arc::new(inner) }
     }
 
@@ -77,6 +81,11 @@ impl OutboundPool {
         Ok(count)
     }
 
+    /// Which addresses the gateways may be dialled at.
+    pub(crate) fn addresses(&self) -> &AddressPolicy {
+        &self.inner.addresses
+    }
+
     /// Starts the connection to one gateway (nothing if it runs already).
     pub(crate) async fn start(&self, link: OutboundLink) -> Result<(), Error> {
         let device = self.device().await?.clone();
@@ -87,7 +96,8 @@ impl OutboundPool {
         let options = OpenClawOptions::new(link.url.clone())
             .token(link.token)
             .device(Some(device))
-            .device_token(link.device_token);
+            .device_token(link.device_token)
+            .addresses(self.inner.addresses.clone());
         let (events_tx, events) = mpsc::unbounded_channel();
         let connection = OpenClawConnection::start(options, events_tx);
         {

@@ -36,6 +36,13 @@ pub(crate) async fn add_gateway(
     Admin(admin): Admin,
     ApiJson(body): ApiJson<NewGatewayBody>,
 ) -> Result<(StatusCode, Json<GatewayView>), ApiError> {
+    // An address literal outside the ranges gateways may be dialled in is refused now (a
+    // name is checked when dialled, on every address it resolves to).
+    if let Some(ip) = mc_openclaw::address::literal_host(&body.url)
+        && let Err(refused) = state.outbound.addresses().check(ip)
+    {
+        return Err(mc_core::Error::AddressRefused(refused.to_string()).into());
+    }
     let request = OutboundGatewayRequest { name: body.name, url: body.url, token: body.token };
     let registry = state.services.registry();
     let (gateway, link) = registry.add_outbound_gateway(&admin, request).await?;

@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "MC_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Comma-separated address ranges (CIDRs, e.g. `10.0.0.0/8,fd00::/8`) the gateways this
+    /// relay dials may be at: every address a gateway's host resolves to is checked when it
+    /// is dialled [default: any but link-local addresses, which are never dialled].
+    #[arg(long, env = "MC_OUTBOUND_ALLOW")]
+    pub outbound_allow: Option<String>,
     /// Serve `GET /metrics` on this separate address (e.g. 127.0.0.1:9100: keep it off the
     /// public network) [default: not served on an address of its own].
     #[arg(long, env = "MC_METRICS_LISTEN")]

@@ -66,6 +66,7 @@ impl Settings {
                 tls_key,
                 metrics_listen,
                 metrics_token,
+                outbound_allow,
             ]
         );
         let database = database(&m)?;
@@ -134,6 +135,20 @@ fn listen(m: &ServeArgs) -> Result<SocketAddr, BadSetting> {
     text.parse().map_err(|_| {
         bad("listen", "MC_LISTEN", format!("{text:?} is not an address like 127.0.0.1:8080"))
     })
+}
+
+fn outbound_allow(m: &ServeArgs) -> Result<Vec<ipnet::IpNet>, BadSetting> {
+    let Some(text) = &m.outbound_allow else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(str::trim)
+        .filter(|range| !range.is_empty())
+        .map(|range| {
+            range.parse().map_err(|_| {
+                let message = format!("{range:?} is not an address range like 10.0.0.0/8");
+                bad("outbound-allow", "MC_OUTBOUND_ALLOW", message)
+            })
+        })
+        .collect()
 }
 
 fn metrics(m: &ServeArgs) -> Result<MetricsExposure, BadSetting> {
@@ -316,6 +331,7 @@ fn http_config(
         .with_socket_limits(sockets)
         .with_public_url(public_url.clone())
         .with_serves_tls(m.tls_cert.is_some())
+        .with_outbound_allow(outbound_allow(m)?)
         .with_trust_forwarded_for(m.trust_forwarded_for.unwrap_or(false))
         .with_instance_id(instance_id.to_owned()))
 }

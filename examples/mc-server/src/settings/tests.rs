@@ -44,6 +44,16 @@ fn a_server_with_its_own_certificate_hands_out_wss_urls() {
 }
 
 #[test]
+fn outbound_ranges_are_read_as_cidrs() {
+    let args =
+        ServeArgs { outbound_allow: Some("10.0.0.0/8, fd00::/8".into()), ..Default::default() };
+    let ranges = Settings::resolve(&args).unwrap().http.outbound_allow().clone();
+    let shown: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
+    assert!(Settings::resolve(&ServeArgs::default()).unwrap().http.outbound_allow().is_empty());
+}
+
+#[test]
 fn bad_values_name_the_setting() {
     let cases = [
         (ServeArgs { listen: Some("here".into()), ..Default::default() }, "MC_LISTEN"),
@@ -66,6 +76,10 @@ fn bad_values_name_the_setting() {
         (
             ServeArgs { metrics_listen: Some("metrics".into()), ..Default::default() },
             "MC_METRICS_LISTEN",
+        ),
+        (
+            ServeArgs { outbound_allow: Some("10.0.0.0/8,lan".into()), ..Default::default() },
+            "MC_OUTBOUND_ALLOW",
         ),
         (
             ServeArgs { metrics_token: Some("short".parse().unwrap()), ..Default::default() },
