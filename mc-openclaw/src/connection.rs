@@ -377,8 +377,9 @@ async fn next_text(socket: &mut Socket) -> Result<String, String> {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
             Some(Ok(Message::Close(close))) => {
-                let why = close
-                    .map_or_else(String::new, |c| format!("{} {}", u16::from(c.code), c.reason));
+                // The code only: the reason is the gateway's text.
+                let why =
+                    close.map_or_else(String::new, |c| format!("(code {})", u16::from(c.code)));
                 return Err(format!("closed by the gateway {why}").trim_end().to_owned());
             }
             None => return Err("the socket ended".into()),
@@ -535,8 +536,9 @@ async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent
                     on_frame(shared, events, &text);
                 }
                 Some(Ok(Message::Close(close))) => {
-                    let why = close.map_or_else(String::new, |c| format!("{} {}", u16::from(c.code), c.reason));
-                    return lost(format!("closed by the gateway: {why}"));
+                    // The code only: the reason is the gateway's text.
+                    let why = close.map_or_else(String::new, |c| format!(" (code {})", u16::from(c.code)));
+                    return lost(format!("closed by the gateway{why}"));
                 }
                 Some(Ok(_)) => *lock(&shared.last_frame) = Some(Instant::now()),
                 None => return lost("the socket ended".into()),

@@ -378,6 +378,30 @@ impl ConnectFailure {
         }
     }
 
+    /// What failed, in the relay's words only: the gateway's own message is left out (it is
+    /// remote content, shown to admins), and its code is kept only when it looks like one
+    /// (`A-Z`, `0-9`, `_`, at most 64).
+    pub fn summary(&self) -> String {
+        let code = |code: &str| {
+            let plain = !code.is_empty()
+                && code.len() <= 64
+                && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if plain { code.to_owned() } else { "?".to_owned() }
+        };
+        match self {
+            Self::Unauthorized { code: c, .. } => {
+                format!("unauthorized ({}): check the gateway's token", code(c))
+            }
+            Self::Refused { code: c, .. } => format!("refused by the gateway ({})", code(c)),
+            Self::PairingRequired { request_id: Some(id) }
+                if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                Self::PairingRequired { request_id: None }.to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// How long to wait before the next attempt (pairing is retried often, so an approval is
     /// picked up within seconds; a version mismatch rarely changes by itself).
     pub fn retry_after(&self) -> Option<Duration> {
@@ -393,6 +417,25 @@ impl ConnectFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failures_summary_leaves_the_gateways_words_out() {
+        let unauthorized = ConnectFailure::Unauthorized {
+            code: "AUTH_TOKEN_MISMATCH".into(),
+            message: "<script>alert(1)</script> see http://evil".into(),
+        };
+        assert_eq!(
+            unauthorized.summary(),
+            "unauthorized (AUTH_TOKEN_MISMATCH): check the gateway's token"
+        );
+        let refused =
+            ConnectFailure::Refused { code: "weird code <b>".into(), message: "x".into() };
+        assert_eq!(refused.summary(), "refused by the gateway (?)");
+        let pairing = ConnectFailure::PairingRequired { request_id: Some("a b".into()) };
+        assert!(!pairing.summary().contains("a b"));
+        let pairing = ConnectFailure::PairingRequired { request_id: Some("req-1".into()) };
+        assert!(pairing.summary().contains("req-1"));
+    }
 
     fn error(json: &str) -> ErrorShape {
         serde_json::from_str(json).unwrap()

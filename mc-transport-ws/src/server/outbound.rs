@@ -259,7 +259,7 @@ async fn drive(
                 };
                 matches!(
                     registry
-                        .outbound_refused(gateway, request.as_deref(), &failure.to_string())
+                        .outbound_refused(gateway, request.as_deref(), &failure.summary())
                         .await,
                     Err(Error::NotFound(_))
                 )
