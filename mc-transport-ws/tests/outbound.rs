@@ -13,6 +13,20 @@ use mc_core::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+/// The gateway's view once its first dial failed, and that failure.
+async fn last_error(s: &TestServer, admin: &str, id: &str) -> (common::Response, String) {
+    let mut view = s.get(&format!("/api/v1/gateways/{id}"), admin).await;
+    for _ in 0..100 {
+        if let Some(error) = view.body["outbound"]["last_error"].as_str() {
+            let error = error.to_owned();
+            return (view, error);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        view = s.get(&format!("/api/v1/gateways/{id}"), admin).await;
+    }
+    panic!("no dial failed within 5 s: {}", view.body);
+}
+
 #[tokio::test]
 async fn adding_a_gateway_to_dial_checks_every_field() {
     let s = TestServer::start().await;
@@ -61,15 +75,7 @@ async fn adding_a_gateway_to_dial_checks_every_field() {
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
 
     // Nothing listens on port 1: the attempt's failure is visible, never the token.
-    let mut view = s.get(&format!("/api/v1/gateways/{id}"), &admin).await;
-    for _ in 0..100 {
-        if view.body["outbound"]["last_error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        view = s.get(&format!("/api/v1/gateways/{id}"), &admin).await;
-    }
-    let error = view.body["outbound"]["last_error"].as_str().unwrap();
+    let (view, error) = last_error(&s, &admin, &id).await;
     assert!(error.contains("127.0.0.1:1"), "{error}");
     assert!(!view.body.to_string().contains(secret));
     let links = s.get(&format!("/api/v1/gateways/{id}/connections"), &admin).await;
@@ -124,15 +130,7 @@ async fn outbound_urls_never_reach_link_local_addresses_or_leave_the_allowed_ran
     let r = narrow.post("/api/v1/gateways", Some(&admin), named).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    let mut view = narrow.get(&format!("/api/v1/gateways/{id}"), &admin).await;
-    for _ in 0..100 {
-        if view.body["outbound"]["last_error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        view = narrow.get(&format!("/api/v1/gateways/{id}"), &admin).await;
-    }
-    let error = view.body["outbound"]["last_error"].as_str().unwrap();
+    let (_, error) = last_error(&narrow, &admin, &id).await;
     assert!(error.contains("outside the ranges"), "{error}");
 }
 

@@ -147,6 +147,25 @@ fn setup() -> (Arc<FakeRelay>, mpsc::UnboundedReceiver<Conn>, McClient, Arc<Reco
     (relay, conns, client, recorder)
 }
 
+/// Connects `client` with an access token of these `iat` and `exp` claims; returns the
+/// relay's side of the socket, past its `auth` (of that token).
+async fn connect_with_token(
+    client: &McClient,
+    conns: &mut mpsc::UnboundedReceiver<Conn>,
+    iat: i64,
+    exp: i64,
+) -> Conn {
+    use base64::Engine as _;
+    let claims = serde_json::json!({ "iat": iat, "exp": exp }).to_string();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes());
+    let jwt = format!("h.{encoded}.s");
+    client.restore_tokens(&jwt, "refresh-0");
+    client.connect().unwrap();
+    let mut conn = conns.recv().await.unwrap();
+    assert_eq!(conn.auth().await, jwt);
+    conn
+}
+
 async fn state_becomes(client: &McClient, want: impl Fn(&ConnectionState) -> bool) {
     for _ in 0..10_000 {
         if want(&client.state()) {
@@ -395,18 +414,10 @@ async fn resume_points_advance_only_over_stored_messages_seen() {
 
 #[tokio::test(start_paused = true)]
 async fn a_token_near_expiry_is_refreshed_and_extends_the_open_socket() {
-    use base64::Engine as _;
     let (relay, mut conns, client, recorder) = setup();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let claims = serde_json::json!({ "iat": now, "exp": now + 100 }).to_string();
-    let jwt = format!(
-        "h.{}.s",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes())
-    );
-    client.restore_tokens(&jwt, "refresh-0");
-    client.connect().unwrap();
-    let mut conn = conns.recv().await.unwrap();
-    assert_eq!(conn.auth().await, jwt);
+    let now = i64::try_from(now).unwrap();
+    let mut conn = connect_with_token(&client, &mut conns, now, now + 100).await;
     conn.auth_ok(AgentId::new());
     let connected_at = Instant::now();
     // At 80 % of the lifetime the client refreshes and sends `auth` on the same socket.
@@ -475,17 +486,8 @@ async fn figures_at_the_edge_of_their_type_never_stop_the_connection() {
     // A heartbeat interval of u64::MAX seconds and a token whose `exp` is i64::MAX: the
     // deadlines computed from them saturate instead of overflowing (which panicked the
     // connection task; an app built with `panic = "abort"` died).
-    use base64::Engine as _;
     let (_, mut conns, client, _) = setup();
-    let claims = serde_json::json!({ "iat": i64::MIN, "exp": i64::MAX }).to_string();
-    let jwt = format!(
-        "h.{}.s",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes())
-    );
-    client.restore_tokens(&jwt, "refresh-0");
-    client.connect().unwrap();
-    let mut conn = conns.recv().await.unwrap();
-    assert_eq!(conn.auth().await, jwt);
+    let mut conn = connect_with_token(&client, &mut conns, i64::MIN, i64::MAX).await;
     conn.send(ServerFrame::AuthOk {
         user_id: UserId::new(),
         organization_id: OrgId::new(),
