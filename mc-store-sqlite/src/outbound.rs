@@ -69,6 +69,18 @@ impl OutboundStore for SqliteStore {
             .collect()
     }
 
+    async fn count_outbound_gateways(&self, org: OrgId) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbound_links o JOIN gateways g ON g.id = o.gateway_id
+             WHERE g.organization_id = ?1",
+        )
+        .bind(org.as_uuid())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(|e| store_error(e, "gateway"))?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     async fn set_outbound_device_token(
         &self,
         gateway: GatewayId,

@@ -134,6 +134,42 @@ async fn outbound_urls_never_reach_link_local_addresses_or_leave_the_allowed_ran
     assert!(error.contains("outside the ranges"), "{error}");
 }
 
+/// An organization dials at most so many gateways: past the cap adding one is refused and
+/// nothing is stored; deleting one makes room.
+#[tokio::test]
+async fn outbound_gateways_are_capped_per_organization() {
+    let store = mc_store_sqlite::SqliteStore::open_in_memory().await.unwrap();
+    let s = TestServer::start_on(
+        std::sync::Arc::new(store),
+        |c| c.password_params(common::cheap_passwords()),
+        mc_core::registry::RegistryConfig::default().with_max_outbound_gateways(2),
+        mc_core::relay::RelayLimits::default(),
+        common::HttpConfig::default(),
+    )
+    .await;
+    let admin = s.admin_token.clone();
+    let add = |name: &str| json!({ "name": name, "url": "ws://127.0.0.1:1" });
+    let first = s.post("/api/v1/gateways", Some(&admin), add("one")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(
+        s.post("/api/v1/gateways", Some(&admin), add("two")).await.status,
+        StatusCode::CREATED
+    );
+    let third = s.post("/api/v1/gateways", Some(&admin), add("three")).await;
+    assert_eq!(third.status, StatusCode::CONFLICT, "{}", third.body);
+    assert!(third.error_message().contains("the most"), "{}", third.body);
+    assert_eq!(
+        s.get("/api/v1/gateways", &admin).await.body["gateways"].as_array().unwrap().len(),
+        2
+    );
+    let id = first.body["id"].as_str().unwrap();
+    s.send(Method::DELETE, &format!("/api/v1/gateways/{id}"), Some(&admin), None).await;
+    assert_eq!(
+        s.post("/api/v1/gateways", Some(&admin), add("three")).await.status,
+        StatusCode::CREATED
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_list_the_live_links_of_a_gateway() {
     let f = ChatFixture::new().await;

@@ -10,6 +10,7 @@ pub struct RegistryConfig {
     pub(crate) sweep_every: Duration,
     pub(crate) max_registration_token_ttl: Duration,
     pub(crate) max_changes_per_minute: u32,
+    pub(crate) max_outbound_gateways: u32,
 }
 
 impl Default for RegistryConfig {
@@ -20,6 +21,7 @@ impl Default for RegistryConfig {
             sweep_every: Duration::from_secs(10),
             max_registration_token_ttl: Duration::from_secs(366 * 24 * 3600),
             max_changes_per_minute: 6,
+            max_outbound_gateways: 64,
         }
     }
 }
@@ -49,6 +51,18 @@ impl RegistryConfig {
     pub fn with_max_changes_per_minute(mut self, n: u32) -> Self {
         self.max_changes_per_minute = n;
         self
+    }
+
+    /// The most gateways the relay dials per organization (default 64, at least 1); past it
+    /// adding one is refused (409).
+    pub fn with_max_outbound_gateways(mut self, n: u32) -> Self {
+        self.max_outbound_gateways = n.max(1);
+        self
+    }
+
+    /// See [`with_max_outbound_gateways`](Self::with_max_outbound_gateways).
+    pub fn max_outbound_gateways(&self) -> u32 {
+        self.max_outbound_gateways
     }
 
     /// See [`with_max_changes_per_minute`](Self::with_max_changes_per_minute).

@@ -71,6 +71,12 @@ impl RegistryService {
     ) -> Result<(Gateway, OutboundLink)> {
         require_admin(admin)?;
         request.validate()?;
+        let most = self.config.max_outbound_gateways;
+        if self.store.count_outbound_gateways(admin.organization_id).await? >= u64::from(most) {
+            return Err(Error::Conflict(format!(
+                "the organization has {most} gateways the relay dials, the most it may; delete one first"
+            )));
+        }
         let now = self.clock.now();
         // Nobody holds this token: a dialled gateway never authenticates to the relay.
         let unusable = random_secret(RELAY_TOKEN_PREFIX)?;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::ids::GatewayId;
+use crate::ids::{GatewayId, OrgId};
 use crate::model::{Gateway, OutboundLink, Timestamp};
 
 /// Gateways the relay dials, and instance-wide settings.
@@ -22,6 +22,8 @@ pub trait OutboundStore: Send + Sync {
     async fn get_outbound_link(&self, gateway: GatewayId) -> StoreResult<Option<OutboundLink>>;
     /// Every gateway the relay dials, in gateway id order.
     async fn list_outbound_links(&self) -> StoreResult<Vec<OutboundLink>>;
+    /// How many gateways the relay dials for the organization.
+    async fn count_outbound_gateways(&self, org: OrgId) -> StoreResult<u64>;
     /// Keeps the device token the gateway issued. `NotFound` if there is no such link.
     async fn set_outbound_device_token(
         &self,

@@ -30,6 +30,8 @@ pub async fn outbound_gateway_create_update_delete(store: Arc<dyn Store>) {
     assert_eq!(store.get_gateway(gateway.id).await.unwrap(), Some(gateway.clone()));
     assert_eq!(store.get_outbound_link(gateway.id).await.unwrap(), Some(stored.clone()));
     assert_eq!(store.list_outbound_links().await.unwrap(), vec![stored.clone()]);
+    assert_eq!(store.count_outbound_gateways(org.id).await.unwrap(), 1);
+    assert_eq!(store.count_outbound_gateways(OrgId::new()).await.unwrap(), 0, "per organization");
 
     // A name taken in the organization: neither row is written.
     let mut twin = fixtures::gateway(org.id);
@@ -70,6 +72,7 @@ pub async fn outbound_gateway_create_update_delete(store: Arc<dyn Store>) {
     let inbound = fixtures::gateway(org.id);
     store.create_gateway(&inbound).await.unwrap();
     assert_eq!(store.get_outbound_link(inbound.id).await.unwrap(), None);
+    assert_eq!(store.count_outbound_gateways(org.id).await.unwrap(), 1, "dialled ones only");
     store.delete_gateway(gateway.id).await.unwrap();
     assert_eq!(store.get_outbound_link(gateway.id).await.unwrap(), None);
     assert!(store.list_outbound_links().await.unwrap().is_empty());
