@@ -10,6 +10,37 @@ use serde_json::{Map, Value};
 
 use crate::wire_enum;
 
+/// What keeps a `/` or `!` from being read as a command: U+2060 WORD JOINER, invisible.
+const COMMAND_BREAK: char = '\u{2060}';
+
+/// `text` as OpenClaw reads plain text: no slash command (`/status`, `/restart`), directive
+/// (`/model … -g`, `/think`, `/exec`), inline shortcut (`/help` within a sentence) or host
+/// command (`! ls`) in it runs. OpenClaw runs those for whoever sends `chat.send`, with the
+/// sender's scopes, whether they stand alone or inside the text; a relay's users are not the
+/// gateway's operators. Every `/` that starts a word, and a `!` that starts the text, gets an
+/// invisible word joiner after it, which the agent reads past; nothing else changes.
+pub fn as_plain_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let starts_word = |i: usize| text[..i].chars().next_back().is_none_or(char::is_whitespace);
+    let first_visible = text.find(|c: char| !c.is_whitespace());
+    let breaks: Vec<usize> = text
+        .char_indices()
+        .filter(|&(i, c)| (c == '/' && starts_word(i)) || (c == '!' && Some(i) == first_visible))
+        .map(|(i, _)| i + 1)
+        .collect();
+    if breaks.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + breaks.len() * COMMAND_BREAK.len_utf8());
+    let mut from = 0;
+    for at in breaks {
+        out.push_str(&text[from..at]);
+        out.push(COMMAND_BREAK);
+        from = at;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// `chat.send`'s parameters.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -436,5 +467,30 @@ fn snapshot_text(message: &TranscriptMessage) -> Option<&str> {
             [] => Some(""),
             _ => None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_in_a_users_text_are_read_as_text() {
+        let j = COMMAND_BREAK;
+        for (text, plain) in [
+            ("/status".to_owned(), format!("/{j}status")),
+            ("  /restart".to_owned(), format!("  /{j}restart")),
+            ("hello /model x -g".to_owned(), format!("hello /{j}model x -g")),
+            ("a\n/think high".to_owned(), format!("a\n/{j}think high")),
+            ("! rm -rf /".to_owned(), format!("!{j} rm -rf /{j}")),
+            ("and/or 1/2 http://x".to_owned(), "and/or 1/2 http://x".to_owned()),
+            ("wow! nice".to_owned(), "wow! nice".to_owned()),
+            ("plain".to_owned(), "plain".to_owned()),
+            ("/".to_owned(), format!("/{j}")),
+            ("中文 /状态".to_owned(), format!("中文 /{j}状态")),
+        ] {
+            assert_eq!(as_plain_text(&text), plain, "{text:?}");
+        }
+        assert!(matches!(as_plain_text("nothing to do"), std::borrow::Cow::Borrowed(_)));
     }
 }

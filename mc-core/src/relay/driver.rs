@@ -128,7 +128,8 @@ async fn perform(link: Arc<dyn GatewayLink>, job: Job, timeout: Duration) -> Out
         Job::Send(send) => {
             let params = ChatSendParams {
                 session_key: send.session_key.clone(),
-                message: send.content.clone(),
+                // The user's text as text: no OpenClaw command in it runs.
+                message: mc_openclaw::chat::as_plain_text(&send.content).into_owned(),
                 idempotency_key: send.message_id.to_string(),
                 ..Default::default()
             };

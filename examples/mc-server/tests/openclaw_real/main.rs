@@ -459,3 +459,24 @@ async fn the_gateway_restarting_mid_conversation() {
 }
 
 mod outbound;
+
+/// A user's text reaches the agent as text: no OpenClaw slash command, directive or inline
+/// shortcut in it runs with the relay's scopes (without the relay's care, `/status` answered
+/// with the gateway's status card and `hello /status` reached the model as `hello`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_in_a_users_text_never_run_on_the_gateway() {
+    if !testbed_ready() {
+        return;
+    }
+    let gateway = start_gateway_blocking(GatewayOptions::default()).await;
+    let relay = relay(&[]).await;
+    let _bridge = relay.bridge(&gateway, "office");
+    let (agent, _) = relay.agent_of("office").await;
+    let mut ws = relay.alice().await;
+    for text in ["/status", " /help", "hello /status", "/model fake/other -g", "! ls /"] {
+        send_chat(&mut ws, &agent, text, None).await;
+        let (reply, _) = until(&mut ws, "chat").await;
+        let content = reply["payload"]["content"].as_str().unwrap().replace('\u{2060}', "");
+        assert_eq!(content, format!("Echo: {}", text.trim_start()), "{text:?} ran as a command");
+    }
+}
