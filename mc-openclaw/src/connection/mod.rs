@@ -4,25 +4,28 @@
 //! reconnection with exponential backoff and full jitter. Every call in flight when the
 //! socket is lost fails at once; every write has a deadline, so a gateway that stops reading
 //! is dropped and dialled again.
+//!
+//! - `options`: [`OpenClawOptions`] (how to reach and authenticate) and [`loggable_url`];
+//! - `socket`: dialling at an address the policy allows, reading and writing within deadlines.
+
+mod options;
+mod socket;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
-use crate::address::AddressPolicy;
+pub use self::options::{OpenClawOptions, loggable_url};
+use self::socket::{MAX_FRAME_BYTES, Socket, close_socket, dial, next_text, write};
 use crate::backoff::Backoff;
-use crate::device::DeviceIdentity;
 use crate::event::Event;
 use crate::frame::{EventFrame, Frame, Payload, Request};
-use crate::handshake::{
-    CONNECT, Challenge, ClientInfo, ConnectFailure, ConnectParams, HelloOk, SCOPE_READ, SCOPE_WRITE,
-};
+use crate::handshake::{CONNECT, ConnectFailure, HelloOk};
 use crate::method::Method;
 use crate::rpc::{CallError, Calls, params_of, result_of};
 
@@ -36,123 +39,6 @@ const TICK_TIMEOUT_CLOSE: u16 = 4000;
 const NORMAL_CLOSE: u16 = 1000;
 /// A frame over the limit.
 const FRAME_TOO_BIG: u16 = 1009;
-/// The largest frame read before the gateway's `hello-ok` says its own limit (`maxPayload`;
-/// 25 MiB is OpenClaw's): past it the socket fails instead of buffering more.
-const MAX_FRAME_BYTES: usize = 25 * 1024 * 1024;
-
-/// How to reach and authenticate to a gateway.
-#[derive(Clone)]
-pub struct OpenClawOptions {
-    /// `ws://host:port` of the gateway.
-    pub url: String,
-    /// The gateway's shared token, if it uses one.
-    pub token: Option<String>,
-    /// The device key, for gateways that pair devices (remote ones do).
-    pub device: Option<DeviceIdentity>,
-    /// A device token issued earlier to this device.
-    pub device_token: Option<String>,
-    /// Who the client says it is.
-    pub client: ClientInfo,
-    /// Scopes to ask for.
-    pub scopes: Vec<String>,
-    /// Client capabilities to declare.
-    pub caps: Vec<String>,
-    /// Time for the socket to open and the handshake to finish.
-    pub handshake_timeout: Duration,
-    /// Time one write (or the closing handshake) may take before the gateway counts as gone.
-    pub write_timeout: Duration,
-    /// First reconnect delay.
-    pub reconnect_first: Duration,
-    /// Longest reconnect delay.
-    pub reconnect_max: Duration,
-    /// Which addresses the gateway's host may resolve to (link-local ones never).
-    pub addresses: AddressPolicy,
-}
-
-impl std::fmt::Debug for OpenClawOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenClawOptions")
-            .field("url", &loggable_url(&self.url))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("device", &self.device)
-            .field("device_token", &self.device_token.as_ref().map(|_| "<redacted>"))
-            .field("client", &self.client)
-            .field("scopes", &self.scopes)
-            .field("caps", &self.caps)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `url` as it may be shown in a log line or a `Debug` output: its scheme, host, port and
-/// path, without user info (a user name and password) or query (a token), which may hold
-/// credentials.
-pub fn loggable_url(url: &str) -> String {
-    match url.parse::<tokio_tungstenite::tungstenite::http::Uri>() {
-        Ok(uri) if uri.host().is_some() => {
-            let scheme = uri.scheme_str().unwrap_or("ws");
-            let host = uri.host().unwrap_or_default();
-            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{scheme}://{host}{port}{}", uri.path())
-        }
-        _ => "(a URL that does not parse)".into(),
-    }
-}
-
-impl OpenClawOptions {
-    /// Options for `url` with the relay's defaults: `gateway-client`/`backend`,
-    /// `operator.read` + `operator.write`, 15 s handshake, 10 s per write, reconnects 1 s →
-    /// 30 s.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            token: None,
-            device: None,
-            device_token: None,
-            client: ClientInfo::default(),
-            scopes: vec![SCOPE_READ.into(), SCOPE_WRITE.into()],
-            caps: Vec::new(),
-            handshake_timeout: Duration::from_secs(15),
-            write_timeout: Duration::from_secs(10),
-            reconnect_first: Duration::from_secs(1),
-            reconnect_max: Duration::from_secs(30),
-            addresses: AddressPolicy::new(),
-        }
-    }
-
-    /// Which addresses may be dialled (default: any but link-local).
-    pub fn addresses(mut self, policy: AddressPolicy) -> Self {
-        self.addresses = policy;
-        self
-    }
-
-    /// The gateway's shared token.
-    pub fn token(mut self, token: Option<String>) -> Self {
-        self.token = token;
-        self
-    }
-
-    /// The device key to sign challenges with.
-    pub fn device(mut self, device: Option<DeviceIdentity>) -> Self {
-        self.device = device;
-        self
-    }
-
-    /// A device token issued earlier.
-    pub fn device_token(mut self, token: Option<String>) -> Self {
-        self.device_token = token;
-        self
-    }
-
-    /// The `connect` answering `challenge`, signed by the device if there is one.
-    fn connect_params(&self, challenge: &Challenge) -> ConnectParams {
-        let mut params =
-            ConnectParams::operator(self.client.clone(), self.scopes.clone(), self.caps.clone());
-        params.auth.token = self.token.clone();
-        params.auth.device_token = self.device_token.clone();
-        params.device = self.device.as_ref().map(|device| device.prove(&params, challenge));
-        params
-    }
-}
 
 /// Where the connection is.
 #[derive(Debug, Clone, PartialEq)]
@@ -368,27 +254,6 @@ async fn run(shared: Arc<Shared>, events: mpsc::UnboundedSender<ConnectionEvent>
     shared.state.send_replace(ConnectionState::Closed);
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next text frame, or why there is none.
-async fn next_text(socket: &mut Socket) -> Result<String, String> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
-            Some(Ok(Message::Close(close))) => {
-                // The code only: the reason is the gateway's text.
-                let why =
-                    close.map_or_else(String::new, |c| format!("(code {})", u16::from(c.code)));
-                return Err(format!("closed by the gateway {why}").trim_end().to_owned());
-            }
-            None => return Err("the socket ended".into()),
-            Some(Err(e)) => return Err(format!("socket error: {e}")),
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
 /// Opens the socket and completes the handshake.
 async fn handshake(
     shared: &Shared,
@@ -396,7 +261,7 @@ async fn handshake(
 ) -> Result<(Socket, HelloOk), Ended> {
     let options = lock(&shared.options).clone();
     let lost = |why: String| Ended::Lost(Duration::ZERO, why);
-    let (mut socket, _) = dial(&options).await.map_err(lost)?;
+    let mut socket = dial(&options).await.map_err(lost)?;
     let challenge = loop {
         let text = next_text(&mut socket)
             .await
@@ -434,66 +299,6 @@ async fn handshake(
         }
         return Ok((socket, hello));
     }
-}
-
-/// Opens the gateway's socket: resolves its host, checks every address against the policy,
-/// and connects to the first allowed one that answers (the WebSocket handshake then goes
-/// over that very connection).
-async fn dial(options: &OpenClawOptions) -> Result<(Socket, ()), String> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let shown = loggable_url(&options.url);
-    let request = options
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("{shown} is not a usable URL: {e}"))?;
-    let uri = request.uri().clone();
-    if uri.scheme_str() != Some("ws") {
-        return Err(format!(
-            "{shown}: only ws:// gateways can be dialled (no TLS to OpenClaw yet)"
-        ));
-    }
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let resolved = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {shown}: {e}"))?;
-    let mut why = format!("{shown} resolves to no address");
-    for address in resolved {
-        if let Err(refused) = options.addresses.check(address.ip()) {
-            why = refused.to_string();
-            continue;
-        }
-        match tokio::net::TcpStream::connect(address).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let config = WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES));
-                let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-                let (socket, _) =
-                    tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                        .await
-                        .map_err(|e| format!("cannot open the socket of {shown}: {e}"))?;
-                return Ok((socket, ()));
-            }
-            Err(e) => why = format!("cannot connect to {shown} ({address}): {e}"),
-        }
-    }
-    Err(why)
-}
-
-/// Writes one message within `deadline`.
-async fn write(socket: &mut Socket, message: Message, deadline: Duration) -> Result<(), String> {
-    match tokio::time::timeout(deadline, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no write completed in {} s", deadline.as_secs())),
-    }
-}
-
-/// Closes the socket with `code`, giving the closing handshake at most `deadline`.
-async fn close_socket(socket: &mut Socket, code: u16, reason: &'static str, deadline: Duration) {
-    let frame = CloseFrame { code: code.into(), reason: reason.into() };
-    let _ = tokio::time::timeout(deadline, socket.close(Some(frame))).await;
 }
 
 async fn session(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent>) -> Ended {
@@ -578,59 +383,5 @@ fn on_frame(shared: &Shared, events: &mpsc::UnboundedSender<ConnectionEvent>, te
         Err(err) => {
             tracing::debug!(error = %err, "undecodable frame from the OpenClaw gateway ignored")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_never_show_secrets() {
-        let options =
-            OpenClawOptions::new("wss://op:url-secret@127.0.0.1:18789/gw?token=url-token")
-                .token(Some("shared-secret".into()))
-                .device_token(Some("device-secret".into()));
-        let shown = format!("{options:?}");
-        assert!(!shown.contains("shared-secret") && !shown.contains("device-secret"), "{shown}");
-        assert!(!shown.contains("url-secret") && !shown.contains("url-token"), "{shown}");
-        assert!(shown.contains("wss://127.0.0.1:18789/gw"), "{shown}");
-        assert!(!format!("{:?}", DeviceToken("dt-1".into())).contains("dt-1"));
-    }
-
-    #[test]
-    fn urls_are_logged_without_credentials() {
-        for (url, shown) in [
-            ("ws://127.0.0.1:18789", "ws://127.0.0.1:18789/"),
-            ("wss://user:pass@gw.example.com/x?token=t#f", "wss://gw.example.com/x"),
-            ("ws://token@[::1]:9/", "ws://[::1]:9/"),
-            ("not a url", "(a URL that does not parse)"),
-            ("/relative", "(a URL that does not parse)"),
-        ] {
-            assert_eq!(loggable_url(url), shown, "{url}");
-        }
-    }
-
-    #[test]
-    fn the_connect_is_signed_when_there_is_a_device() {
-        let device = DeviceIdentity::generate().unwrap();
-        let challenge =
-            Challenge { nonce: "n-1".into(), ts: 1795307049617, extra: Default::default() };
-        let options =
-            OpenClawOptions::new("ws://x").token(Some("tok".into())).device(Some(device.clone()));
-        let params = options.connect_params(&challenge);
-        assert_eq!((params.min_protocol, params.max_protocol), (4, 4));
-        assert_eq!(params.client.id, "gateway-client");
-        assert_eq!(params.auth.token.as_deref(), Some("tok"));
-        let proof = params.device.as_ref().unwrap();
-        assert_eq!(
-            (proof.id.as_str(), proof.signed_at, proof.nonce.as_str()),
-            (device.id().as_str(), 1795307049617, "n-1")
-        );
-        let without = OpenClawOptions::new("ws://x")
-            .device_token(Some("dt".into()))
-            .connect_params(&challenge);
-        assert!(without.device.is_none());
-        assert_eq!(without.auth.signed_token(), "dt");
     }
 }
